@@ -1,0 +1,3 @@
+from maskviewer.cli import main
+
+raise SystemExit(main())

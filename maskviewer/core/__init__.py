@@ -1,0 +1,1 @@
+"""Pure numpy logic: no Qt, no TensorFlow (a test enforces this)."""

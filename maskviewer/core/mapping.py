@@ -1,0 +1,236 @@
+"""How an image becomes a model input: resize, scaling and channels.
+
+The mapping is proposed from the model's input shape, edited in the input panel and
+remembered per model. :func:`prepare_input` is the single place where pixels turn into the
+tensor the model sees, so tests can compare the app's predictions with ``model(x)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from maskviewer.core.errors import InputMappingError
+from maskviewer.core.image import ImageData, convert_channels, resize_bilinear
+
+RESIZE_MODES = ("stretch", "fit", "crop", "none")
+RESIZE_LABELS = {
+    "stretch": "Stretch to the input size",
+    "fit": "Fit inside, pad with zeros",
+    "crop": "Fill, crop the centre",
+    "none": "No resize (sizes must match)",
+}
+SCALE_MODES = ("0..1", "0..255", "-1..1", "mean/std", "raw")
+SCALE_LABELS = {
+    "0..1": "0 … 1",
+    "0..255": "0 … 255",
+    "-1..1": "−1 … 1",
+    "mean/std": "(x − mean) / std, x in 0 … 1",
+    "raw": "Raw values (as stored)",
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class InputMapping:
+    """The recipe turning an image into one model input.
+
+    Attributes
+    ----------
+    source : str
+        ``"image"`` (the current image), ``"file:PATH"`` (another image) or, for mask inputs,
+        ``"mask:NAME"``.
+    resize : str
+        One of :data:`RESIZE_MODES`.
+    scale : str
+        One of :data:`SCALE_MODES`.
+    mean, std : tuple of float
+        Per-channel statistics for ``"mean/std"`` (in 0..1 units).
+    """
+
+    source: str = "image"
+    resize: str = "stretch"
+    scale: str = "0..1"
+    mean: tuple[float, ...] = field(default=IMAGENET_MEAN)
+    std: tuple[float, ...] = field(default=IMAGENET_STD)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> InputMapping:
+        m = cls()
+        for key in ("source", "resize", "scale"):
+            if key in d:
+                setattr(m, key, str(d[key]))
+        for key in ("mean", "std"):
+            if key in d:
+                setattr(m, key, tuple(float(v) for v in d[key]))
+        if m.resize not in RESIZE_MODES:
+            m.resize = "stretch"
+        if m.scale not in SCALE_MODES:
+            m.scale = "0..1"
+        return m
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where the model input's frame lies in image pixel coordinates.
+
+    ``(x, y, width, height)``: a map computed over the model input (an activation, a CAM) is
+    drawn over the image by stretching it onto this rectangle. With "fit" the frame is larger
+    than the image (the padding), with "crop" it is smaller.
+    """
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+def spatial_shape(shape: tuple) -> tuple[int | None, int | None, int | None]:
+    """``(H, W, C)`` of a model input shape given with or without the batch axis."""
+    dims = tuple(shape)
+    if len(dims) == 4:
+        dims = dims[1:]
+    if len(dims) == 3:
+        return dims[0], dims[1], dims[2]
+    if len(dims) == 2:  # (H, W): grey without a channel axis
+        return dims[0], dims[1], None
+    raise InputMappingError(
+        f"An input of shape {tuple(shape)} is not an image input (expected (H, W, C))."
+    )
+
+
+def is_image_input(shape: tuple) -> bool:
+    dims = tuple(shape)
+    if len(dims) == 4:
+        return True
+    return len(dims) == 3 and dims[0] is not None
+
+
+def propose_mapping(
+    input_shape: tuple, image: ImageData | None = None, expects_0_255: bool = False
+) -> InputMapping:
+    """Propose a mapping for a model input of ``input_shape`` (with the batch axis).
+
+    An ``.npy`` image whose shape already equals the input is fed as is; a model whose first
+    layer rescales by 1/255 gets 0..255; anything else is stretched and scaled to 0..1.
+    """
+    if image is not None and image.raw is not None and _raw_matches(image.raw, input_shape):
+        return InputMapping(resize="none", scale="raw")
+    return InputMapping(resize="stretch", scale="0..255" if expects_0_255 else "0..1")
+
+
+def _raw_matches(raw: np.ndarray, input_shape: tuple) -> bool:
+    want = tuple(input_shape)
+    for candidate in (want, want[1:]):
+        if len(candidate) == raw.ndim and all(
+            d is None or d == s for d, s in zip(candidate, raw.shape, strict=True)
+        ):
+            return True
+    return False
+
+
+def _scale(x: np.ndarray, mapping: InputMapping) -> np.ndarray:
+    if mapping.scale == "0..1":
+        return x
+    if mapping.scale == "0..255":
+        return x * np.float32(255.0)
+    if mapping.scale == "-1..1":
+        return x * np.float32(2.0) - np.float32(1.0)
+    if mapping.scale == "mean/std":
+        c = x.shape[-1]
+        mean = np.resize(np.asarray(mapping.mean, dtype=np.float32), c)
+        std = np.resize(np.asarray(mapping.std, dtype=np.float32), c)
+        if np.any(std == 0):
+            raise InputMappingError("A standard deviation of 0 in the input mapping: set std > 0.")
+        return (x - mean) / std
+    raise InputMappingError(f"Unknown scaling {mapping.scale!r}.")
+
+
+def prepare_input(
+    image: ImageData, mapping: InputMapping, input_shape: tuple
+) -> tuple[np.ndarray, Frame]:
+    """Turn ``image`` into one model input (without the batch axis) and its frame.
+
+    Parameters
+    ----------
+    image : ImageData
+        The image as loaded.
+    mapping : InputMapping
+        Resize, scaling and channel recipe.
+    input_shape : tuple
+        The model input's shape, with or without the batch axis; ``None`` dims take the
+        image's size.
+
+    Returns
+    -------
+    x : ndarray, float32
+        Shaped like the input without the batch axis.
+    frame : Frame
+        The input's frame in image coordinates (see :class:`Frame`).
+
+    Raises
+    ------
+    InputMappingError
+        When the image cannot become this input; the message says what to change.
+    """
+    whole = Frame(0.0, 0.0, float(image.width), float(image.height))
+    if image.raw is not None and _raw_matches(image.raw, input_shape) and mapping.scale == "raw":
+        raw = image.raw
+        if raw.ndim == len(tuple(input_shape)):  # stored with its batch axis
+            raw = raw[0]
+        return raw.astype(np.float32, copy=True), whole
+    th, tw, tc = spatial_shape(input_shape)
+    no_channel_axis = tc is None
+    tc = 1 if tc is None else tc
+    th = image.height if th is None else th
+    tw = image.width if tw is None else tw
+
+    if mapping.scale == "raw":
+        x = image.array.astype(np.float32)
+    else:
+        x = image.as_unit_float()
+    x = convert_channels(x, tc)
+
+    h, w = image.height, image.width
+    if mapping.resize == "none":
+        if (h, w) != (th, tw):
+            raise InputMappingError(
+                f"The model expects {tw}×{th} pixels and the image is {w}×{h}; choose a "
+                "resize mode (stretch, fit or crop) in the input panel."
+            )
+        frame = whole
+    elif mapping.resize == "stretch":
+        x = resize_bilinear(x, th, tw)
+        frame = whole
+    elif mapping.resize == "fit":
+        s = min(th / h, tw / w)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        inner = resize_bilinear(x, nh, nw)
+        x = np.zeros((th, tw, tc), dtype=np.float32)
+        oy, ox = (th - nh) // 2, (tw - nw) // 2
+        x[oy : oy + nh, ox : ox + nw] = inner
+        sy, sx = nh / h, nw / w
+        frame = Frame(-ox / sx, -oy / sy, tw / sx, th / sy)
+    elif mapping.resize == "crop":
+        s = max(th / h, tw / w)
+        nh, nw = max(th, round(h * s)), max(tw, round(w * s))
+        big = resize_bilinear(x, nh, nw)
+        oy, ox = (nh - th) // 2, (nw - tw) // 2
+        x = big[oy : oy + th, ox : ox + tw]
+        sy, sx = nh / h, nw / w
+        frame = Frame(ox / sx, oy / sy, tw / sx, th / sy)
+    else:
+        raise InputMappingError(f"Unknown resize mode {mapping.resize!r}.")
+
+    x = _scale(x, mapping).astype(np.float32, copy=False)
+    if no_channel_axis:
+        x = x[:, :, 0]
+    return np.ascontiguousarray(x), frame

@@ -1,0 +1,1 @@
+"""The Qt application: main window, panels, the controller and the inference worker."""

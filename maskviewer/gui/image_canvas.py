@@ -1,0 +1,85 @@
+"""The central image view: pan, zoom, and the pixel under the cursor.
+
+Other tools (heatmaps, masks, patch rectangles) add their items on top with
+:meth:`ImageCanvas.add_overlay`; they share the image's pixel coordinates (x right, y down).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Signal
+from PySide6.QtWidgets import QGraphicsItem
+
+from maskviewer.core.image import ImageData
+
+
+def display_array(image: ImageData) -> np.ndarray:
+    """The image as uint8 for display (``(H, W)`` or ``(H, W, 3|4)``): the fast pyqtgraph path."""
+    a = image.array
+    if a.dtype == np.uint8:
+        out = a
+    else:
+        scaled = np.clip(a.astype(np.float32) / np.float32(image.value_max), 0.0, 1.0)
+        out = (scaled * 255.0 + 0.5).astype(np.uint8)
+    if out.shape[2] == 1:
+        return out[:, :, 0]
+    if out.shape[2] == 2:
+        return out[:, :, 0]
+    return out
+
+
+class ImageCanvas(pg.GraphicsLayoutWidget):
+    """A pyqtgraph view of one image with cursor readout."""
+
+    #: x, y (pixel, may be outside), and a text describing the value there ("" outside)
+    cursor_moved = Signal(int, int, str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setBackground("#202020")
+        self.view: pg.ViewBox = self.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image_item)
+        self.image: ImageData | None = None
+        self.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.setAcceptDrops(False)  # the main window takes drops
+
+    def set_image(self, image: ImageData | None) -> None:
+        self.image = image
+        if image is None:
+            self.image_item.clear()
+            return
+        arr = display_array(image)
+        self.image_item.setImage(arr, autoLevels=False, levels=(0, 255))
+        self.image_item.setRect(0, 0, image.width, image.height)
+        self.fit()
+
+    def fit(self) -> None:
+        if self.image is not None:
+            self.view.autoRange(padding=0.02)
+
+    def add_overlay(self, item: QGraphicsItem, z: float = 10.0) -> None:
+        """Put ``item`` over the image in image pixel coordinates."""
+        item.setZValue(z)
+        self.view.addItem(item)
+
+    def remove_overlay(self, item: QGraphicsItem) -> None:
+        self.view.removeItem(item)
+
+    def value_text(self, x: int, y: int) -> str:
+        if self.image is None or not (0 <= x < self.image.width and 0 <= y < self.image.height):
+            return ""
+        v = self.image.array[y, x]
+        if self.image.array.dtype.kind == "f":
+            vals = [f"{float(c):.4g}" for c in v]
+        else:
+            vals = [str(int(c)) for c in v]
+        return vals[0] if len(vals) == 1 else "(" + ", ".join(vals) + ")"
+
+    def _mouse_moved(self, pos: QPointF) -> None:
+        if self.image is None:
+            return
+        p = self.view.mapSceneToView(pos)
+        x, y = int(np.floor(p.x())), int(np.floor(p.y()))
+        self.cursor_moved.emit(x, y, self.value_text(x, y))

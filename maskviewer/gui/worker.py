@@ -1,0 +1,194 @@
+"""The one inference thread: it imports the backend, owns the model and runs every job.
+
+Jobs are plain callables ``fn(ctx)`` run on that thread with a :class:`JobContext` giving the
+:class:`~maskviewer.inference.runner.ModelHost`, progress reporting and cancellation. Each job
+has a *kind* ("load", "predict", "probe", ...): submitting a job drops any pending job of the
+same kind and asks a running one to stop (newest request wins). Every job gets a generation
+number; the controller ignores results older than the newest it asked for. Results come back
+as Qt signals, delivered on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from maskviewer.core.errors import Cancelled, MaskviewerError
+
+
+class JobContext:
+    """What a job sees: the model host, progress reporting and the cancel flag."""
+
+    def __init__(self, worker: InferenceWorker, job: Job) -> None:
+        self.host = worker.host
+        self._worker = worker
+        self._job = job
+
+    @property
+    def cancelled(self) -> bool:
+        return self._job.cancel_event.is_set() or self._worker._stopping
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the job was cancelled or superseded."""
+        if self.cancelled:
+            raise Cancelled("cancelled")
+
+    def progress(self, done: int, total: int) -> None:
+        """Report progress (and stop here if cancelled)."""
+        self.check()
+        self._worker.job_progress.emit(self._job.kind, self._job.generation, int(done), int(total))
+
+
+@dataclass
+class Job:
+    kind: str
+    fn: Callable[[JobContext], Any]
+    generation: int
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+class InferenceWorker(QObject):
+    """Runs jobs on a dedicated thread; create and use it from the GUI thread."""
+
+    backend_loading = Signal()
+    backend_ready = Signal(object)  # DeviceInfo
+    backend_failed = Signal(str)
+    job_started = Signal(str, int)
+    job_progress = Signal(str, int, int, int)  # kind, generation, done, total
+    job_finished = Signal(str, int, object)  # kind, generation, result
+    job_failed = Signal(str, int, str, object)  # kind, generation, message, exception
+    job_cancelled = Signal(str, int)
+
+    def __init__(self, parent: QObject | None = None, init_backend: bool = True) -> None:
+        super().__init__(parent)
+        from maskviewer.inference.runner import ModelHost  # no TensorFlow import here
+
+        self.host = ModelHost()
+        self.device = None
+        self._init_backend = init_backend
+        self._cond = threading.Condition()
+        self._pending: OrderedDict[str, Job] = OrderedDict()
+        self._current: Job | None = None
+        self._generations = itertools.count(1)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="maskviewer-inference", daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Cancel everything and end the thread; True if it ended within ``timeout``."""
+        with self._cond:
+            self._stopping = True
+            for job in self._pending.values():
+                job.cancel_event.set()
+            self._pending.clear()
+            if self._current is not None:
+                self._current.cancel_event.set()
+            self._cond.notify_all()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def submit(self, kind: str, fn: Callable[[JobContext], Any], *, exclusive: bool = False) -> int:
+        """Queue ``fn`` as a job of ``kind``; returns its generation number.
+
+        A pending job of the same kind is dropped and a running one asked to stop. With
+        ``exclusive`` (model loads) every pending job is dropped: they were made for the old model.
+        """
+        with self._cond:
+            job = Job(kind, fn, next(self._generations))
+            victims = list(self._pending.values()) if exclusive else [self._pending.get(kind)]
+            for old in victims:
+                if old is not None:
+                    old.cancel_event.set()
+                    self._pending.pop(old.kind, None)
+            if self._current is not None and (exclusive or self._current.kind == kind):
+                self._current.cancel_event.set()
+            self._pending[kind] = job
+            self._cond.notify_all()
+        return job.generation
+
+    def cancel(self, kind: str | None = None) -> None:
+        """Cancel the pending and running jobs of ``kind`` (all kinds when None)."""
+        with self._cond:
+            for k in list(self._pending):
+                if kind is None or k == kind:
+                    self._pending.pop(k).cancel_event.set()
+            if self._current is not None and (kind is None or self._current.kind == kind):
+                self._current.cancel_event.set()
+
+    def busy(self) -> bool:
+        with self._cond:
+            return self._current is not None or bool(self._pending)
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        if self._init_backend:
+            self.backend_loading.emit()
+            try:
+                from maskviewer.inference.backend import init_backend
+
+                self.device = init_backend()
+                self.backend_ready.emit(self.device)
+            except Exception as exc:  # no backend: report and keep serving (jobs will fail clearly)
+                self.backend_failed.emit(f"The model backend could not start: {type(exc).__name__}: {exc}")
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                _, job = self._pending.popitem(last=False)
+                self._current = job
+            self._execute(job)
+            with self._cond:
+                self._current = None
+
+    def _execute(self, job: Job) -> None:
+        ctx = JobContext(self, job)
+        try:
+            ctx.check()
+            self.job_started.emit(job.kind, job.generation)
+            result = job.fn(ctx)
+            ctx.check()
+        except Cancelled:
+            self.job_cancelled.emit(job.kind, job.generation)
+        except MaskviewerError as exc:
+            self.job_failed.emit(job.kind, job.generation, str(exc), exc)
+        except Exception as exc:  # the thread must survive any job
+            from maskviewer.inference.backend import is_out_of_memory
+
+            if is_out_of_memory(exc):
+                msg = (
+                    "The device ran out of memory. Try a smaller image or batch, or close other "
+                    "programs that use the GPU."
+                )
+            else:
+                last = traceback.extract_tb(exc.__traceback__)[-1:] or []
+                where = f" (in {last[0].name})" if last else ""
+                msg = f"Unexpected error{where}: {type(exc).__name__}: {exc}"
+            self.job_failed.emit(job.kind, job.generation, msg, exc)
+        else:
+            self.job_finished.emit(job.kind, job.generation, result)

@@ -1,0 +1,137 @@
+"""The model host: owns the loaded model on the inference thread and runs it.
+
+Everything here runs on the one inference thread (see ``maskviewer.gui.worker``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskviewer.core.errors import InferenceError, InputMappingError
+from maskviewer.core.model_info import ModelInfo, TensorInfo
+from maskviewer.inference.backend import is_out_of_memory
+from maskviewer.inference.loading import LoadedModel, load_model
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A backend tensor (TF, JAX) or array as a numpy array."""
+    if hasattr(value, "numpy"):
+        return np.asarray(value.numpy())
+    return np.asarray(value)
+
+
+class ModelHost:
+    """Holds one model and runs it; created and used on the inference thread only."""
+
+    def __init__(self) -> None:
+        self.loaded: LoadedModel | None = None
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self.loaded.info if self.loaded else None
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model if self.loaded else None
+
+    def load(
+        self,
+        path: str | Path,
+        *,
+        safe_mode: bool = True,
+        custom_objects: dict[str, Any] | None = None,
+        warm_up: bool = True,
+    ) -> ModelInfo:
+        """Load a model (replacing the current one), warm it up, and describe it."""
+        loaded = load_model(path, safe_mode=safe_mode, custom_objects=custom_objects)
+        if warm_up:
+            outputs = self._call(loaded, self._zeros(loaded))
+            # sub-classed models and SavedModels only tell their outputs when run
+            if not loaded.info.outputs or len(loaded.info.outputs) != len(outputs):
+                loaded.info.outputs = [
+                    TensorInfo(k, tuple(None if i == 0 else d for i, d in enumerate(v.shape)))
+                    for k, v in outputs.items()
+                ]
+                loaded.output_keys = list(outputs)
+        self.loaded = loaded
+        return loaded.info
+
+    def unload(self) -> None:
+        self.loaded = None
+
+    @staticmethod
+    def _zeros(loaded: LoadedModel) -> dict[str, np.ndarray]:
+        arrays = {}
+        for spec in loaded.info.inputs:
+            shape = [1] + [32 if d is None else int(d) for d in spec.shape[1:]]
+            dtype = spec.dtype if spec.dtype in ("float16", "float32", "float64", "int32", "int64", "uint8") else "float32"
+            arrays[spec.name] = np.zeros(shape, dtype=dtype)
+        return arrays
+
+    def pack_inputs(self, arrays: dict[str, np.ndarray], loaded: LoadedModel | None = None) -> Any:
+        """Arrange named input arrays the way the model's call expects them."""
+        loaded = loaded or self.loaded
+        assert loaded is not None
+        names = [t.name for t in loaded.info.inputs]
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise InputMappingError(f"No data for model input(s): {', '.join(missing)}.")
+        if loaded.input_structure == "dict":
+            return {k: arrays[n] for k, n in zip(loaded.input_keys, names, strict=True)}
+        if loaded.input_structure == "list":
+            return [arrays[n] for n in names]
+        return arrays[names[0]]
+
+    def unpack_outputs(self, result: Any, loaded: LoadedModel | None = None) -> dict[str, np.ndarray]:
+        """Name the model's outputs: dict keys, output names, or ``output_i``."""
+        loaded = loaded or self.loaded
+        keys = loaded.output_keys if loaded else []
+        if isinstance(result, dict):
+            return {str(k): to_numpy(v) for k, v in result.items()}
+        if isinstance(result, list | tuple):
+            if len(keys) != len(result):
+                keys = [f"output_{i}" for i in range(len(result))]
+            return {k: to_numpy(v) for k, v in zip(keys, result, strict=True)}
+        key = keys[0] if len(keys) == 1 else "output"
+        return {key: to_numpy(result)}
+
+    def _call(self, loaded: LoadedModel, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        packed = self.pack_inputs(arrays, loaded)
+        try:
+            if loaded.info.kind == "savedmodel":
+                result = loaded.model(packed)
+            else:
+                result = loaded.model(packed, training=False)
+        except Exception as exc:
+            raise explain_inference_error(exc, loaded.info, arrays) from exc
+        return self.unpack_outputs(result, loaded)
+
+    def predict(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on batched inputs (named as in ``info.inputs``) and return numpy outputs."""
+        if self.loaded is None:
+            raise InferenceError("No model is loaded.")
+        return self._call(self.loaded, arrays)
+
+
+def explain_inference_error(
+    exc: BaseException, info: ModelInfo, arrays: dict[str, np.ndarray]
+) -> InferenceError:
+    """Turn a backend exception into a message the user can act on."""
+    if is_out_of_memory(exc):
+        return InferenceError(
+            "The device ran out of memory running the model. Try a smaller image or batch, "
+            "close other programs using the GPU, or switch to the CPU."
+        )
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    fed = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
+    want = ", ".join(f"{t.name} {t.shape_text()}" for t in info.inputs)
+    if "shape" in str(exc).lower() or "incompatible" in str(exc).lower():
+        return InferenceError(
+            f"The model rejected the input shape: it expects {want}, it was given {fed}. "
+            f"Adjust the input mapping. ({first[:300]})"
+        )
+    return InferenceError(f"The model failed while running: {type(exc).__name__}: {first[:400]}")

@@ -1,0 +1,1 @@
+"""Reading and writing files: images, masks, sessions, exports. No Qt widgets here."""

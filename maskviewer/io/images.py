@@ -1,0 +1,184 @@
+"""Loading and saving images: PNG, JPEG, BMP, TIFF (8/16-bit, float), NPY.
+
+Every failure becomes an :class:`ImageLoadError` whose message says what was wrong; sizes are
+checked from the header before any pixel buffer is allocated.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from maskviewer.core.errors import ImageLoadError
+from maskviewer.core.image import ImageData, full_scale
+from maskviewer.io.atomic import atomic_write
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy")
+#: Larger images are refused before decoding (decompression bombs, absurd headers).
+MAX_PIXELS = 200_000_000
+MAX_SIDE = 65_535
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _check_size(width: int, height: int, path: Path) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(f"{path.name}: the image has no pixels ({width}×{height}).")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise ImageLoadError(
+            f"{path.name}: {width}×{height} pixels is larger than this viewer opens "
+            f"(at most {MAX_PIXELS // 1_000_000} megapixels, {MAX_SIDE} per side). "
+            "Crop or downscale it first."
+        )
+
+
+def load_image(path: str | os.PathLike) -> ImageData:
+    """Read an image file into an :class:`ImageData`.
+
+    Raises
+    ------
+    ImageLoadError
+        For a missing, unreadable, corrupt, truncated, too large or unsupported file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(f"{path}: no such file.")
+    if path.is_dir():
+        raise ImageLoadError(f"{path}: is a folder, not an image file.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return _load_npy(path)
+        if suffix in (".tif", ".tiff"):
+            return _load_tiff(path)
+        return _load_pillow(path)
+    except ImageLoadError:
+        raise
+    except MemoryError:
+        raise ImageLoadError(f"{path.name}: not enough memory to open this image.") from None
+    except Exception as exc:  # every decoder error becomes a clear message
+        raise ImageLoadError(
+            f"{path.name}: could not be read as an image ({type(exc).__name__}: {exc}). "
+            "The file may be corrupt, truncated, or not an image."
+        ) from exc
+
+
+def _finish(array: np.ndarray, path: Path, raw: np.ndarray | None = None) -> ImageData:
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype not in (np.uint8, np.uint16, np.float32):
+        if np.issubdtype(array.dtype, np.integer) and array.min(initial=0) >= 0 and array.max(
+            initial=0
+        ) <= 65535:
+            array = array.astype(np.uint16)
+        else:
+            array = array.astype(np.float32)
+    if array.dtype == np.float32 and not np.all(np.isfinite(array)):
+        raise ImageLoadError(f"{path.name}: contains NaN or infinite values.")
+    return ImageData(np.ascontiguousarray(array), str(path), full_scale(array), raw)
+
+
+def _load_npy(path: Path) -> ImageData:
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            shape, _fortran, dtype = np.lib.format._read_array_header(fh, version)
+    except Exception as exc:
+        raise ImageLoadError(f"{path.name}: not a valid .npy file ({exc}).") from exc
+    if dtype.hasobject:
+        raise ImageLoadError(f"{path.name}: holds Python objects; only numeric arrays are read.")
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise ImageLoadError(f"{path.name}: dtype {dtype} is not numeric.")
+    display_shape = tuple(d for d in shape)
+    while len(display_shape) > 3 and display_shape[0] == 1:
+        display_shape = display_shape[1:]
+    if len(display_shape) not in (2, 3):
+        raise ImageLoadError(
+            f"{path.name}: an array of shape {tuple(shape)} is not an image "
+            "(expected (H, W), (H, W, C) or (1, H, W, C))."
+        )
+    _check_size(int(display_shape[1]), int(display_shape[0]), path)
+    raw = np.load(path, allow_pickle=False)
+    arr = raw.reshape(display_shape)
+    if arr.ndim == 3 and arr.shape[2] > 4:
+        # many channels: show their mean; the raw array still feeds the model as stored
+        arr = arr.astype(np.float32).mean(axis=2)
+    return _finish(arr, path, raw=raw)
+
+
+def _load_tiff(path: Path) -> ImageData:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.pages:
+            raise ImageLoadError(f"{path.name}: the TIFF file has no images.")
+        page = tif.pages[0]
+        axes, shape = page.axes, page.shape
+        if "Y" not in axes or "X" not in axes:
+            raise ImageLoadError(f"{path.name}: the TIFF page (axes {axes}) is not an image.")
+        _check_size(int(shape[axes.index("X")]), int(shape[axes.index("Y")]), path)
+        photometric = getattr(page.photometric, "name", str(page.photometric))
+        if photometric in ("PALETTE", "SEPARATED", "YCBCR", "CIELAB") or page.bitspersample == 1:
+            return _load_pillow(path)  # Pillow converts these modes to RGB / grey
+        arr = page.asarray()
+    if axes == "SYX":  # planar RGB
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim != 2 and not (arr.ndim == 3 and axes.endswith("S") or axes == "SYX"):
+        raise ImageLoadError(f"{path.name}: a TIFF with axes {axes} is not a 2-D image.")
+    if arr.ndim == 3 and arr.shape[2] > 4:
+        arr = arr[:, :, :4]
+    return _finish(arr, path)
+
+
+def _load_pillow(path: Path) -> ImageData:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # we check sizes ourselves, before decoding
+    with Image.open(path) as im:
+        _check_size(im.width, im.height, path)
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif mode == "1":
+            im = im.convert("L")
+        elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+            im = im.convert("RGB")
+        elif mode == "LA" or mode == "PA":
+            im = im.convert("RGBA")
+        elif mode == "RGBX":
+            im = im.convert("RGB")
+        im.load()
+        arr = np.asarray(im)
+    if mode in ("I", "I;16", "I;16B", "I;16L") and arr.dtype != np.uint8:
+        arr = arr.astype(np.int64)
+        if arr.min() >= 0 and arr.max() <= 65535:
+            arr = arr.astype(np.uint16)
+    return _finish(arr, path)
+
+
+def save_image(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a 2-D or 3-D uint8/uint16 array as PNG/TIFF/BMP/JPEG, or any array as NPY, atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    with atomic_write(path) as fh:
+        if suffix == ".npy":
+            np.save(fh, array, allow_pickle=False)
+            return
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            tifffile.imwrite(fh, array)
+            return
+        from PIL import Image
+
+        arr = array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array
+        fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}.get(suffix)
+        if fmt is None:
+            raise ValueError(f"Cannot write images as {suffix!r}.")
+        Image.fromarray(arr).save(fh, format=fmt)
