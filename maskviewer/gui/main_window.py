@@ -79,6 +79,9 @@ class MainWindow(QMainWindow):
         c.recent_changed.connect(lambda _r: self._rebuild_recent())
         c.confirm = self.confirm
         self.canvas.cursor_moved.connect(self._cursor_moved)
+        from maskviewer.gui.tools import install_tools
+
+        self.tools = install_tools(self)
         self._rebuild_recent()
         self._restore_layout()
 

@@ -1,0 +1,21 @@
+"""The tools the main window installs: one module per feature, each with ``install(window)``.
+
+A tool module owns its panel(s), canvas overlays and controller logic; ``install`` adds its
+docks with ``window.add_panel``, its overlays with ``window.canvas.add_overlay``, its menu
+actions, and returns the tool object, kept as ``window.tools[name]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: (name, module) in installation order
+TOOL_MODULES: list[tuple[str, str]] = [
+]
+
+
+def install_tools(window) -> dict:
+    tools = {}
+    for name, module in TOOL_MODULES:
+        tools[name] = importlib.import_module(module).install(window)
+    return tools
