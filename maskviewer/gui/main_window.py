@@ -298,6 +298,11 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        # a tool holding unsaved work (painted masks) may ask the user and veto the close
+        for tool in getattr(self, "tools", {}).values():
+            if hasattr(tool, "can_close") and not tool.can_close():
+                event.ignore()
+                return
         s = self.controller.settings
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
