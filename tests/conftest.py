@@ -35,7 +35,7 @@ def window(qtbot, settings):
 def wait_prediction(qtbot, win, timeout=30_000):
     """Wait for the next prediction (or a prediction error) and return it."""
     qtbot.waitUntil(
-        lambda: win.state.prediction is not None or win.controller.last_prediction_error,
+        lambda: win.state.prediction is not None or bool(win.controller.last_prediction_error),
         timeout=timeout,
     )
     return win.state.prediction

@@ -20,7 +20,12 @@ def display_array(image: ImageData) -> np.ndarray:
     if a.dtype == np.uint8:
         out = a
     else:
-        scaled = np.clip(a.astype(np.float32) / np.float32(image.value_max), 0.0, 1.0)
+        lo, hi = 0.0, float(image.value_max)
+        if a.dtype.kind == "f":  # arrays such as normalised model inputs: show their own range
+            amin, amax = float(a.min()), float(a.max())
+            if amin < 0.0 or amax > hi:
+                lo, hi = amin, max(amax, amin + 1e-12)
+        scaled = np.clip((a.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
         out = (scaled * 255.0 + 0.5).astype(np.uint8)
     if out.shape[2] == 1:
         return out[:, :, 0]

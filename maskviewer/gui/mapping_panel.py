@@ -13,7 +13,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from maskviewer.core.mapping import RESIZE_LABELS, RESIZE_MODES, SCALE_LABELS, SCALE_MODES, InputMapping
+from maskviewer.core.mapping import (
+    RESIZE_LABELS,
+    RESIZE_MODES,
+    SCALE_LABELS,
+    SCALE_MODES,
+    InputMapping,
+)
 from maskviewer.core.model_info import ModelInfo
 
 

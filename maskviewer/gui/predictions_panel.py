@@ -7,13 +7,13 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QGroupBox,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
-    QHBoxLayout,
     QVBoxLayout,
     QWidget,
 )

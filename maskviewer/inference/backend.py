@@ -34,16 +34,14 @@ def init_backend() -> DeviceInfo:
     name = backend_name()
     if name == "jax":
         import jax
-
         import keras  # noqa: F401
 
         dev = jax.devices()[0]
         kind = "GPU" if dev.platform in ("gpu", "cuda", "rocm") else "CPU"
         return DeviceInfo("jax", kind, getattr(dev, "device_kind", str(dev)), jax.__version__)
 
-    import tensorflow as tf
-
     import keras  # noqa: F401
+    import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:

@@ -86,13 +86,18 @@ def _finish(array: np.ndarray, path: Path, raw: np.ndarray | None = None) -> Ima
 
 def _load_npy(path: Path) -> ImageData:
     try:
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            shape, _fortran, dtype = np.lib.format._read_array_header(fh, version)
+        # a memory map reads only the header: shape and dtype before any allocation
+        header = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise ImageLoadError(
+                f"{path.name}: holds Python objects; only numeric arrays are read."
+            ) from exc
+        raise ImageLoadError(f"{path.name}: not a valid .npy file ({exc}).") from exc
     except Exception as exc:
         raise ImageLoadError(f"{path.name}: not a valid .npy file ({exc}).") from exc
-    if dtype.hasobject:
-        raise ImageLoadError(f"{path.name}: holds Python objects; only numeric arrays are read.")
+    shape, dtype = header.shape, header.dtype
+    del header
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise ImageLoadError(f"{path.name}: dtype {dtype} is not numeric.")
     display_shape = tuple(d for d in shape)

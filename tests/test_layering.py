@@ -1,0 +1,53 @@
+"""The layering rules: core is numpy-only, and nothing but inference imports TensorFlow (lazily)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import maskviewer.core
+
+CORE_MODULES = sorted(
+    f"maskviewer.core.{m.name}" for m in pkgutil.iter_modules(maskviewer.core.__path__)
+)
+
+
+def _imported_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return set(out.split())
+
+
+def _heavy(mods: set[str]) -> set[str]:
+    return {m for m in mods if m.split(".")[0] in ("PySide6", "tensorflow", "keras", "jax", "pyqtgraph")}
+
+
+def test_core_imports_neither_qt_nor_tensorflow():
+    assert CORE_MODULES, "no core modules found"
+    mods = _imported_after("\n".join(f"import {m}" for m in CORE_MODULES))
+    assert set(CORE_MODULES) <= mods
+    assert _heavy(mods) == set()
+
+
+def test_inference_and_io_packages_import_no_backend_until_used():
+    code = "\n".join(
+        [
+            "import maskviewer.inference.loading, maskviewer.inference.runner",
+            "import maskviewer.inference.backend",
+            "import maskviewer.io.images, maskviewer.cli, maskviewer.demo",
+        ]
+    )
+    mods = _imported_after(code)
+    assert not {m for m in mods if m.split(".")[0] in ("tensorflow", "keras", "PySide6")}
+
+
+def test_gui_window_module_does_not_import_tensorflow():
+    mods = _imported_after("import maskviewer.gui.main_window, maskviewer.gui.app")
+    assert "PySide6" in mods
+    assert not {m for m in mods if m.split(".")[0] in ("tensorflow", "keras")}
