@@ -257,17 +257,27 @@ class Controller(QObject):
         if self.state.model_info is not None and self.state.image is not None:
             self._predict_timer.start()
 
-    def build_inputs(self) -> Callable[[], tuple[dict, dict]]:
+    #: Set by the masks tool: ``names -> {name: (H, W) float32 mask}``, copies taken on the
+    #: GUI thread, for mapping sources that feed a mask (see ``maskviewer.core.mask_feed``).
+    mask_provider: Callable[[set[str]], dict] | None = None
+
+    def build_inputs(self, masks: dict | None = None) -> Callable[[], tuple[dict, dict]]:
         """A closure computing the model inputs from a snapshot of the current state.
 
-        It runs on the worker thread (resizing a large image is not GUI work).
+        It runs on the worker thread (resizing a large image is not GUI work). ``masks``
+        (name -> array) replaces the painted masks, e.g. for the mask ablation.
         """
+        from maskviewer.core.mask_feed import is_mask_source, masks_needed, prepare_masked_input
+
         info = self.state.model_info
         image = self.state.image
         mappings = {k: InputMapping.from_dict(v.to_dict()) for k, v in self.state.mappings.items()}
         extra = dict(self._extra_images)
         if info is None or image is None:
             raise MaskviewerError("Open an image and a model first.")
+        needed = masks_needed(mappings)
+        if masks is None:
+            masks = self.mask_provider(needed) if needed and self.mask_provider else {}
 
         def build() -> tuple[dict, dict]:
             arrays, frames = {}, {}
@@ -276,6 +286,11 @@ class Controller(QObject):
                 src = image
                 if m.source.startswith("file:"):
                     src = extra.get(m.source[5:]) or load_image(m.source[5:])
+                elif is_mask_source(m.source):
+                    x, frame = prepare_masked_input(image, m, spec.shape, masks)
+                    arrays[spec.name] = x[None]
+                    frames[spec.name] = frame
+                    continue
                 elif m.source != "image":
                     raise MaskviewerError(
                         f"Input {spec.name!r}: the source {m.source!r} is not available."
@@ -371,8 +386,10 @@ class Controller(QObject):
         if path and self.confirm("Model contains code", question):
             sha = getattr(exc, "sha256", None)
             if sha:
+                # trust the hash, not the path: the reload checks the file's hash again, so a
+                # file changed while the question was open is asked about anew
                 self._trust(sha)
-            self.open_model(path, self._custom_files, trust=True)
+            self.open_model(path, self._custom_files, trust=not sha)
         else:
             self.error.emit("Model not loaded", str(exc))
 

@@ -9,6 +9,7 @@ through ``keras.layers.TFSMLayer`` and can run but not be probed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -231,14 +232,26 @@ def load_model(
     import keras
 
     try:
-        model = keras.saving.load_model(
-            str(path), custom_objects=custom_objects or None, compile=False, safe_mode=safe_mode
-        )
+        # Keras lets a thread-wide enable_unsafe_deserialization() override the argument when
+        # it reads a .keras file, so set this thread's setting for the call as well
+        with _safe_mode_scope(safe_mode):
+            model = keras.saving.load_model(
+                str(path), custom_objects=custom_objects or None, compile=False, safe_mode=safe_mode
+            )
     except Exception as exc:
         raise _explain_load_error(path, fmt, exc) from exc
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"{path.name}: holds a {type(model).__name__}, not a Keras model.")
     return describe_model(model, path)
+
+
+def _safe_mode_scope(safe_mode: bool) -> Any:
+    """A context setting Keras's thread-local safe mode to ``safe_mode`` for its duration."""
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # a Keras without it: the explicit argument is all there is
+        return contextlib.nullcontext()
+    return SafeModeScope(safe_mode)
 
 
 def _explain_load_error(path: Path, fmt: str, exc: Exception) -> ModelLoadError:
@@ -255,13 +268,41 @@ def _explain_load_error(path: Path, fmt: str, exc: Exception) -> ModelLoadError:
             "point to the Python file that defines it."
         )
     if fmt == "h5" and ("node" in text.lower() or "index" in text.lower()):
-        return ModelLoadError(
-            f"{path.name}: Keras 3 cannot read this legacy .h5 model ({text.splitlines()[0]}). "
-            "Legacy files with nested models often fail this way; re-save the model as .keras "
-            "with the Keras version that trained it."
-        )
+        return ModelLoadError(_legacy_h5_message(path, text))
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return ModelLoadError(f"{path.name}: could not be loaded as a Keras model: {first[:400]}")
+
+
+def _legacy_h5_message(path: Path, text: str) -> str:
+    """Explain a legacy .h5 whose layer graph Keras 3 cannot rebuild (keep Keras's dump out)."""
+    saved_by = ""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version")
+        if isinstance(version, bytes):
+            version = version.decode("utf-8", "replace")
+        if version:
+            saved_by = f" (saved by Keras {version})"
+    except Exception:  # the version is a courtesy; the explanation stands without it
+        pass
+    detail = re.split(
+        r"(?<=\.)\s", text.strip().splitlines()[0] if text.strip() else "", maxsplit=1
+    )[0]
+    fallback = (
+        " The tf_keras package is installed here: tf_keras.models.load_model() can read it."
+        if importlib.util.find_spec("tf_keras") is not None
+        else ""
+    )
+    return (
+        f"{path.name}: Keras 3 cannot rebuild the layer graph of this legacy .h5 model"
+        f"{saved_by}: {detail[:160]} Files saved by Keras 2 (TensorFlow 2.15 and older) with a "
+        "model nested inside another often fail this way, because Keras 2 numbered the inner "
+        "model's calls differently. Open it with the Keras 2 that saved it, save its weights "
+        "(model.save_weights), rebuild the model in Keras 3 and save it as .keras."
+        f"{fallback}"
+    )
 
 
 def _load_savedmodel(path: Path) -> LoadedModel:
