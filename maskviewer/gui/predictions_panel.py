@@ -61,6 +61,8 @@ class PredictionsPanel(QWidget):
         self.tables: dict[str, QTableWidget] = {}
         self.images: dict[str, pg.ImageItem] = {}
         self._groups: list[QWidget] = []
+        self._views: dict[str, _OutputView] = {}
+        self._signature: list = []
 
     def set_labels(self, labels: list[str] | None) -> None:
         self.labels = labels
@@ -77,65 +79,107 @@ class PredictionsPanel(QWidget):
         self.error_label.show()
 
     def refresh(self) -> None:
-        for g in self._groups:
-            self._body_lay.removeWidget(g)
-            g.deleteLater()
-        self._groups, self.tables, self.images = [], {}, {}
         pred = self.prediction
         self.placeholder.setVisible(pred is None)
         self.timing.setText("" if pred is None else f"{pred.seconds * 1000:.1f} ms")
-        if pred is None:
-            return
-        for pos, (name, value) in enumerate(pred.outputs.items()):
-            group = self._output_group(name, np.asarray(value))
-            self._groups.append(group)
-            self._body_lay.insertWidget(pos + 1, group)
+        outputs = {} if pred is None else {k: np.asarray(v) for k, v in pred.outputs.items()}
+        signature = [(k, output_kind(v.shape), v.shape) for k, v in outputs.items()]
+        if signature != self._signature:  # other outputs: rebuild; same outputs: update in place
+            for g in self._groups:
+                self._body_lay.removeWidget(g)
+                g.deleteLater()
+            self._groups, self._views, self.tables, self.images = [], {}, {}, {}
+            for pos, (name, kind, shape) in enumerate(signature):
+                view = _OutputView(name, kind, shape)
+                self._views[name] = view
+                self._groups.append(view)
+                self._body_lay.insertWidget(pos + 1, view)
+                if view.table is not None:
+                    self.tables[name] = view.table
+                if view.image is not None:
+                    self.images[name] = view.image
+            self._signature = signature
+        for name, value in outputs.items():
+            self._views[name].update_value(value, self.labels, self.k.value())
 
-    def _output_group(self, name: str, value: np.ndarray) -> QWidget:
-        kind = output_kind(value.shape)
-        box = QGroupBox(f"{name}  {tuple(value.shape)}")
-        lay = QVBoxLayout(box)
+
+class _OutputView(QGroupBox):
+    """One output: a top-k table and a bar chart (vectors), an image, or a summary line."""
+
+    def __init__(self, name: str, kind: str, shape: tuple) -> None:
+        super().__init__(f"{name}  {tuple(shape)}")
+        self.kind = kind
+        self.table: QTableWidget | None = None
+        self.image: pg.ImageItem | None = None
+        self.bars: pg.BarGraphItem | None = None
+        lay = QVBoxLayout(self)
+        self.note = QLabel("")
+        self.note.setStyleSheet("color: gray;")
+        lay.addWidget(self.note)
         if kind == "vector":
-            vec = value.reshape(-1)
-            probs = looks_like_probabilities(vec)
-            note = QLabel("probabilities" if probs else "raw scores (softmax shown alongside)")
-            note.setStyleSheet("color: gray;")
-            lay.addWidget(note)
-            rows = top_k(vec, self.k.value(), self.labels if vec.size > 1 else None)
-            sm = None if probs or vec.size == 1 else softmax(vec)
-            table = QTableWidget(len(rows), 3 if sm is None else 4)
-            headers = ["Class", "Label", "Score"] + ([] if sm is None else ["Softmax"])
-            table.setHorizontalHeaderLabels(headers)
-            for r, cs in enumerate(rows):
-                cells = [str(cs.index), cs.label, f"{cs.score:.4f}"]
-                if sm is not None:
-                    cells.append(f"{sm[cs.index]:.4f}")
-                for c, text in enumerate(cells):
-                    item = QTableWidgetItem(text)
-                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                    if c >= 2:
-                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                    table.setItem(r, c, item)
-            table.verticalHeader().hide()
-            table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-            table.setMinimumHeight(min(6, len(rows) + 1) * 26)
-            self.tables[name] = table
-            lay.addWidget(table)
+            self.table = QTableWidget(0, 3)
+            self.table.verticalHeader().hide()
+            self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+            self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+            lay.addWidget(self.table)
+            n = int(np.prod(shape)) if len(shape) else 1
+            if 1 < n <= 100:
+                plot = pg.PlotWidget()
+                plot.setMaximumHeight(110)
+                plot.setMenuEnabled(False)
+                plot.setMouseEnabled(False, False)
+                plot.hideButtons()
+                plot.getAxis("left").setWidth(34)
+                self.bars = pg.BarGraphItem(x=np.arange(n), height=np.zeros(n), width=0.8, brush="#4a90d9")
+                plot.addItem(self.bars)
+                plot.setXRange(-0.6, n - 0.4, padding=0)
+                lay.addWidget(plot)
         elif kind == "image":
-            img = value[:, :, 0] if value.ndim == 3 and value.shape[2] in (1, 2) else value
-            finite = img[np.isfinite(img)]
-            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
             view = pg.GraphicsLayoutWidget()
             view.setMinimumHeight(160)
             vb = view.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
-            item = pg.ImageItem(axisOrder="row-major")
-            item.setImage(np.nan_to_num(img.astype(np.float32)), levels=(lo, hi if hi > lo else lo + 1))
-            vb.addItem(item)
-            self.images[name] = item
+            self.image = pg.ImageItem(axisOrder="row-major")
+            vb.addItem(self.image)
             lay.addWidget(view)
-            lay.addWidget(QLabel(f"range {lo:.4g} … {hi:.4g}"))
+
+    def update_value(self, value: np.ndarray, labels: list[str] | None, k: int) -> None:
+        if self.kind == "vector":
+            self._update_vector(value.reshape(-1), labels, k)
+        elif self.kind == "image":
+            img = value[:, :, 0] if value.ndim == 3 and value.shape[2] in (1, 2) else value
+            finite = img[np.isfinite(img)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            bad = img.size - finite.size
+            self.image.setImage(np.nan_to_num(img.astype(np.float32)), levels=(lo, hi if hi > lo else lo + 1))
+            self.note.setText(f"range {lo:.4g} … {hi:.4g}" + (f"; {bad} NaN/inf values" if bad else ""))
         else:
-            lay.addWidget(
-                QLabel(f"A tensor of shape {tuple(value.shape)}: mean {float(np.mean(value)):.4g}")
-            )
-        return box
+            self.note.setText(f"mean {float(np.mean(value)):.4g}, not shown as an image")
+
+    def _update_vector(self, vec: np.ndarray, labels: list[str] | None, k: int) -> None:
+        probs = looks_like_probabilities(vec)
+        self.note.setText("probabilities" if probs else "raw scores (softmax shown alongside)")
+        rows = top_k(vec, k, labels if vec.size > 1 else None)
+        sm = None if probs or vec.size == 1 else softmax(vec)
+        table = self.table
+        headers = ["Class", "Label", "Score"] + ([] if sm is None else ["Softmax"])
+        table.setColumnCount(len(headers))
+        table.setHorizontalHeaderLabels(headers)
+        table.setRowCount(len(rows))
+        for r, cs in enumerate(rows):
+            cells = [str(cs.index), cs.label, f"{cs.score:.4f}"]
+            if sm is not None:
+                cells.append(f"{sm[cs.index]:.4f}")
+            for c, text in enumerate(cells):
+                item = table.item(r, c)
+                if item is None:
+                    item = QTableWidgetItem()
+                    if c >= 2:
+                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    table.setItem(r, c, item)
+                item.setText(text)
+        table.setMinimumHeight(min(6, len(rows) + 1) * 26)
+        if self.bars is not None:
+            heights = vec if sm is None else sm
+            brushes = ["#4a90d9"] * vec.size
+            brushes[int(np.argmax(vec))] = "#e07b39"
+            self.bars.setOpts(height=np.asarray(heights, dtype=float), brushes=brushes)

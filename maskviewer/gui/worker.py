@@ -5,12 +5,18 @@ Jobs are plain callables ``fn(ctx)`` run on that thread with a :class:`JobContex
 has a *kind* ("load", "predict", "probe", ...): submitting a job drops any pending job of the
 same kind and asks a running one to stop (newest request wins). Every job gets a generation
 number; the controller ignores results older than the newest it asked for. Results come back
-as Qt signals, delivered on the GUI thread.
+as Qt signals, emitted on the GUI thread.
+
+The thread never emits a Qt signal itself: cross-thread emission from a Python thread has
+crashed PySide6 (refcount errors in queued connections). It puts ``(signal, args)`` in an
+outbox and posts a bare event to the worker object, which lives on the GUI thread and emits
+from there.
 """
 
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 import time
 import traceback
@@ -19,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
 
 from maskviewer.core.errors import Cancelled, MaskviewerError
 
@@ -44,7 +50,9 @@ class JobContext:
     def progress(self, done: int, total: int) -> None:
         """Report progress (and stop here if cancelled)."""
         self.check()
-        self._worker.job_progress.emit(self._job.kind, self._job.generation, int(done), int(total))
+        self._worker._post(
+            self._worker.job_progress, self._job.kind, self._job.generation, int(done), int(total)
+        )
 
 
 @dataclass
@@ -54,6 +62,9 @@ class Job:
     generation: int
     cancel_event: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.perf_counter)
+
+
+_DELIVER = QEvent.Type(QEvent.registerEventType())
 
 
 class InferenceWorker(QObject):
@@ -81,6 +92,30 @@ class InferenceWorker(QObject):
         self._generations = itertools.count(1)
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+
+    # -- delivery to the GUI thread ------------------------------------------------------------
+
+    def _post(self, signal: Any, *args: Any) -> None:
+        """Called on the worker thread: have ``signal.emit(*args)`` run on the GUI thread."""
+        self._outbox.put((signal, args))
+        if QCoreApplication.instance() is not None:
+            QCoreApplication.postEvent(self, QEvent(_DELIVER))
+
+    def event(self, e: QEvent) -> bool:  # noqa: D102 - Qt override
+        if e.type() == _DELIVER:
+            self.deliver()
+            return True
+        return super().event(e)
+
+    def deliver(self) -> None:
+        """Emit everything the worker thread has posted (GUI thread only)."""
+        while True:
+            try:
+                signal, args = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            signal.emit(*args)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -146,14 +181,17 @@ class InferenceWorker(QObject):
 
     def _run(self) -> None:
         if self._init_backend:
-            self.backend_loading.emit()
+            self._post(self.backend_loading)
             try:
                 from maskviewer.inference.backend import init_backend
 
                 self.device = init_backend()
-                self.backend_ready.emit(self.device)
+                self._post(self.backend_ready, self.device)
             except Exception as exc:  # no backend: report and keep serving (jobs will fail clearly)
-                self.backend_failed.emit(f"The model backend could not start: {type(exc).__name__}: {exc}")
+                self._post(
+                    self.backend_failed,
+                    f"The model backend could not start: {type(exc).__name__}: {exc}",
+                )
         while True:
             with self._cond:
                 while not self._pending and not self._stopping:
@@ -170,13 +208,13 @@ class InferenceWorker(QObject):
         ctx = JobContext(self, job)
         try:
             ctx.check()
-            self.job_started.emit(job.kind, job.generation)
+            self._post(self.job_started, job.kind, job.generation)
             result = job.fn(ctx)
             ctx.check()
         except Cancelled:
-            self.job_cancelled.emit(job.kind, job.generation)
+            self._post(self.job_cancelled, job.kind, job.generation)
         except MaskviewerError as exc:
-            self.job_failed.emit(job.kind, job.generation, str(exc), exc)
+            self._post(self.job_failed, job.kind, job.generation, str(exc), exc)
         except Exception as exc:  # the thread must survive any job
             from maskviewer.inference.backend import is_out_of_memory
 
@@ -189,6 +227,6 @@ class InferenceWorker(QObject):
                 last = traceback.extract_tb(exc.__traceback__)[-1:] or []
                 where = f" (in {last[0].name})" if last else ""
                 msg = f"Unexpected error{where}: {type(exc).__name__}: {exc}"
-            self.job_failed.emit(job.kind, job.generation, msg, exc)
+            self._post(self.job_failed, job.kind, job.generation, msg, exc)
         else:
-            self.job_finished.emit(job.kind, job.generation, result)
+            self._post(self.job_finished, job.kind, job.generation, result)
