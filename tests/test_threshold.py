@@ -147,3 +147,46 @@ def test_preview_equals_exact_binarisation(name, x):
 def test_two_dimensional_maps_only():
     with pytest.raises(ValueError, match="2-D"):
         ThresholdCache(np.zeros((2, 3, 4)))
+
+
+def test_thresholds_between_float32_values_are_exact():
+    """0.1 is not a float32: the pixel equal to float32(0.1) lies above 0.1 and counts."""
+    x = np.array([[np.float32(0.1), 0.05], [0.2, np.nextafter(np.float32(0.1), np.float32(0))]], np.float32)
+    assert float(x[0, 0]) > 0.1
+    want = x.astype(np.float64) > 0.1
+    np.testing.assert_array_equal(binarise(x, 0.1), want)
+    np.testing.assert_array_equal(binarise(x, 0.1, invert=True), ~want)
+    assert SortedValues(x).count_positive(0.1) == want.sum()
+    cache = ThresholdCache(x)
+    above = cache.set_threshold(0.1)
+    lut = cache.binary_lut(0.1, False, (1, 1, 1, 1), (0, 0, 0, 0), above=above)
+    np.testing.assert_array_equal(lut[cache.codes][..., 0] == 1, want)
+
+
+def test_display_bins_stay_small_even_with_saturated_values():
+    """Saturated outputs (many exact 0.0 and 1.0) get bins of their own, never split."""
+    rng = np.random.default_rng(8)
+    x = rng.random((200, 200)).astype(np.float32)
+    x[:60] = 0.0
+    x[60:100] = 1.0
+    cache = ThresholdCache(x)
+    assert cache.codes.max() < 251
+    zero_bin, one_bin = cache.codes[0, 0], cache.codes[70, 0]
+    assert np.all(cache.codes[:60] == zero_bin) and np.count_nonzero(cache.codes == zero_bin) == 60 * 200
+    assert np.count_nonzero(cache.codes == one_bin) == 40 * 200
+    # any bin that can straddle a threshold (more than one value) holds a small share
+    counts = np.bincount(cache.codes.ravel(), minlength=256)
+    for code in np.flatnonzero(counts):
+        vals = x[cache.codes == code]
+        if vals.min() != vals.max():
+            assert counts[code] <= x.size / 40
+
+
+def test_continuous_lut_follows_values():
+    x = np.linspace(0, 1, 400, dtype=np.float32).reshape(20, 20)
+    cache = ThresholdCache(x)
+    cache.set_threshold(0.5)
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    shown = cache.continuous_lut(grey)[cache.codes][..., 0].astype(float)
+    assert np.all(np.diff(shown.ravel()) >= 0)  # monotone in the value
+    np.testing.assert_allclose(shown / 255, x, atol=0.02)

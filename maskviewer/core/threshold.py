@@ -39,6 +39,7 @@ NBINS = 256  # scikit-image's default, so cached and from-scratch results agree
 
 # Display codes: bins 0..DISPLAY_BINS-1 quantise the finite range; the rest are reserved.
 DISPLAY_BINS = 251
+FINE_LEVELS = 65536  # first quantisation level count, before balancing into display bins
 CODE_NAN = 251
 CODE_POSINF = 252
 CODE_NEGINF = 253
@@ -64,6 +65,10 @@ def binarise(values: np.ndarray, threshold: float, invert: bool = False) -> np.n
         ``values > threshold`` (or ``values <= threshold``); NaN is False in both.
     """
     v = np.asarray(values)
+    if v.dtype.kind == "f":
+        threshold = floor_threshold(threshold, v.dtype)[()]
+    else:
+        threshold = np.float64(threshold)
     return np.less_equal(v, threshold) if invert else np.greater(v, threshold)
 
 
@@ -102,6 +107,38 @@ class NonFinite:
         )
 
 
+def floor_threshold(threshold, dtype) -> np.ndarray:
+    """The largest value of ``dtype`` at or below ``threshold`` (elementwise).
+
+    For values ``x`` of that dtype, ``x > t`` is exactly ``x > floor_threshold(t)``: comparing
+    in the map's own dtype (fast, no float64 copy of the map) without rounding the threshold up
+    past a pixel.
+    """
+    t = np.asarray(threshold, dtype=np.float64)
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return t
+    with np.errstate(over="ignore"):
+        d = t.astype(dtype)
+    return np.where(d.astype(np.float64) > t, np.nextafter(d, dtype.type(-np.inf)), d)
+
+
+def _balanced_codes(fine_hist: np.ndarray) -> np.ndarray:
+    """A monotone map of fine levels onto display bins of similar pixel counts (uint8)."""
+    start = np.cumsum(fine_hist) - fine_hist
+    total = max(int(fine_hist.sum()), 1)
+    for parts in (200, 160, 120, 80, 40, 10, 1):
+        target = total / parts
+        window = np.floor(start / target)
+        crowded = fine_hist > target
+        new = np.zeros(fine_hist.size, dtype=bool)
+        new[1:] = (window[1:] != window[:-1]) | crowded[1:] | crowded[:-1]
+        codes = np.cumsum(new)
+        if codes[-1] < DISPLAY_BINS:
+            return codes.astype(np.uint8)
+    raise AssertionError("unreachable: one part always fits")
+
+
 class SortedValues:
     """The finite values of a map, sorted, plus its non-finite counts.
 
@@ -128,7 +165,9 @@ class SortedValues:
     def count_positive(self, thresholds, invert: bool = False) -> np.ndarray:
         """How many pixels :func:`binarise` makes foreground at each threshold (int64 array)."""
         t = np.asarray(thresholds, dtype=np.float64)
-        at_or_below = np.searchsorted(self.sorted, t, side="right").astype(np.int64)
+        at_or_below = np.searchsorted(
+            self.sorted, floor_threshold(t, self.sorted.dtype), side="right"
+        ).astype(np.int64)
         nf = self.nonfinite
         if invert:
             return at_or_below + np.where(t >= np.inf, nf.posinf, 0) + nf.neginf
@@ -181,7 +220,7 @@ class ThresholdCache:
         check: Callable[[], None] | None = None,
     ) -> None:
         check = check or (lambda: None)
-        self.values = as_float_map(values)
+        self.values = np.ascontiguousarray(as_float_map(values))
         if self.values.ndim != 2:
             raise ValueError(f"expected a 2-D map, got shape {self.values.shape}")
         self.nbins = int(nbins)
@@ -259,20 +298,30 @@ class ThresholdCache:
     # -- live preview ---------------------------------------------------------------------------
 
     def _build_display(self, check: Callable[[], None]) -> None:
+        # Two-level quantisation: 65536 even levels over the finite range, then a monotone map
+        # of those onto at most DISPLAY_BINS display bins holding similar pixel counts, with
+        # every crowded level (a saturated 0.0 or 1.0, say) in a bin of its own. The bin that
+        # straddles a threshold, the only one patched per slider move, then stays small.
         v = self.values
         span = self.hi - self.lo
-        scale = DISPLAY_BINS / span if span > 0 else 0.0
+        scale = FINE_LEVELS / span if span > 0 else 0.0
         with np.errstate(invalid="ignore", over="ignore"):
             if np.isfinite(scale) and np.isfinite(np.float32(span)):
                 q = (v.astype(np.float32, copy=False) - np.float32(self.lo)) * np.float32(scale)
             else:  # a range too wide for float32 arithmetic
                 q = (v.astype(np.float64) - self.lo) * scale
-            np.minimum(q, DISPLAY_BINS - 1, out=q)
+            np.minimum(q, FINE_LEVELS - 1, out=q)
             np.maximum(q, 0, out=q)
-            codes = q.astype(np.uint8)
+            fine = q.astype(np.uint16)
         del q
-        nf = self.counts.nonfinite
-        if nf.total:
+        finite = None if self.counts.nonfinite.total == 0 else np.isfinite(v)
+        fine_hist = np.bincount(
+            (fine if finite is None else fine[finite]).ravel(), minlength=FINE_LEVELS
+        )
+        check()
+        codes = _balanced_codes(fine_hist)[fine]
+        del fine
+        if finite is not None:
             codes[np.isnan(v)] = CODE_NAN
             codes[v == np.inf] = CODE_POSINF
             codes[v == -np.inf] = CODE_NEGINF
@@ -323,16 +372,19 @@ class ThresholdCache:
         above = self._bin_min > t
         mixed = np.flatnonzero((self._bin_count > 0) & (self._bin_min <= t) & (self._bin_max > t))
         k = int(mixed[0]) if mixed.size else None
-        arrays = [self.codes.ravel()] + [layer.ravel() for layer in self._layers]
+        codes = self.codes.ravel()
+        layers = [layer.ravel() for layer in self._layers]
         if self._patch is not None:
             old_k, old_idx = self._patch
-            for a in arrays:
+            codes[old_idx] = old_k
+            for a in layers:
                 a[old_idx] = np.where(a[old_idx] == CODE_HIDDEN, CODE_HIDDEN, old_k)
             self._patch = None
         if k is not None:
             idx = self._order[self._offsets[k] : self._offsets[k + 1]]
-            idx = idx[self.values.ravel()[idx] > t]
-            for a in arrays:
+            idx = idx[self.values.ravel()[idx] > floor_threshold(t, self.values.dtype)[()]]
+            codes[idx] = CODE_PATCH
+            for a in layers:
                 a[idx] = np.where(a[idx] == CODE_HIDDEN, CODE_HIDDEN, CODE_PATCH)
             self._patch = (k, idx)
         self.mixed_bin = k
@@ -377,7 +429,14 @@ class ThresholdCache:
         """
         colours = np.asarray(colours, dtype=np.uint8)
         n = colours.shape[0]
-        pos = np.linspace(0, n - 1, DISPLAY_BINS).round().astype(int)
+        # each display bin takes the colour of the middle of its values (bins are not evenly
+        # spaced in value, so this keeps the colour scale linear)
+        filled = self._bin_count > 0
+        mid = np.full(DISPLAY_BINS, self.lo)
+        mid[filled] = (self._bin_min[filled] + self._bin_max[filled]) / 2
+        span = self.hi - self.lo
+        frac = (mid - self.lo) / span if span > 0 else np.zeros(DISPLAY_BINS)
+        pos = np.clip(np.round(frac * (n - 1)), 0, n - 1).astype(int)
         lut = np.zeros((256, 4), dtype=np.uint8)
         lut[:DISPLAY_BINS, : colours.shape[1]] = colours[pos]
         if colours.shape[1] == 3:
