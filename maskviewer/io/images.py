@@ -19,10 +19,42 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy")
 #: Larger images are refused before decoding (decompression bombs, absurd headers).
 MAX_PIXELS = 200_000_000
 MAX_SIDE = 65_535
+#: Most values (pixels × channels) an array may hold: absurd channel counts are refused too.
+MAX_VALUES = 4 * MAX_PIXELS
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _sniff(path: Path) -> str:
+    """The decoder a file's first bytes call for: ``"npy"``, ``"tiff"`` or ``"pillow"``.
+
+    The contents decide, not the name (a PNG saved as ``.tif`` still opens); a file whose
+    start matches nothing known goes by its suffix, so the error names the expected format.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic and BigTIFF
+        return "tiff"
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF8", b"RIFF")):
+        return "pillow"
+    suffix = path.suffix.lower()
+    return "npy" if suffix == ".npy" else "tiff" if suffix in (".tif", ".tiff") else "pillow"
+
+
+def _check_values(shape: tuple, path: Path) -> None:
+    count = 1
+    for d in shape:
+        count *= int(d)
+    if count > MAX_VALUES:
+        raise ImageLoadError(
+            f"{path.name}: an array of shape {tuple(int(d) for d in shape)} holds more values "
+            f"than this viewer opens (at most {MAX_VALUES // 1_000_000} million). Crop it or "
+            "keep fewer channels first."
+        )
 
 
 def _check_size(width: int, height: int, path: Path) -> None:
@@ -49,11 +81,11 @@ def load_image(path: str | os.PathLike) -> ImageData:
         raise ImageLoadError(f"{path}: no such file.")
     if path.is_dir():
         raise ImageLoadError(f"{path}: is a folder, not an image file.")
-    suffix = path.suffix.lower()
     try:
-        if suffix == ".npy":
+        kind = _sniff(path)
+        if kind == "npy":
             return _load_npy(path)
-        if suffix in (".tif", ".tiff"):
+        if kind == "tiff":
             return _load_tiff(path)
         return _load_pillow(path)
     except ImageLoadError:
@@ -85,19 +117,21 @@ def _finish(array: np.ndarray, path: Path, raw: np.ndarray | None = None) -> Ima
 
 
 def _load_npy(path: Path) -> ImageData:
+    fmt = np.lib.format
     try:
-        # a memory map reads only the header: shape and dtype before any allocation
-        header = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-            raise ImageLoadError(
-                f"{path.name}: holds Python objects; only numeric arrays are read."
-            ) from exc
-        raise ImageLoadError(f"{path.name}: not a valid .npy file ({exc}).") from exc
+        # only the header: shape and dtype are known before anything is allocated
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, _fortran, dtype = fmt.read_array_header_1_0(fh)
+            elif version in ((2, 0), (3, 0)):
+                shape, _fortran, dtype = fmt.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unknown .npy version {version}")
     except Exception as exc:
         raise ImageLoadError(f"{path.name}: not a valid .npy file ({exc}).") from exc
-    shape, dtype = header.shape, header.dtype
-    del header
+    if dtype.hasobject:
+        raise ImageLoadError(f"{path.name}: holds Python objects; only numeric arrays are read.")
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise ImageLoadError(f"{path.name}: dtype {dtype} is not numeric.")
     display_shape = tuple(d for d in shape)
@@ -109,6 +143,7 @@ def _load_npy(path: Path) -> ImageData:
             "(expected (H, W), (H, W, C) or (1, H, W, C))."
         )
     _check_size(int(display_shape[1]), int(display_shape[0]), path)
+    _check_values(shape, path)
     raw = np.load(path, allow_pickle=False)
     arr = raw.reshape(display_shape)
     if arr.ndim == 3 and arr.shape[2] > 4:
@@ -128,10 +163,26 @@ def _load_tiff(path: Path) -> ImageData:
         if "Y" not in axes or "X" not in axes:
             raise ImageLoadError(f"{path.name}: the TIFF page (axes {axes}) is not an image.")
         _check_size(int(shape[axes.index("X")]), int(shape[axes.index("Y")]), path)
+        _check_values(shape, path)
         photometric = getattr(page.photometric, "name", str(page.photometric))
         if photometric in ("PALETTE", "SEPARATED", "YCBCR", "CIELAB") or page.bitspersample == 1:
             return _load_pillow(path)  # Pillow converts these modes to RGB / grey
-        arr = page.asarray()
+        try:
+            arr = page.asarray()
+        except ValueError as exc:
+            if "imagecodecs" not in str(exc):
+                raise
+            codec = exc
+        else:
+            codec = None
+    if codec is not None:
+        # LZW, JPEG... need the optional imagecodecs package; Pillow's libtiff reads most
+        try:
+            return _load_pillow(path)
+        except Exception as exc:
+            raise ImageLoadError(
+                f"{path.name}: {codec}. Install it (pip install imagecodecs) to open this TIFF."
+            ) from exc
     if axes == "SYX":  # planar RGB
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim != 2 and not (arr.ndim == 3 and axes.endswith("S") or axes == "SYX"):
