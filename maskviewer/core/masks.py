@@ -643,7 +643,7 @@ class MaskSet:
         if data is None:
             data = np.zeros(self.shape, dtype=np.float32)
         else:
-            data = np.ascontiguousarray(data, dtype=np.float32)
+            data = np.array(data, dtype=np.float32, order="C")  # a copy: the caller keeps theirs
             if data.shape != self.shape:
                 raise ValueError(f"mask shape {data.shape} != image shape {self.shape}")
         used = {m.color for m in self.masks}

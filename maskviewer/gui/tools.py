@@ -11,6 +11,8 @@ import importlib
 
 #: (name, module) in installation order
 TOOL_MODULES: list[tuple[str, str]] = [
+    ("masks", "maskviewer.gui.mask_tool"),
+    ("kernels", "maskviewer.gui.kernel_tool"),
 ]
 
 
