@@ -132,10 +132,16 @@ def _check_range(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    try:
+    fmt = np.lib.format
+    try:  # the header first: shape and dtype are checked before anything is allocated
         with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            shape, _fortran, dtype = np.lib.format._read_array_header(fh, version)
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, _fortran, dtype = fmt.read_array_header_1_0(fh)
+            elif version in ((2, 0), (3, 0)):
+                shape, _fortran, dtype = fmt.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unknown .npy version {version}")
     except Exception as exc:
         raise MaskLoadError(f"{path.name}: not a valid .npy file ({exc}).") from exc
     if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
