@@ -9,12 +9,15 @@ from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QTabWidget,
     QWidget,
 )
 
@@ -40,7 +43,14 @@ class MainWindow(QMainWindow):
         self.state = controller.state
         self.setWindowTitle("maskviewer")
         self.setAcceptDrops(True)
-        self.resize(1280, 820)
+        self.resize(1440, 900)
+        self.setDockOptions(
+            QMainWindow.DockOption.AnimatedDocks
+            | QMainWindow.DockOption.AllowTabbedDocks
+            | QMainWindow.DockOption.AllowNestedDocks
+        )
+        for side in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea):
+            self.setTabPosition(side, QTabWidget.TabPosition.North)
         self.last_error: tuple[str, str] | None = None
         self._message_boxes: list[QMessageBox] = []
 
@@ -50,13 +60,14 @@ class MainWindow(QMainWindow):
         self.mapping_panel = MappingPanel()
         self.predictions_panel = PredictionsPanel()
         self.docks: dict[str, QDockWidget] = {}
+        self._area_docks: dict[Qt.DockWidgetArea, QDockWidget] = {}
         self._build_menus()
         self.add_panel("Model", self.model_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.add_panel("Input", self.mapping_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.add_panel("Input", self.mapping_panel, Qt.DockWidgetArea.LeftDockWidgetArea, tabify=False)
         self.add_panel("Predictions", self.predictions_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self._build_status_bar()
         self.resizeDocks(
-            [self.docks["Model"], self.docks["Predictions"]], [340, 320], Qt.Orientation.Horizontal
+            [self.docks["Model"], self.docks["Predictions"]], [340, 420], Qt.Orientation.Horizontal
         )
 
         c, s = controller, self.state
@@ -87,15 +98,47 @@ class MainWindow(QMainWindow):
 
     # -- layout --------------------------------------------------------------------------------
 
-    def add_panel(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
-        """Put ``widget`` in a dock (listed in the View menu) and return the dock."""
+    def add_panel(
+        self,
+        title: str,
+        widget: QWidget,
+        area: Qt.DockWidgetArea,
+        tabify: bool = True,
+        scroll: bool = True,
+    ) -> QDockWidget:
+        """Put ``widget`` in a dock (listed in the View menu) and return the dock.
+
+        Docks added to an area that already has one become tabs beside the first, so the image
+        keeps its room however many tools there are; ``scroll`` wraps tall panels so their
+        minimum height never forces the window's.
+        """
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower().replace(' ', '_')}")
-        dock.setWidget(widget)
+        if scroll:
+            holder = QScrollArea()
+            holder.setWidgetResizable(True)
+            holder.setFrameShape(QFrame.Shape.NoFrame)
+            holder.setWidget(widget)
+            dock.setWidget(holder)
+        else:
+            dock.setWidget(widget)
         self.addDockWidget(area, dock)
+        first = self._area_docks.get(area)
+        if tabify and first is not None:
+            self.tabifyDockWidget(first, dock)
+            first.raise_()
+        elif first is None:
+            self._area_docks[area] = dock
         self.view_menu.addAction(dock.toggleViewAction())
         self.docks[title] = dock
         return dock
+
+    def show_panel(self, title: str) -> None:
+        """Make a dock visible and bring its tab to the front."""
+        dock = self.docks.get(title)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
