@@ -24,6 +24,8 @@ from maskviewer.core.errors import ModelLoadError, UnsafeModelError
 from maskviewer.core.model_info import LayerInfo, ModelInfo, TensorInfo
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+#: A model's architecture JSON larger than this is refused unread (a zip bomb in config.json).
+MAX_CONFIG_BYTES = 64 * 2**20
 
 
 def file_sha256(path: str | Path) -> str:
@@ -65,11 +67,13 @@ def model_format(path: str | Path) -> str:
             )
         return "keras"
     if suffix in (".h5", ".hdf5"):
-        with open(path, "rb") as fh:
-            if fh.read(8) != b"\x89HDF\r\n\x1a\n":
-                raise ModelLoadError(
-                    f"{path.name}: not an HDF5 file; it may be corrupt or not a model."
-                )
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(8)
+        except OSError as exc:
+            raise ModelLoadError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
+        if head != b"\x89HDF\r\n\x1a\n":
+            raise ModelLoadError(f"{path.name}: not an HDF5 file; it may be corrupt or not a model.")
         return "h5"
     raise ModelLoadError(
         f"{path.name}: not a model file. Open a .keras or .h5 file, or a SavedModel folder."
@@ -83,31 +87,47 @@ def model_format(path: str | Path) -> str:
 def read_model_config(path: str | Path) -> dict | None:
     """The model's architecture as plain JSON, read without Keras (None if absent)."""
     fmt = model_format(path)
+    name = Path(path).name
     try:
         if fmt == "keras":
             with zipfile.ZipFile(path) as zf:
                 with zf.open("config.json") as fh:
-                    return json.load(fh)
-        if fmt == "h5":
+                    # read no more than the limit, whatever the archive claims the size is
+                    raw = fh.read(MAX_CONFIG_BYTES + 1)
+        elif fmt == "h5":
             import h5py
 
             with h5py.File(path, "r") as f:
                 raw = f.attrs.get("model_config")
-                if raw is None:
-                    return None
-                if isinstance(raw, bytes):
-                    raw = raw.decode("utf-8")
-                return json.loads(raw)
-    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelLoadError(f"{Path(path).name}: the model configuration cannot be read ({exc}).") from exc
-    return None
+        else:
+            return None
+        if raw is None:
+            return None
+        if not isinstance(raw, bytes | str):
+            raise ValueError(f"the configuration is stored as {type(raw).__name__}, not text")
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ModelLoadError(
+                f"{name}: the model configuration is larger than {MAX_CONFIG_BYTES >> 20} MiB; "
+                "this is not a model file this viewer opens."
+            )
+        return json.loads(raw)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # zip, HDF5, text and JSON errors (incl. too deep nesting) alike
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelLoadError(
+            f"{name}: the model configuration cannot be read ({detail}). The file may be "
+            "corrupt or not a Keras model."
+        ) from exc
 
 
 def find_code_layers(config: Any) -> list[str]:
     """Layers in a model config that carry Python code (Lambda layers, serialised lambdas)."""
     found: list[str] = []
-
-    def walk(node: Any, owner: str | None) -> None:
+    # depth-first with an explicit stack: a crafted file cannot exhaust Python's recursion
+    stack: list[tuple[Any, Any]] = [(config, None)]
+    while stack:
+        node, owner = stack.pop()
         if isinstance(node, dict):
             cls = node.get("class_name")
             cfg = node.get("config") if isinstance(node.get("config"), dict) else {}
@@ -118,13 +138,10 @@ def find_code_layers(config: Any) -> list[str]:
                 f.startswith(f"{owner} (") for f in found
             ):
                 found.append(f"{owner} (Python function)")
-            for value in node.values():
-                walk(value, name if cls not in (None, "__lambda__") else owner)
+            child_owner = name if cls not in (None, "__lambda__") else owner
+            stack.extend((value, child_owner) for value in reversed(list(node.values())))
         elif isinstance(node, list):
-            for value in node:
-                walk(value, owner)
-
-    walk(config, None)
+            stack.extend((value, owner) for value in reversed(node))
     return list(dict.fromkeys(found))
 
 

@@ -1,0 +1,402 @@
+"""Fuzzing the file loaders: random bytes and mutated valid files.
+
+Every input must either load into something well formed or raise one of the project's own
+errors (a :class:`MaskviewerError` subclass, whose message is shown to the user); nothing else
+may escape, and no input may hang (each one runs under an alarm). Run with ``-s`` to see how many
+inputs each loader was given.
+
+The size limits are lowered while fuzzing so that a mutated header cannot make a test allocate
+hundreds of megabytes; the limits themselves are tested in test_image_formats.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from maskviewer.core.errors import MaskviewerError, ModelLoadError
+from maskviewer.io import images as images_io
+from maskviewer.io import masks as masks_io
+from maskviewer.io.images import load_image
+from maskviewer.io.masks import load_mask
+
+PER_INPUT_SECONDS = 10
+COUNTS: dict[str, int] = {}
+# decoders warn about the corrupt files they are fed here; that is expected
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning:PIL.*"),
+    pytest.mark.filterwarnings("ignore::UserWarning:tifffile.*"),
+]
+
+FUZZ = settings(
+    max_examples=1000,
+    deadline=None,  # the alarm below bounds each input; hypothesis's deadline only reports late
+    database=None,  # no example database written into the repository
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+class Hang(Exception):
+    """An input took longer than PER_INPUT_SECONDS."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int = PER_INPUT_SECONDS):
+    def on_alarm(_signum, _frame):
+        raise Hang(f"an input took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _small_limits():
+    """Keep accepted sizes small so a mutated header cannot allocate much."""
+    saved = images_io.MAX_PIXELS, images_io.MAX_VALUES, masks_io.MAX_PIXELS
+    images_io.MAX_PIXELS, images_io.MAX_VALUES, masks_io.MAX_PIXELS = 2**20, 2**22, 2**20
+    yield
+    images_io.MAX_PIXELS, images_io.MAX_VALUES, masks_io.MAX_PIXELS = saved
+    print("\nfuzz inputs tried:", ", ".join(f"{k} {v}" for k, v in sorted(COUNTS.items())))
+
+
+@pytest.fixture(scope="module")
+def scratch():
+    with tempfile.TemporaryDirectory(prefix="maskviewer-fuzz-") as folder:
+        yield Path(folder)
+
+
+def _count(name: str) -> None:
+    COUNTS[name] = COUNTS.get(name, 0) + 1
+
+
+# -- seeds: small valid files -------------------------------------------------------------------
+
+
+def _encode(fmt: str, array: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "NPY":
+        np.save(buf, array)
+    elif fmt == "TIFF":
+        tifffile.imwrite(buf, array, **kw)
+    else:
+        Image.fromarray(array).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _image_seeds() -> dict[str, bytes]:
+    rng = np.random.default_rng(11)
+    rgb = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    grey16 = rng.integers(0, 65536, (12, 10), dtype=np.uint16)
+    return {
+        "rgb.png": _encode("PNG", rgb),
+        "grey16.png": _encode("PNG", grey16),
+        "palette.png": _encode("PNG", np.asarray(Image.fromarray(rgb).convert("P"))),
+        "rgb.jpg": _encode("JPEG", rgb),
+        "rgb.bmp": _encode("BMP", rgb),
+        "rgb.tif": _encode("TIFF", rgb, photometric="rgb"),
+        "float.tif": _encode("TIFF", rng.random((12, 10), dtype=np.float32)),
+        "grey16.tif": _encode("TIFF", grey16),
+        "image.npy": _encode("NPY", rgb),
+        "batched.npy": _encode("NPY", rng.random((1, 12, 10, 2), dtype=np.float32)),
+    }
+
+
+def _mask_seeds() -> dict[str, bytes]:
+    rng = np.random.default_rng(12)
+    binary = (rng.random((12, 10)) > 0.5).astype(np.uint8) * 255
+    return {
+        "binary.png": _encode("PNG", binary),
+        "soft.png": _encode("PNG", rng.integers(0, 65536, (12, 10), dtype=np.uint16)),
+        "soft.npy": _encode("NPY", rng.random((12, 10), dtype=np.float32)),
+        "labels.bmp": _encode("BMP", (binary > 0).astype(np.uint8)),
+        "soft.tif": _encode("TIFF", rng.random((12, 10), dtype=np.float32)),
+    }
+
+
+IMAGE_SEEDS = _image_seeds()
+MASK_SEEDS = _mask_seeds()
+SUFFIXES = [".png", ".jpg", ".bmp", ".tif", ".npy"]
+
+
+@st.composite
+def mutated(draw, seeds: dict[str, bytes]) -> tuple[str, bytes]:
+    """A seed file with a few byte-level edits, mostly near its header."""
+    name = draw(st.sampled_from(sorted(seeds)))
+    data = bytearray(seeds[name])
+    for _ in range(draw(st.integers(1, 6))):
+        if not data:
+            break
+        n = len(data)
+        at = draw(st.one_of(st.integers(0, min(n - 1, 96)), st.integers(0, n - 1)))
+        op = draw(st.sampled_from(["set", "flip", "cut", "insert", "delete", "repeat"]))
+        if op == "set":
+            data[at] = draw(st.integers(0, 255))
+        elif op == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "cut":
+            del data[at:]
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        elif op == "delete":
+            del data[at : at + draw(st.integers(1, 16))]
+        else:
+            data[at:at] = data[at : at + draw(st.integers(1, 64))]
+    suffix = draw(st.sampled_from([Path(name).suffix] * 3 + SUFFIXES))
+    return Path(name).stem + suffix, bytes(data)
+
+
+def _write(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+def _check_image(path: Path) -> None:
+    _count("image")
+    with _time_limit():
+        try:
+            image = load_image(path)
+        except MaskviewerError as exc:
+            assert str(exc).strip(), "an error without a message"
+            return
+    a = image.array
+    assert a.ndim == 3 and 1 <= a.shape[2] <= 4 and a.size > 0
+    assert a.dtype in (np.uint8, np.uint16, np.float32)
+    assert image.value_max > 0
+    if a.dtype == np.float32:
+        assert np.isfinite(a).all()
+
+
+@FUZZ
+@given(data=st.binary(max_size=1024), suffix=st.sampled_from(SUFFIXES))
+def test_image_loader_random_bytes(scratch, data, suffix):
+    _check_image(_write(scratch, "random" + suffix, data))
+
+
+@FUZZ
+@given(data=st.binary(max_size=512), seed=st.sampled_from(sorted(IMAGE_SEEDS)))
+def test_image_loader_valid_header_random_body(scratch, data, seed):
+    """A real format's first bytes followed by garbage reaches deep into each decoder."""
+    head = IMAGE_SEEDS[seed][:64]
+    _check_image(_write(scratch, "headed" + Path(seed).suffix, head + data))
+
+
+@settings(FUZZ, max_examples=3000)
+@given(case=mutated(IMAGE_SEEDS))
+def test_image_loader_mutated_files(scratch, case):
+    _check_image(_write(scratch, *case))
+
+
+# -- masks -------------------------------------------------------------------------------------
+
+
+def _check_mask(path: Path, shape=None) -> None:
+    _count("mask")
+    with _time_limit():
+        try:
+            mask = load_mask(path, shape)
+        except MaskviewerError as exc:
+            assert str(exc).strip()
+            return
+    assert mask.ndim == 2 and mask.dtype == np.float32
+    assert np.isfinite(mask).all() and mask.min(initial=0) >= 0 and mask.max(initial=0) <= 1
+    if shape is not None:
+        assert mask.shape == shape
+
+
+@FUZZ
+@given(data=st.binary(max_size=1024), suffix=st.sampled_from(SUFFIXES))
+def test_mask_loader_random_bytes(scratch, data, suffix):
+    _check_mask(_write(scratch, "random_mask" + suffix, data))
+
+
+@settings(FUZZ, max_examples=2000)
+@given(case=mutated(MASK_SEEDS), sized=st.booleans())
+def test_mask_loader_mutated_files(scratch, case, sized):
+    _check_mask(_write(scratch, *case), (12, 10) if sized else None)
+
+
+# -- model files: format detection and configuration reading (no Keras) ------------------------
+
+
+def _check_model_config(path: Path) -> None:
+    from maskviewer.inference.loading import find_code_layers, read_model_config
+
+    _count("model config")
+    with _time_limit():
+        try:
+            config = read_model_config(path)
+        except ModelLoadError as exc:
+            assert str(exc).strip()
+            return
+        layers = find_code_layers(config)
+    assert all(isinstance(x, str) for x in layers)
+
+
+MODEL_SUFFIXES = [".keras", ".h5", ".hdf5", ".txt"]
+
+
+@FUZZ
+@given(data=st.binary(max_size=1024), suffix=st.sampled_from(MODEL_SUFFIXES))
+def test_model_config_random_bytes(scratch, data, suffix):
+    _check_model_config(_write(scratch, "random" + suffix, data))
+
+
+@pytest.fixture(scope="module")
+def model_seeds(model_files) -> dict[str, bytes]:
+    return {
+        "seq.keras": model_files["sequential"].read_bytes(),
+        "seq.h5": model_files["sequential_h5"].read_bytes(),
+    }
+
+
+@settings(FUZZ, max_examples=1500)
+@given(data=st.data())
+def test_model_config_mutated_files(scratch, model_seeds, data):
+    name, blob = data.draw(mutated(model_seeds))
+    suffix = data.draw(st.sampled_from([Path(name).suffix] * 4 + MODEL_SUFFIXES))
+    _check_model_config(_write(scratch, Path(name).stem + suffix, blob))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+    | st.sampled_from(["Lambda", "__lambda__", "function", "code", "name", "config"]),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(
+        st.sampled_from(["class_name", "config", "name", "code", "layers", "function", "x"]),
+        children,
+        max_size=4,
+    ),
+    max_leaves=30,
+)
+
+
+def _contains_lambda(node) -> bool:
+    if isinstance(node, dict):
+        return node.get("class_name") == "Lambda" or any(_contains_lambda(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_contains_lambda(v) for v in node)
+    return False
+
+
+@settings(FUZZ, max_examples=500)
+@given(config=JSON)
+def test_code_finder_on_any_json_never_misses_a_lambda(scratch, config):
+    """Whatever shape the JSON has, a Lambda anywhere in it is reported."""
+    from maskviewer.inference.loading import find_code_layers, read_model_config
+
+    _count("model config json")
+    path = scratch / "config_fuzz.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", json.dumps(config))
+    assert read_model_config(path) == config
+    found = find_code_layers(config)
+    assert all(isinstance(f, str) for f in found)
+    if _contains_lambda(config):
+        assert any(f.endswith("(Lambda)") for f in found), found
+
+
+def test_model_files_that_are_not_models(tmp_path, model_files):
+    from maskviewer.inference.loading import MAX_CONFIG_BYTES, load_model
+
+    cases = {}
+    with zipfile.ZipFile(tmp_path / "no_config.keras", "w") as zf:
+        zf.writestr("metadata.json", "{}")
+    cases["no_config.keras"] = "configuration cannot be read"
+    with zipfile.ZipFile(tmp_path / "deep.keras", "w") as zf:
+        zf.writestr("config.json", "[" * 50_000 + "]" * 50_000)
+    cases["deep.keras"] = "configuration cannot be read"
+    with zipfile.ZipFile(tmp_path / "bomb.keras", "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("config.json", "w", force_zip64=True) as fh:
+            fh.write(b'{"pad": "')
+            for _ in range(MAX_CONFIG_BYTES // 2**20 + 1):
+                fh.write(b" " * 2**20)
+            fh.write(b'"}')
+    cases["bomb.keras"] = "larger than"
+    with zipfile.ZipFile(tmp_path / "list.keras", "w") as zf:
+        zf.writestr("config.json", "[1, 2, 3]")
+    cases["list.keras"] = "could not be loaded as a Keras model"
+    (tmp_path / "random.keras").write_bytes(os.urandom(4096))
+    cases["random.keras"] = "not a Keras model file"
+    (tmp_path / "random.h5").write_bytes(os.urandom(4096))
+    cases["random.h5"] = "not an HDF5 file"
+    (tmp_path / "cut.h5").write_bytes(model_files["sequential_h5"].read_bytes()[:3000])
+    cases["cut.h5"] = "cut.h5"
+    folder = tmp_path / "not_savedmodel"
+    folder.mkdir()
+    (folder / "variables").mkdir()
+    cases["not_savedmodel"] = "not a SavedModel"
+    for name, match in cases.items():
+        with _time_limit(60), pytest.raises(ModelLoadError, match=match):
+            load_model(tmp_path / name)
+
+
+def _json_mutations(config):
+    """Every (path, container) pair in a JSON tree, to pick an edit point from."""
+    points = []
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            points.extend((node, k) for k in node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            points.extend((node, i) for i in range(len(node)))
+            stack.extend(node)
+    return points
+
+
+@settings(FUZZ, max_examples=40)
+@given(data=st.data())
+def test_full_keras_load_of_mutated_configs(scratch, model_files, data):
+    """A few dozen complete loads through Keras of configs with edited values or missing keys."""
+    from maskviewer.inference.loading import load_model
+
+    _count("full model load")
+    src = zipfile.ZipFile(model_files["sequential"])
+    config = json.loads(src.read("config.json"))
+    points = _json_mutations(config)
+    for _ in range(data.draw(st.integers(1, 3))):
+        container, key = data.draw(st.sampled_from(points))
+        if isinstance(container, dict) and data.draw(st.booleans()):
+            container.pop(key, None)
+        else:
+            with contextlib.suppress(IndexError, KeyError):
+                container[key] = data.draw(JSON)
+        points = _json_mutations(config)
+        if not points:
+            break
+    path = scratch / "mutated_config.keras"
+    with zipfile.ZipFile(path, "w") as dst:
+        for item in src.infolist():
+            blob = json.dumps(config).encode() if item.filename == "config.json" else src.read(item)
+            dst.writestr(item.filename, blob)
+    with _time_limit(60):
+        try:
+            loaded = load_model(path)
+        except MaskviewerError as exc:
+            assert str(exc).strip()
+            return
+    assert loaded.info.inputs and loaded.info.name == "mutated_config.keras"
+    _count("full model load (loaded)")
