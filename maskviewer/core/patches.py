@@ -509,3 +509,53 @@ def occlude(image: np.ndarray, grid: PatchGrid, index: int, fill: float) -> np.n
     x0, y0, x1, y1 = patch_bounds_in_image(grid, index)
     out[y0:y1, x0:x1] = np.asarray(fill).astype(out.dtype)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-patch table
+
+
+def patch_table(
+    grid: PatchGrid,
+    probs: np.ndarray,
+    labels: list[str] | None = None,
+    occlusion_drop: np.ndarray | None = None,
+) -> tuple[list[str], list[list]]:
+    """The per-patch table: geometry, top class and every class's probability.
+
+    Parameters
+    ----------
+    grid : PatchGrid
+    probs : ndarray
+        ``(N, K)`` per-patch probabilities.
+    labels : list of str, optional
+        Class names (used in the column names and the top-class column).
+    occlusion_drop : ndarray, optional
+        ``(N, K)`` drop of each class's score when the patch is greyed out.
+
+    Returns
+    -------
+    header : list of str
+    rows : list of list
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    k = p.shape[1]
+
+    def name(i: int) -> str:
+        return labels[i] if labels is not None and i < len(labels) else str(i)
+
+    header = ["patch", "row", "col", "x", "y", "width", "height", "top_class", "top_label", "top_p"]
+    header += [f"p_{name(i)}" for i in range(k)]
+    if occlusion_drop is not None:
+        header += [f"occlusion_drop_{name(i)}" for i in range(k)]
+    rows = []
+    rects = grid.rects()
+    for n in range(grid.count):
+        r, c = grid.position(n)
+        top = int(np.argmax(p[n]))
+        row: list = [n, r, c, *(int(v) for v in rects[n]), top, name(top), float(p[n, top])]
+        row += [float(v) for v in p[n]]
+        if occlusion_drop is not None:
+            row += [float(v) for v in occlusion_drop[n]]
+        rows.append(row)
+    return header, rows

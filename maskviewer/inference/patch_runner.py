@@ -106,8 +106,12 @@ def check_patch_fits(image: ImageData, grid: PatchGrid, feed: PatchFeed) -> None
             ) from exc
 
 
-def batch_size_for(shapes: list[tuple], budget: int = BATCH_BYTES) -> int:
-    """Patches per model call so that one batch of prepared inputs takes about ``budget`` bytes."""
+def batch_size_for(shapes: list[tuple], budget: int | None = None) -> int:
+    """Patches per model call so that one batch of prepared inputs takes about ``budget`` bytes.
+
+    The default budget is :data:`BATCH_BYTES` (read at call time).
+    """
+    budget = BATCH_BYTES if budget is None else budget
     per_sample = 0
     for shape in shapes:
         per_sample += 4 * int(np.prod([d for d in shape if d is not None], dtype=np.int64))
@@ -190,6 +194,7 @@ def run_patches(
     progress: Progress | None = None,
     other_images: dict[str, ImageData] | None = None,
     load: Callable[[str], ImageData] | None = None,
+    indices: list[int] | np.ndarray | None = None,
 ) -> PatchRun:
     """Run every patch of ``image`` through the model in batches.
 
@@ -207,6 +212,8 @@ def run_patches(
         ``progress(done, total)`` after each batch; may raise to cancel.
     other_images, load
         Images for inputs fed from other files (by path), or a loader for them.
+    indices : array-like of int, optional
+        Run only these patches (outputs in this order); default all.
     """
     t0 = time.perf_counter()
     kh, kw = grid.spec.size
@@ -214,14 +221,16 @@ def run_patches(
         batch_size = batch_size_for([_input_shape(s, kh, kw) for _m, s in feed.patch_inputs.values()])
     fixed = _fixed_arrays(feed, other_images or {}, load)
 
+    which = np.arange(grid.count) if indices is None else np.asarray(indices, dtype=np.int64)
+
     def make_batch(idx: np.ndarray) -> dict[str, np.ndarray]:
-        patches = extract_patches(image.array, grid, idx)
+        patches = extract_patches(image.array, grid, which[idx])
         return {
             name: prepare_patches(patches, image.value_max, mapping, shape)
             for name, (mapping, shape) in feed.patch_inputs.items()
         }
 
-    outputs = _run_batches(predict, grid.count, make_batch, fixed, batch_size, progress)
+    outputs = _run_batches(predict, len(which), make_batch, fixed, batch_size, progress)
     return PatchRun(grid, outputs, time.perf_counter() - t0, batch_size)
 
 
