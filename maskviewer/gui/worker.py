@@ -215,7 +215,7 @@ class InferenceWorker(QObject):
             self._post(self.job_cancelled, job.kind, job.generation)
         except MaskviewerError as exc:
             self._post(self.job_failed, job.kind, job.generation, str(exc), exc)
-        except Exception as exc:  # the thread must survive any job
+        except BaseException as exc:  # the thread must survive any job, even sys.exit() in user code
             from maskviewer.inference.backend import is_out_of_memory
 
             if is_out_of_memory(exc):

@@ -5,6 +5,7 @@ Everything here runs on the one inference thread (see ``maskviewer.gui.worker``)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +126,33 @@ def explain_inference_error(
             "The device ran out of memory running the model. Try a smaller image or batch, "
             "close other programs using the GPU, or switch to the CPU."
         )
-    text = str(exc).strip().splitlines()
+    layer, core = _unwrap_keras_error(str(exc))
+    text = core.strip().splitlines()
     first = text[0] if text else type(exc).__name__
+    where = f" in layer {layer}" if layer else ""
     fed = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     want = ", ".join(f"{t.name} {t.shape_text()}" for t in info.inputs)
-    if "shape" in str(exc).lower() or "incompatible" in str(exc).lower():
+    if "shape" in core.lower() or "incompatible" in core.lower():
         return InferenceError(
-            f"The model rejected the input shape: it expects {want}, it was given {fed}. "
+            f"The model rejected the input shape{where}: it expects {want}, it was given {fed}. "
             f"Adjust the input mapping. ({first[:300]})"
         )
-    return InferenceError(f"The model failed while running: {type(exc).__name__}: {first[:400]}")
+    return InferenceError(
+        f"The model failed while running{where}: {type(exc).__name__}: {first[:400]}"
+    )
+
+
+def _unwrap_keras_error(text: str) -> tuple[str | None, str]:
+    """Keras wraps a layer's exception as "Exception encountered when calling L.call(). <the
+    message> Arguments received by L.call(): x=tf.Tensor(shape=...)". Return the layer and the
+    message alone, so the arguments' shapes are not mistaken for a shape error."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # Keras prints the message in bold
+    match = re.match(
+        r"\s*Exception encountered when calling (?:layer )?['\"]?([\w.]+?)['\"]?"
+        r"(?:\.call\(\))?[.:]?\s*\n",
+        text,
+    )
+    if not match:
+        return None, text
+    core = text[match.end():].split("Arguments received by", 1)[0]
+    return match.group(1), core.strip()
