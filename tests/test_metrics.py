@@ -146,3 +146,17 @@ def test_scorer_on_constant_map_and_empty_reference():
     assert _same(scorer.scores(0.4), mask_scores(np.ones((5, 5)), ref))
     curve = scorer.dice_curve(n=5)
     assert curve.best_dice == 1.0  # at t = 0.5 nothing is predicted, as nothing should be
+
+
+def test_sample_on_frame():
+    from maskviewer.core.metrics import sample_on_frame
+
+    m = np.zeros((8, 8), bool)
+    m[2:6, 4:8] = True
+    # the whole image onto a map of the same size: unchanged; half size: every other pixel
+    np.testing.assert_array_equal(sample_on_frame(m, (0, 0, 8, 8), (8, 8)), m)
+    np.testing.assert_array_equal(sample_on_frame(m, (0, 0, 8, 8), (4, 4)), m[::2, ::2])
+    # a frame larger than the image ("fit" padding): outside the image is background
+    got = sample_on_frame(m, (-4, 0, 16, 8), (8, 16))
+    np.testing.assert_array_equal(got[:, 4:12], m)
+    assert not got[:, :4].any() and not got[:, 12:].any()

@@ -152,6 +152,35 @@ def resize_nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out.astype(bool)
 
 
+def sample_on_frame(
+    mask: np.ndarray, frame: tuple[float, float, float, float], shape: tuple[int, int]
+) -> np.ndarray:
+    """An image-sized mask sampled onto a map that covers ``frame`` of the image.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, ``(H, W)``
+        A mask in image pixels (a painted mask).
+    frame : (x, y, width, height)
+        Where the map lies in image pixel coordinates (the model input's frame).
+    shape : (rows, columns)
+        The map's size.
+
+    Returns
+    -------
+    ndarray of bool
+        The mask at each map pixel's centre (nearest image pixel); False outside the image.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    rows, cols = int(shape[0]), int(shape[1])
+    fx, fy, fw, fh = (float(v) for v in frame)
+    xs = np.floor(fx + (np.arange(cols) + 0.5) * fw / cols).astype(np.int64)
+    ys = np.floor(fy + (np.arange(rows) + 0.5) * fh / rows).astype(np.int64)
+    inside = (ys[:, None] >= 0) & (ys[:, None] < mask.shape[0]) & (xs[None, :] >= 0) & (xs[None, :] < mask.shape[1])
+    out = mask[np.clip(ys, 0, mask.shape[0] - 1)[:, None], np.clip(xs, 0, mask.shape[1] - 1)[None, :]]
+    return out & inside
+
+
 @dataclass(frozen=True)
 class DiceCurve:
     """Dice at a series of thresholds, and the best of them."""

@@ -14,6 +14,7 @@ TOOL_MODULES: list[tuple[str, str]] = [
     ("masks", "maskviewer.gui.mask_tool"),
     ("kernels", "maskviewer.gui.kernel_tool"),
     ("patches", "maskviewer.gui.patch_tool"),
+    ("binarise", "maskviewer.gui.binarise_tool"),
 ]
 
 
