@@ -159,6 +159,15 @@ def test_reference_of_another_size_is_offered_a_resize(qtbot, window, seg_files,
     ref = big[::2, ::2] > 0  # nearest neighbour at half size
     assert tool.panel.shown_score("dice") == f"{_dice(y > tool.threshold, ref):.4f}"
 
+    # a painted mask (image pixels) is sampled through the input's frame, no question asked
+    painted = np.zeros((24, 24), bool)
+    painted[5:15, 3:20] = True
+    tool.confirm = lambda title, text: pytest.fail("no resize question for a painted mask")
+    tool.reference_provider = lambda: ("painted", painted)
+    assert tool.use_painted_reference()
+    qtbot.waitUntil(lambda: tool.reference_name == "painted" and tool.scorer is not None, timeout=10_000)
+    assert tool.panel.shown_score("dice") == f"{_dice(y > tool.threshold, painted):.4f}"
+
     (tmp_path / "bad.png").write_bytes(b"not a png")
     assert not tool.load_reference(tmp_path / "bad.png")
     assert window.last_error[0] == "Cannot use this reference"

@@ -719,6 +719,7 @@ class BinariseTool(QObject):
                 self._ref_resize_ok = True
             ref = resize_nearest(ref, shape)
         self._ref_for_map = ref
+        self.scorer = None  # the old reference's scores no longer apply
         cache.clear_layers()
         self._inside = cache.add_layer(ref)  # copies of the codes, patched as they are
         self._outside = cache.add_layer(~ref)
