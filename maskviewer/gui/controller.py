@@ -374,8 +374,8 @@ class Controller(QObject):
             self.last_prediction_error = message
             self.prediction_error.emit(message)
             self.status.emit("Inference failed: see the Predictions panel.")
-        else:
-            self.error.emit(kind.capitalize(), message)
+        else:  # a tool's own job: the tool shows the error in its panel
+            self.status.emit(f"{kind.capitalize()} failed: {message}")
 
     def _offer_unsafe_load(self, exc: UnsafeModelError) -> None:
         path = getattr(exc, "path", None)
