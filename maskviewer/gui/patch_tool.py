@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGraphicsRectItem,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -31,7 +32,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSlider,
     QTableView,
     QVBoxLayout,
@@ -66,9 +66,14 @@ KIND = "patches"
 KIND_OCCLUSION = "patches_occlusion"
 KIND_CURRENT = "patch_current"
 PRESETS = {
-    "corners": "Four corners (size)",
-    "grid": "Grid rows × cols",
-    "sliding": "Sliding window (size, stride)",
+    "corners": "Four corners",
+    "grid": "Grid",
+    "sliding": "Sliding window",
+}
+PRESET_TIPS = {
+    "corners": "The four corner patches of the Size above (18 on a 28-pixel image: stride 10)",
+    "grid": "Rows × cols non-overlapping patches (the field beside)",
+    "sliding": "Patches of the Size above every Stride pixels, inside the image, rate 1",
 }
 MAPS = {"none": "No map", "score": "Class score per patch", "occlusion": "Occlusion: score drop"}
 MAP_MAX_SIDE = 512  # maps are evaluated at most this finely along the image's longer side
@@ -126,8 +131,7 @@ class PatchPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        body = QWidget()
-        lay = QVBoxLayout(body)
+        lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
 
         # settings
@@ -157,8 +161,10 @@ class PatchPanel(QWidget):
         self.preset = QComboBox()
         for key, text in PRESETS.items():
             self.preset.addItem(text, key)
+            self.preset.setItemData(self.preset.count() - 1, PRESET_TIPS[key], Qt.ItemDataRole.ToolTipRole)
         self.grid_edit = QLineEdit("3, 3")
         self.grid_edit.setToolTip("Rows, cols of the grid preset")
+        self.grid_edit.setPlaceholderText("rows, cols")
         self.grid_edit.setMaximumWidth(70)
         self.preset_button = QPushButton("Use")
         preset_row = QHBoxLayout()
@@ -295,22 +301,16 @@ class PatchPanel(QWidget):
 
         # exports
         exp = QGroupBox("Export")
-        exp_lay = QHBoxLayout(exp)
+        exp_lay = QGridLayout(exp)
         self.export_png_button = QPushButton("Patches PNG…")
         self.export_npy_button = QPushButton("Patches NPY…")
         self.export_inputs_button = QPushButton("Model inputs NPY…")
         self.export_csv_button = QPushButton("Table CSV…")
-        for b in (self.export_png_button, self.export_npy_button, self.export_inputs_button, self.export_csv_button):
-            exp_lay.addWidget(b)
+        buttons = (self.export_png_button, self.export_npy_button, self.export_csv_button, self.export_inputs_button)
+        for i, b in enumerate(buttons):
+            exp_lay.addWidget(b, i // 2, i % 2)
         lay.addWidget(exp)
         lay.addStretch(1)
-
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(body)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
         step = _arrow_step(event.key())
@@ -357,13 +357,8 @@ class PatchTool(QObject):
         self.controller = window.controller
         self.state = window.controller.state
         self.panel = PatchPanel()
-        right = Qt.DockWidgetArea.RightDockWidgetArea
-        neighbours = [
-            d for t, d in window.docks.items() if t != "Predictions" and window.dockWidgetArea(d) == right
-        ]
-        self.dock = window.add_panel("Patches", self.panel, right)
-        if neighbours:  # share the tool tabs on the right rather than squeezing them
-            window.tabifyDockWidget(neighbours[-1], self.dock)
+        # the window makes it a tab on the right and scrolls it
+        self.dock = window.add_panel("Patches", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.spec = PatchSpec()
         self.grid: PatchGrid | None = None
         self.index = 0

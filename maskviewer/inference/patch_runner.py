@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -171,16 +172,28 @@ def _run_batches(
 ) -> dict[str, np.ndarray]:
     total = count if total is None else total
     pieces: dict[str, list[np.ndarray]] = {}
-    for start in range(0, count, batch_size):
-        idx = np.arange(start, min(start + batch_size, count))
-        arrays = make_batch(idx)
+    batches = [np.arange(s, min(s + batch_size, count)) for s in range(0, count, batch_size)]
+
+    def run(idx: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         for name, arr in fixed.items():
             arrays[name] = np.broadcast_to(arr, (len(idx),) + arr.shape[1:])
-        outputs = predict(arrays)
-        for name, value in outputs.items():
+        for name, value in predict(arrays).items():
             pieces.setdefault(name, []).append(np.asarray(value))
         if progress is not None:
-            progress(done_before + int(idx[-1]) + 1, total)
+            progress(done_before + int(idx[-1]) + 1, total)  # may raise Cancelled
+
+    if len(batches) == 1:
+        run(batches[0], make_batch(batches[0]))
+    elif batches:
+        # prepare batch k + 1 (numpy, releases the GIL) while the model runs batch k; the
+        # model itself is only ever called from this thread
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskviewer-patch-prep") as pool:
+            pending = pool.submit(make_batch, batches[0])
+            for k, idx in enumerate(batches):
+                arrays = pending.result()
+                if k + 1 < len(batches):
+                    pending = pool.submit(make_batch, batches[k + 1])
+                run(idx, arrays)
     return {name: np.concatenate(parts, axis=0) for name, parts in pieces.items()}
 
 
