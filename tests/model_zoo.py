@@ -97,3 +97,65 @@ def build_all(folder: str | Path) -> dict[str, Path]:
 
 def random_image(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+def subclassed():
+    """A sub-classed ``keras.Model`` (no graph): conv, a 1x1 sigmoid attention, a head. Built."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+
+    class AttentionNet(keras.Model):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.conv = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")
+            self.gate = keras.layers.Conv2D(1, 1, activation="sigmoid", name="gate")
+            self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
+            self.head = keras.layers.Dense(4, activation="softmax", name="head")
+
+        def call(self, x, training=False):
+            f = self.conv(x)
+            f = f * self.gate(f)
+            return self.head(self.pool(f))
+
+    model = AttentionNet(name="attention_net")
+    model(np.zeros((1, 20, 20, 3), np.float32))
+    return model
+
+
+def custom_layer():
+    """Functional with a custom layer (a learned per-channel scale) and an Activation('sigmoid') gate."""
+    import keras
+
+    keras.utils.set_random_seed(6)
+
+    class ChannelScale(keras.layers.Layer):
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(input_shape[-1],), initializer="random_normal", name="scale")
+
+        def call(self, x):
+            return x * self.scale
+
+    inp = keras.Input((18, 18, 2), name="x")
+    x = keras.layers.Conv2D(5, 3, activation="relu", name="conv")(inp)
+    x = ChannelScale(name="scale")(x)
+    g = keras.layers.Conv2D(1, 1, name="gate_logits")(x)
+    g = keras.layers.Activation("sigmoid", name="gate")(g)
+    x = keras.layers.Multiply(name="gated")([x, g])
+    out = keras.layers.Dense(3, name="logits")(keras.layers.Flatten(name="flat")(x))
+    return keras.Model(inp, out, name="custom")
+
+
+def two_outputs():
+    """Functional, one input, two outputs given as a list: class scores and a spatial map."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((16, 16, 3), name="img")
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv1")(inp)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    cls = keras.layers.Dense(4, activation="softmax", name="cls")(
+        keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    )
+    seg = keras.layers.Conv2D(2, 1, activation="softmax", name="seg")(x)
+    return keras.Model(inp, [cls, seg], name="two_outputs")
