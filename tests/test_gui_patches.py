@@ -138,7 +138,17 @@ def test_run_all_combine_maps_and_exports(loaded, qtbot, tmp_path):
         np.testing.assert_allclose(tool.combined.scores, expected[key], rtol=1e-5, atol=1e-7)
         label = int(np.argmax(expected[key]))
         assert tool.panel.result_label.text().startswith(f"Final: class {label} ")
-    assert tool.panel.table_model.rowCount() == 6
+    table = tool.panel.table_model
+    assert table.rowCount() == 6 and table.columnCount() == 7 + 5
+    for r in range(6):
+        assert table.value(r, 5) == str(int(np.argmax(want[r])))
+        np.testing.assert_allclose([table.value(r, 7 + k) for k in range(5)], want[r], rtol=1e-5, atol=1e-6)
+    qtbot.mouseClick(
+        tool.panel.table.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=tool.panel.table.visualRect(table.index(4, 0)).center(),
+    )
+    assert tool.index == 4  # a row click selects that patch
 
     # class-score map: each pixel is its patch's probability (the grid does not overlap)
     tool.panel.map_kind.setCurrentIndex(1)
@@ -160,6 +170,7 @@ def test_run_all_combine_maps_and_exports(loaded, qtbot, tmp_path):
         drops.append(base - np.asarray(model(prepare_input(ImageData(occ), mapping, (None, 32, 32, 3))[0][None]))[0])
     np.testing.assert_allclose(tool.occlusion_drop(), np.array(drops), rtol=1e-5, atol=1e-6)
     assert tool.panel.map_kind.currentData() == "occlusion"
+    np.testing.assert_allclose([table.value(r, 12) for r in range(6)], np.array(drops)[:, cls], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(tool.map_values()[0], np.array(drops)[:, cls], rtol=1e-5, atol=1e-6)
 
     # exports: the patches as cut (= TF), the model batch, PNGs and the table

@@ -89,37 +89,83 @@ class _Snapshot:
 
 
 class PatchTableModel(QAbstractTableModel):
-    """Rows: patches; columns: position, top class and the probabilities of the shown classes."""
+    """Rows: patches; columns: position, top class and the probabilities of the shown classes.
+
+    Cells are formatted when Qt asks for them, so a run of many thousands of patches does not
+    build a table of Python objects on the GUI thread.
+    """
+
+    FIXED = ("patch", "row", "col", "x", "y", "top class", "p(top)")
 
     def __init__(self) -> None:
         super().__init__()
-        self.header: list[str] = []
-        self.rows: list[list] = []
+        self.rects = np.zeros((0, 4), dtype=np.int64)
+        self.cols = 1
+        self.probs = np.zeros((0, 0))
+        self.classes: list[int] = []
+        self.drop: np.ndarray | None = None
+        self.names: list[str] = []
 
-    def set_table(self, header: list[str], rows: list[list]) -> None:
+    def set_table(
+        self,
+        rects: np.ndarray,
+        cols: int,
+        probs: np.ndarray,
+        classes: list[int],
+        names: list[str],
+        drop: tuple[str, np.ndarray] | None = None,
+    ) -> None:
+        """Show ``probs[:, classes]`` per patch (and one occlusion-drop column)."""
         self.beginResetModel()
-        self.header, self.rows = header, rows
+        self.rects, self.cols, self.probs, self.classes = rects, max(cols, 1), probs, classes
+        self.header = list(self.FIXED) + [f"p({names[i]})" for i in classes]
+        self.names = names
+        self.drop = None
+        if drop is not None:
+            self.header.append(drop[0])
+            self.drop = drop[1]
         self.endResetModel()
 
+    def clear(self) -> None:
+        self.set_table(np.zeros((0, 4), dtype=np.int64), 1, np.zeros((0, 0)), [], [])
+
     def rowCount(self, parent=None) -> int:  # noqa: N802
-        return 0 if parent is not None and parent.isValid() else len(self.rows)
+        return 0 if parent is not None and parent.isValid() else len(self.probs)
 
     def columnCount(self, parent=None) -> int:  # noqa: N802
-        return 0 if parent is not None and parent.isValid() else len(self.header)
+        return 0 if parent is not None and parent.isValid() else len(getattr(self, "header", []))
+
+    def value(self, row: int, col: int) -> Any:
+        """The cell's value (int, str or float)."""
+        fixed = len(self.FIXED)
+        if col < fixed:
+            if col == 0:
+                return row
+            if col in (1, 2):
+                return divmod(row, self.cols)[col - 1]
+            if col in (3, 4):
+                return int(self.rects[row, col - 3])
+            top = int(np.argmax(self.probs[row]))
+            return self.names[top] if col == 5 else float(self.probs[row, top])
+        col -= fixed
+        if col < len(self.classes):
+            return float(self.probs[row, self.classes[col]])
+        return float(self.drop[row])
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        value = self.rows[index.row()][index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
+            value = self.value(index.row(), index.column())
             return f"{value:.4f}" if isinstance(value, float) else str(value)
-        if role == Qt.ItemDataRole.TextAlignmentRole and isinstance(value, int | float):
+        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() != 5:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
+        header = getattr(self, "header", [])
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.header[section] if section < len(self.header) else None
+            return header[section] if section < len(header) else None
         return None
 
 
@@ -412,7 +458,7 @@ class PatchTool(QObject):
         p.method.currentIndexChanged.connect(lambda _i: self._refresh_results())
         p.output_combo.currentIndexChanged.connect(lambda _i: self._output_changed())
         p.map_kind.currentIndexChanged.connect(lambda _i: self._update_map())
-        p.map_class.currentIndexChanged.connect(lambda _i: self._update_map())
+        p.map_class.currentIndexChanged.connect(lambda _i: (self._update_map(), self._fill_table()))
         p.map_opacity.valueChanged.connect(lambda _v: self._update_map())
         p.show_rects.toggled.connect(self.rects_item.setVisible)
         p.table.clicked.connect(lambda idx: self.set_index(idx.row()))
@@ -1033,24 +1079,23 @@ class PatchTool(QObject):
         return patch_table(self.grid, self.probs, self.state.labels, self.occlusion_drop())
 
     def _fill_table(self) -> None:
-        full = self.table()
-        if full is None:
-            self.panel.table_model.set_table([], [])
+        model = self.panel.table_model
+        if self.probs is None or self.grid is None or self.combined is None:
+            model.clear()
             return
-        header, rows = full
         k = self.probs.shape[1]
-        fixed = 10  # patch .. top_p
         shown = list(range(k))
         if k > MAX_TABLE_CLASSES:  # the classes the combination ranks highest
             order = np.argsort(-self.combined.scores, kind="stable")[:MAX_TABLE_CLASSES]
             shown = sorted(int(i) for i in order)
-        cols = list(range(fixed)) + [fixed + i for i in shown]
+        names = [self._label(i) for i in range(k)]
         drop = self.occlusion_drop()
+        column = None
         if drop is not None:
             cls = self.panel.map_class.currentData()
             cls = self.combined.label if cls is None else cls
-            cols.append(fixed + k + cls)
-        self.panel.table_model.set_table([header[c] for c in cols], [[row[c] for c in cols] for row in rows])
+            column = (f"occlusion drop ({names[cls]})", drop[:, cls])
+        model.set_table(self.grid.rects(), self.grid.cols, self.probs, shown, names, column)
 
     def _draw_bars(self) -> None:
         plot = self.panel.bars
