@@ -51,8 +51,15 @@ def bench_case(name, model, image, spec, mapping, repeats):
     shape = host.info.inputs[0].shape
     batch = prepare_patches(extract_patches(img.array, grid), img.value_max, mapping, shape)
 
+    calls = []
+
+    def predict(arrays):
+        calls.append(len(next(iter(arrays.values()))))
+        return host.predict(arrays)
+
     def app_run():
-        return run_patches(host.predict, img, grid, feed)
+        calls.clear()
+        return run_patches(predict, img, grid, feed)
 
     def one_call():
         return np.asarray(model(batch, training=False))
@@ -72,9 +79,8 @@ def bench_case(name, model, image, spec, mapping, repeats):
         prepare_patches(extract_patches(img.array, grid), img.value_max, mapping, shape)
         t_prep.append(time.perf_counter() - t0)
     app, one, prep = (statistics.median(t) for t in (t_app, t_one, t_prep))
-    calls = -(-grid.count // run.batch_size)
     print(
-        f"{name:<34} {grid.count:>5} patches  batch {run.batch_size:>5} ({calls} call{'s' if calls > 1 else ''})  "
+        f"{name:<34} {grid.count:>5} patches  batches {'+'.join(map(str, calls)):<13}  "
         f"app {app * 1000:8.1f} ms  one model(batch) {one * 1000:8.1f} ms  "
         f"(extract+prepare {prep * 1000:6.1f} ms)  ratio {app / one:5.2f}"
     )

@@ -173,6 +173,11 @@ def _run_batches(
     total = count if total is None else total
     pieces: dict[str, list[np.ndarray]] = {}
     batches = [np.arange(s, min(s + batch_size, count)) for s in range(0, count, batch_size)]
+    if len(batches) > 1 and batch_size >= 16:
+        # a small first batch: its preparation is the only one not hidden behind a model call
+        first = batches.pop(0)
+        cut = batch_size // 8
+        batches[:0] = [first[:cut], first[cut:]]
 
     def run(idx: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         for name, arr in fixed.items():
