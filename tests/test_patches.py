@@ -304,6 +304,16 @@ def test_run_patches_equals_model_on_each_patch(host):
     want = _model_probs(host, x)
     (got,) = run.outputs.values()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # larger batches start with a small one (prepared alone); same numbers, all patches once
+    sizes = []
+
+    def counting(arrays):
+        sizes.append(len(arrays["image"]))
+        return host.predict(arrays)
+
+    again = run_patches(counting, image, grid, feed, batch_size=16)
+    assert sizes == [2, 14, grid.count - 16]
+    np.testing.assert_allclose(again.outputs["probs"], want, rtol=1e-5, atol=1e-6)
     # the combination of what the app ran equals numpy on the model's own numbers
     np.testing.assert_allclose(combine(got, "mean").scores, want.mean(0), rtol=1e-5, atol=1e-6)
 
