@@ -255,7 +255,7 @@ def channel_grid(
 def mask_to_grid(mask: np.ndarray, frame: Frame, height: int, width: int) -> np.ndarray:
     """The fraction of each cell of a ``height x width`` layer grid covered by ``mask``.
 
-    ``mask`` is ``(H, W)`` in image pixels; the layer grid covers ``frame`` (the model
+    ``mask`` is ``(H, W)`` in image pixels (bool, uint8 0..255 or float 0..1); the layer grid covers ``frame`` (the model
     input's place on the image). Each cell's weight is the mean of the mask over the image
     pixels whose centres fall in the cell (the nearest pixel when the cell is smaller than
     a pixel); cells outside the image weigh 0.
@@ -267,7 +267,9 @@ def mask_to_grid(mask: np.ndarray, frame: Frame, height: int, width: int) -> np.
     m = np.asarray(mask)
     if m.ndim == 3:
         m = m[:, :, 0]
-    m = (m > 0).astype(np.float32)
+    if m.dtype == np.uint8:
+        m = m.astype(np.float32) / np.float32(255.0)
+    m = np.clip(m.astype(np.float32), 0.0, 1.0)  # soft (anti-aliased) masks weigh by coverage
     ih, iw = m.shape
     # summed-area table: any cell's pixel mean in O(1)
     sat = np.zeros((ih + 1, iw + 1), dtype=np.float64)

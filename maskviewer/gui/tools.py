@@ -15,6 +15,7 @@ TOOL_MODULES: list[tuple[str, str]] = [
     ("kernels", "maskviewer.gui.kernel_tool"),
     ("patches", "maskviewer.gui.patch_tool"),
     ("binarise", "maskviewer.gui.binarise_tool"),
+    ("layers", "maskviewer.gui.layers_tool"),
 ]
 
 
