@@ -120,3 +120,10 @@ def test_proposal_for_rescaling_models_and_mapping_round_trip():
     m = InputMapping(source="file:/a.png", resize="fit", scale="mean/std", mean=(0.5,), std=(0.25,))
     assert InputMapping.from_dict(m.to_dict()) == m
     assert InputMapping.from_dict({"resize": "bogus"}).resize == "stretch"
+
+
+def test_raw_values_resized_keep_their_scale():
+    arr = np.arange(4 * 6, dtype=np.float32).reshape(4, 6, 1) * 10
+    img = ImageData(arr, "x.npy", 255.0)
+    x, _ = prepare_input(img, InputMapping(resize="stretch", scale="raw"), (None, 8, 12, 1))
+    np.testing.assert_allclose(x, resize_bilinear(arr, 8, 12), rtol=1e-6)

@@ -138,7 +138,7 @@ def _raw_matches(raw: np.ndarray, input_shape: tuple) -> bool:
 
 
 def _scale(x: np.ndarray, mapping: InputMapping) -> np.ndarray:
-    if mapping.scale == "0..1":
+    if mapping.scale in ("0..1", "raw"):  # raw: the values were never divided by full scale
         return x
     if mapping.scale == "0..255":
         return x * np.float32(255.0)
