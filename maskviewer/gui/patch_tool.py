@@ -467,6 +467,8 @@ class PatchTool(QObject):
         p.export_inputs_button.clicked.connect(lambda: self.export_npy_dialog(inputs=True))
         p.export_csv_button.clicked.connect(self.export_csv_dialog)
         window.canvas.installEventFilter(self)
+        # the patch overlays belong to this tab: fade them out while another tool is in front
+        self.dock.visibilityChanged.connect(self._dock_visibility)
 
         menu = QMenu("Export &Patches", window)
         menu.addAction("Patches as &PNG Files…", self.export_png_dialog)
@@ -493,6 +495,11 @@ class PatchTool(QObject):
         self._image_changed()
 
     # -- settings -------------------------------------------------------------------------------
+
+
+    def _dock_visibility(self, visible: bool) -> None:
+        for item in (self.map_item, self.rects_item, self.current_item):
+            item.setOpacity(1.0 if visible else 0.0)
 
     def _show_message(self, text: str, source: str = "settings") -> None:
         """Set the panel's message from ``source`` (settings, fit or run); all non-empty ones show."""
