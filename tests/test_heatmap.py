@@ -74,7 +74,8 @@ def test_upsample_matches_tf_image_resize(rng):
     np.testing.assert_allclose(ours, ref.numpy()[0, :, :, 0], atol=1e-6)
     frame = Frame(0, 0, 4000, 2000)
     assert hm.display_size(frame) == (512, 1024)
-    assert hm.upsample_to_frame(small, Frame(-3, 2, 50, 60)).shape == (60, 50)
+    assert hm.upsample_to_frame(small, Frame(-3, 2, 500, 600)).shape == (600, 500)
+    assert hm.display_size(Frame(0, 0, 28, 14)) == (128, 256)  # small images: smooth
 
 
 def test_composite_is_alpha_blend(rng):

@@ -35,6 +35,8 @@ NORMALISATION_LABELS = {
 }
 #: the longest side a heatmap is upsampled to for display (the overlay is stretched beyond)
 DISPLAY_MAX_SIDE = 1024
+#: small images still get a smooth heatmap: at least this many pixels on the longest side
+DISPLAY_MIN_SIDE = 256
 
 
 @cache
@@ -134,10 +136,15 @@ def colorize(unit: np.ndarray, cmap: str = "viridis", alpha: float = 1.0) -> np.
     return np.concatenate([rgb, a], axis=-1)
 
 
-def display_size(frame: Frame, max_side: int = DISPLAY_MAX_SIDE) -> tuple[int, int]:
-    """``(height, width)`` in pixels to upsample a map to before it is stretched onto ``frame``."""
+def display_size(
+    frame: Frame, max_side: int = DISPLAY_MAX_SIDE, min_side: int = DISPLAY_MIN_SIDE
+) -> tuple[int, int]:
+    """``(height, width)`` in pixels to upsample a map to before it is stretched onto ``frame``.
+
+    The frame's own size, scaled down to ``max_side`` or up to ``min_side`` on its longest side.
+    """
     h, w = max(1.0, frame.height), max(1.0, frame.width)
-    s = min(1.0, max_side / max(h, w))
+    s = min(max_side / max(h, w), max(1.0, min_side / max(h, w)))
     return max(1, round(h * s)), max(1, round(w * s))
 
 
@@ -151,7 +158,7 @@ def upsample_to_frame(values: np.ndarray, frame: Frame, max_side: int = DISPLAY_
     """Upsample a map computed over a model input to that input's frame on the image.
 
     The result is drawn stretched onto ``frame`` (``x, y, width, height`` in image pixels);
-    its resolution is the frame's, capped at ``max_side`` on the longest side.
+    its resolution is the frame's, kept within :func:`display_size`'s bounds.
     """
     h, w = display_size(frame, max_side)
     return upsample(values, h, w)
