@@ -95,6 +95,20 @@ def test_layer_maps_reductions_colormaps_and_grid(qtbot, window, model_files, im
     assert tool.panel.ranking.rowCount() == 8
     assert int(tool.panel.ranking.item(0, 1).text()) == order[0]
 
+    # ranking inside the painted mask (image pixels), as numpy on the layer grid
+    mask = np.zeros((40, 50), np.float32)
+    mask[5:20, 25:45] = 1.0
+    tool.mask_provider = lambda: mask
+    tool.panel.rank_in_mask.setChecked(True)
+    o = _wait(qtbot, tool, "conv1", "topk", rank_in_mask=True)
+    w = hm.mask_to_grid(mask, frame, 32, 32)
+    scores = (conv1 * w[:, :, None]).sum(axis=(0, 1)) / w.sum()
+    order = np.argsort(-scores, kind="stable")[:3]
+    np.testing.assert_allclose(o.maps.rank_scores, scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(o.maps.channels, order)
+    assert tool.panel.ranking.columnCount() == 4  # mean and mean inside the mask
+    tool.panel.rank_in_mask.setChecked(False)
+
     # the channel grid: every channel tiled; a click on a tile shows that channel
     tool.panel.set_colormap("grey")
     tool.panel.set_method("grid")

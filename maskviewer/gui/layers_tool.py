@@ -115,6 +115,7 @@ class LayersTool(QObject):
         #: returns the painted mask (image pixels, (H, W)) or None; set by the mask tool
         self.mask_provider: Callable[[], np.ndarray | None] = self._mask_from_tool
         self.entries: dict[str, Any] = {}
+        self._model_note = ""  # shown whenever no error is: e.g. "no spatial layers"
         self.outcome: ProbeOutcome | None = None
         self.grid_layout = None
         self._grid_channels: np.ndarray | None = None
@@ -149,6 +150,7 @@ class LayersTool(QObject):
 
     def _model_changed(self, info) -> None:
         self._timer.stop()
+        self._model_note = ""
         self.entries = {}
         self.panel.set_layers([])
         self._clear_display()
@@ -179,13 +181,13 @@ class LayersTool(QObject):
         self.entries = {e.path: e for e in result}
         self.panel.set_layers(result)
         spatial = [e for e in result if e.spatial]
-        if not spatial:
-            self.panel.show_message(
-                "This model has no layer with a spatial (H, W, C) output, so there is no map to "
-                "draw over the image; its layers are shown as bars."
-            )
-        else:
-            self.panel.show_message("")
+        self._model_note = (
+            ""
+            if spatial
+            else "This model has no layer with a spatial (H, W, C) output, so there is no map "
+            "to draw over the image; its layers are shown as bars."
+        )
+        self.panel.show_message(self._model_note)
         info = self.state.model_info
         default = default_cam_layer(info) if info is not None else None
         path = default.path if default is not None and default.path in self.entries else None
@@ -294,7 +296,7 @@ class LayersTool(QObject):
         if result.error:
             self._show_error(result.error)
             return
-        self.panel.show_message("")
+        self.panel.show_message(self._model_note)  # an error before is solved; the model's note stays
         self.render()
 
     def _job_failed(self, kind: str, generation: int, message: str, _exc: Any) -> None:

@@ -344,6 +344,8 @@ class ActivationProbe:
         }
         self._compiled: dict[tuple, Callable] = {}
         self.cache = ActivationCache(max_cache_bytes)
+        #: how many tensors each layer returned in the last pass (the first is captured)
+        self.last_counts: dict[str, int] = {}
 
     @property
     def kind(self) -> str:
