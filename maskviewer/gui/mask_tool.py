@@ -800,10 +800,12 @@ class MaskTool(QObject):
             self._shape_start = None
             self.preview.setPath(QPainterPath())
             value = self.panel.intensity.value()
+            # corners are the pixels under the press and the release
+            corners = (round(x0), round(y0), round(x), round(y))
             if self.tool == "rectangle":
-                ms.rectangle(x0, y0, x, y, value, self._erase_modifier)
+                ms.rectangle(*corners, value, self._erase_modifier)
             else:
-                ms.ellipse(x0, y0, x, y, value, self._erase_modifier)
+                ms.ellipse(*corners, value, self._erase_modifier)
         elif self.tool == "lasso" and self._lasso_dragged:
             self._finish_lasso()
 
@@ -832,7 +834,8 @@ class MaskTool(QObject):
 
     def _show_shape(self, x: float, y: float) -> None:
         assert self._shape_start is not None
-        x0, y0 = self._shape_start
+        x0, y0 = (round(v) for v in self._shape_start)
+        x, y = round(x), round(y)
         rect = QRectF(QPointF(min(x0, x), min(y0, y)), QPointF(max(x0, x) + 1, max(y0, y) + 1))
         path = QPainterPath()
         if self.tool == "rectangle":
