@@ -154,11 +154,14 @@ class Recorder:
     tiles with the mask and keeps, per tile, only the box that changed.
     """
 
-    def __init__(self, mask: Mask, label: str = "") -> None:
+    def __init__(self, mask: Mask, label: str = "", backup: np.ndarray | None = None) -> None:
         self.mask = mask
         self.label = label
         h, w = mask.shape
-        self._backup = np.empty_like(mask.data)  # pages are committed only where written
+        # a reused, already-written buffer: a fresh one would page-fault on every first touch
+        if backup is None or backup.shape != mask.data.shape:
+            backup = np.empty_like(mask.data)
+        self._backup = backup
         self._saved = np.zeros((-(-h // TILE), -(-w // TILE)), dtype=bool)
         self.box: Box | None = None
 
@@ -381,11 +384,13 @@ class Stroke:
     mouse (few events far apart) leaves no gaps.
     """
 
-    def __init__(self, mask: Mask, brush: Brush, erase: bool = False) -> None:
+    def __init__(
+        self, mask: Mask, brush: Brush, erase: bool = False, backup: np.ndarray | None = None
+    ) -> None:
         self.mask = mask
         self.brush = brush
         self.erase = erase
-        self.recorder = Recorder(mask, "Erase" if erase else "Paint")
+        self.recorder = Recorder(mask, "Erase" if erase else "Paint", backup)
         self.last: tuple[float, float] | None = None
         self.box: Box | None = None
 
@@ -612,6 +617,14 @@ class MaskSet:
         self.changed = Event()
         self.masks_changed = Event()
         self._active: Mask | None = self.masks[0] if self.masks else None
+        self._scratch: np.ndarray | None = None
+
+    def _backup(self) -> np.ndarray:
+        """The undo recorder's buffer, shared by all edits (one at a time) and written once."""
+        if self._scratch is None:
+            self._scratch = np.empty(self.shape, dtype=np.float32)
+            self._scratch.fill(0.0)  # commit the pages now, not during the first strokes
+        return self._scratch
 
     # -- the list ----------------------------------------------------------------------------
 
@@ -641,7 +654,8 @@ class MaskSet:
     ) -> Mask:
         """Add a mask (blank unless ``data``), make it active and return it."""
         if data is None:
-            data = np.zeros(self.shape, dtype=np.float32)
+            data = np.empty(self.shape, dtype=np.float32)
+            data.fill(0.0)  # written pages: the first dabs do not page-fault
         else:
             data = np.array(data, dtype=np.float32, order="C")  # a copy: the caller keeps theirs
             if data.shape != self.shape:
@@ -714,7 +728,7 @@ class MaskSet:
 
     def begin_stroke(self, brush: Brush, erase: bool = False, name: str | None = None) -> Stroke:
         """A stroke on the active mask; feed it points, then :meth:`end_stroke` it."""
-        return Stroke(self._target(name), brush, erase)
+        return Stroke(self._target(name), brush, erase, self._backup())
 
     def stroke_to(self, stroke: Stroke, x: float, y: float) -> Box | None:
         """Extend ``stroke`` and announce the changed box."""
@@ -728,7 +742,7 @@ class MaskSet:
 
     def _edit(self, label: str, name: str | None, fn) -> HistoryEntry | None:
         mask = self._target(name)
-        rec = Recorder(mask, label)
+        rec = Recorder(mask, label, self._backup())
         fn(mask.data, rec)
         return self._done(rec.commit())
 

@@ -233,13 +233,18 @@ class MaskTool(QObject):
         item = self.overlays.get(id(mask))
         if item is not None and not self._ending_stroke:  # a stroke's dabs are drawn already
             item.update_box(box)
-        if self._stroke is None:  # an edit finished: feed it to the model
+        if self._stroke is None and not self._ending_stroke:  # an edit finished: feed it
             self._mask_edited(mask)
 
-    def _mask_edited(self, mask: Mask) -> None:
+    def _mask_edited(self, mask: Mask, now: bool = False) -> None:
+        """Re-run the model if ``mask`` feeds it: at once after a stroke (a single event),
+        through the controller's debounce otherwise (bursts of undo, fills)."""
         self._refresh_list_flags()
         if mask.name in masks_needed(self.state.mappings):
-            self.controller.schedule_prediction()
+            if now:
+                self.controller.run_prediction()  # the worker keeps only the newest request
+            else:
+                self.controller.schedule_prediction()
 
     def _masks_changed(self) -> None:
         self._rebuild_overlays()
@@ -788,13 +793,15 @@ class MaskTool(QObject):
         ms = self.maskset
         if self._stroke is not None and ms is not None:
             stroke, self._stroke = self._stroke, None
+            if stroke.box is not None:
+                # the pixels are final: the model starts on them while the undo entry is built
+                self._mask_edited(stroke.mask, now=True)
             self._ending_stroke = True
             try:
-                entry = ms.end_stroke(stroke)
+                ms.end_stroke(stroke)
             finally:
                 self._ending_stroke = False
-            if entry is not None:
-                self._mask_edited(entry.mask)
+            self._refresh_list_flags()  # the mask is now unsaved
         elif self._shape_start is not None and ms is not None:
             x0, y0 = self._shape_start
             self._shape_start = None
