@@ -339,3 +339,38 @@ def test_kernel_mask_changes_predictions_and_resets(qtbot, window, model_files, 
     qtbot.waitUntil(lambda: kt.applied is None and "as loaded" in kt.panel.status.text(), timeout=30_000)
     reset = settle(qtbot, window)
     np.testing.assert_allclose(reset.outputs["probs"], original, atol=1e-5)
+
+
+def test_lasso_eraser_and_brush_cursor(qtbot, window, rgb_png):
+    path, _ = rgb_png
+    window.controller.open_image(path)
+    tool = window.tools["masks"]
+    qtbot.keyClick(window, Qt.Key.Key_L)
+    assert tool.tool == "lasso"
+    square = [(5.5, 5.5), (18, 5.5), (30.5, 5.5), (30.5, 15), (30.5, 25.5), (18, 25.5), (5.5, 25.5), (5.5, 15)]
+    paint_stroke(qtbot, window, square)  # a freehand lasso: drag and release
+    m = tool.current_mask()
+    assert m[7:24, 7:29].all() and m[6:25, 6:30].sum() <= m.sum()
+    outside = np.ones_like(m, bool)
+    outside[4:28, 4:33] = False
+    assert not m[outside].any()
+    # a click-by-click polygon closed with a double click
+    tool.clear()
+    vp = window.canvas.viewport()
+    for p in [(35.5, 5.5), (45.5, 5.5), (45.5, 30.5)]:
+        qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, pos=view_pos(window, *p))
+    qtbot.mouseDClick(vp, Qt.MouseButton.LeftButton, pos=view_pos(window, 45.5, 30.5))
+    m = tool.current_mask()
+    assert m[6, 44] == 1 and m[20, 44] == 1 and m[20, 38] == 0 and m[:, :30].sum() == 0
+    # the eraser removes along its stroke, and the cursor circle has the brush's radius
+    qtbot.keyClick(window, Qt.Key.Key_E)
+    tool.panel.size.setValue(6)
+    paint_stroke(qtbot, window, [(44.5, 6.5), (44.5, 28.5)])
+    assert tool.current_mask()[8:27, 44].sum() == 0
+    qtbot.mouseMove(vp, view_pos(window, 20.5, 20.5))
+    assert tool.cursor.isVisible()
+    assert tool.cursor.rect().width() == pytest.approx(6.0)
+    assert tool.cursor.rect().center().x() == pytest.approx(20.5, abs=0.6)
+    qtbot.keyClick(window, Qt.Key.Key_H)  # pan: no cursor, the mouse pans again
+    qtbot.mouseMove(vp, view_pos(window, 25.5, 20.5))
+    assert not tool.cursor.isVisible()
