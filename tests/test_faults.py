@@ -192,15 +192,18 @@ def test_cancelled_inference(qtbot, window, tmp_path, tripwire_model, keras_mod)
 def test_exception_in_a_worker_job(qtbot, window, tmp_path, tripwire_model, keras_mod, fault, shown):
     _ready(qtbot, window, tmp_path, tripwire_model)
     c = window.controller
+    failures = []
+    c.worker.job_failed.connect(lambda kind, gen, message, exc: failures.append((kind, message)))
 
     def broken_job(ctx):
         raise fault
 
-    window.last_error = None
-    c._submit("probe", broken_job)
-    qtbot.waitUntil(lambda: window.last_error is not None, timeout=30_000)
-    title, message = window.last_error
-    assert title == "Probe" and shown in message and "broken_job" in message
+    c._submit("fault", broken_job)
+    qtbot.waitUntil(lambda: bool(failures), timeout=30_000)
+    kind, message = failures[0]
+    assert kind == "fault" and shown in message and "broken_job" in message
+    # a tool's job reports in the status bar (the tool's own panel shows it too)
+    assert window.statusBar().currentMessage() == f"Fault failed: {message}"
     assert c.worker.running, "the inference thread died"
     _recovers(qtbot, window, keras_mod, tripwire_model)
 
