@@ -310,7 +310,7 @@ def _as_keras2_nested_h5(src: Path, dst: Path) -> None:
         f.attrs["keras_version"] = "2.15.0"
 
 
-def test_legacy_nested_h5_is_explained(tmp_path, keras_mod):
+def test_legacy_nested_h5_is_explained(tmp_path, keras_mod, monkeypatch):
     keras_mod.utils.set_random_seed(4)
     inner_in = keras_mod.Input((16, 16, 3))
     inner = keras_mod.Model(inner_in, keras_mod.layers.Conv2D(4, 3, name="c")(inner_in), name="bb")
@@ -329,3 +329,15 @@ def test_legacy_nested_h5_is_explained(tmp_path, keras_mod):
     assert text.startswith("keras2.h5:") and "Keras 2" in text and "nested" in text
     assert ".keras" in text  # what to do
     assert len(text) < 700, "the explanation should not dump the model configuration"
+    assert "tf_keras" not in text  # not installed here: not offered
+
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "tf_keras" else real_find_spec(name, *a),
+    )
+    with pytest.raises(ModelLoadError, match=r"tf_keras\.models\.load_model\(\) can read it"):
+        ModelHost().load(tmp_path / "keras2.h5")
