@@ -148,3 +148,27 @@ def test_truncated_keras_file(tmp_path, model_files):
 def test_folder_that_is_not_a_savedmodel(tmp_path):
     with pytest.raises(ModelLoadError, match="not a SavedModel"):
         _load(tmp_path)
+
+
+def test_models_with_the_packages_own_layers_load_without_custom_objects(tmp_path, keras_mod):
+    import subprocess
+    import sys
+
+    # build and save in another process, so this one has not imported the layer module yet
+    code = (
+        "import keras, numpy as np\n"
+        "from maskviewer.inference.masked_conv import MaskedConv2D\n"
+        "x = keras.Input((6, 6, 1), name='img'); m = keras.Input((3, 3), name='kmask')\n"
+        "y = MaskedConv2D(2, 3, name='mconv')([x, m])\n"
+        f"keras.Model([x, m], y).save({str(tmp_path / 'masked.keras')!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    # and load it in a fresh process too, where nothing but the loader could register the layer
+    load = (
+        "from maskviewer.inference.runner import ModelHost\n"
+        f"info = ModelHost().load({str(tmp_path / 'masked.keras')!r})\n"
+        "print(info.find_layer('mconv').class_name)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("MaskedConv2D")

@@ -248,6 +248,9 @@ def load_model(
 
     import keras
 
+    # the package's own layers (MaskedConv2D) register themselves with Keras on import
+    import maskviewer.inference.masked_conv  # noqa: F401
+
     try:
         # Keras lets a thread-wide enable_unsafe_deserialization() override the argument when
         # it reads a .keras file, so set this thread's setting for the call as well
