@@ -7,6 +7,7 @@ tensor the model sees, so tests can compare the app's predictions with ``model(x
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -154,6 +155,51 @@ def _scale(x: np.ndarray, mapping: InputMapping) -> np.ndarray:
     raise InputMappingError(f"Unknown scaling {mapping.scale!r}.")
 
 
+
+def resize_to_input(
+    x: np.ndarray,
+    resize: str,
+    height: int,
+    width: int,
+    resize_fn: Callable[[np.ndarray, int, int], np.ndarray] = resize_bilinear,
+    what: str = "image",
+) -> tuple[np.ndarray, Frame]:
+    """Resize ``(H, W, C)`` to a ``height`` × ``width`` model input by ``resize`` mode.
+
+    Returns the resized float32 array and the input's :class:`Frame` in ``x``'s pixel
+    coordinates. Images and masks go through this one function, so a mask always lands on the
+    same frame as its image.
+    """
+    h, w = x.shape[:2]
+    th, tw = height, width
+    if resize == "none":
+        if (h, w) != (th, tw):
+            raise InputMappingError(
+                f"The model expects {tw}×{th} pixels and the {what} is {w}×{h}; choose a "
+                "resize mode (stretch, fit or crop) in the input panel."
+            )
+        return np.asarray(x, dtype=np.float32).copy(), Frame(0.0, 0.0, float(w), float(h))
+    if resize == "stretch":
+        return resize_fn(x, th, tw).astype(np.float32, copy=False), Frame(0.0, 0.0, float(w), float(h))
+    if resize == "fit":
+        s = min(th / h, tw / w)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        out = np.zeros((th, tw, x.shape[2]), dtype=np.float32)
+        oy, ox = (th - nh) // 2, (tw - nw) // 2
+        out[oy : oy + nh, ox : ox + nw] = resize_fn(x, nh, nw)
+        sy, sx = nh / h, nw / w
+        return out, Frame(-ox / sx, -oy / sy, tw / sx, th / sy)
+    if resize == "crop":
+        s = max(th / h, tw / w)
+        nh, nw = max(th, round(h * s)), max(tw, round(w * s))
+        big = resize_fn(x, nh, nw)
+        oy, ox = (nh - th) // 2, (nw - tw) // 2
+        sy, sx = nh / h, nw / w
+        out = big[oy : oy + th, ox : ox + tw].astype(np.float32, copy=False)
+        return out, Frame(ox / sx, oy / sy, tw / sx, th / sy)
+    raise InputMappingError(f"Unknown resize mode {resize!r}.")
+
+
 def prepare_input(
     image: ImageData, mapping: InputMapping, input_shape: tuple
 ) -> tuple[np.ndarray, Frame]:
@@ -181,12 +227,11 @@ def prepare_input(
     InputMappingError
         When the image cannot become this input; the message says what to change.
     """
-    whole = Frame(0.0, 0.0, float(image.width), float(image.height))
     if image.raw is not None and _raw_matches(image.raw, input_shape) and mapping.scale == "raw":
         raw = image.raw
         if raw.ndim == len(tuple(input_shape)):  # stored with its batch axis
             raw = raw[0]
-        return raw.astype(np.float32, copy=True), whole
+        return raw.astype(np.float32, copy=True), Frame(0.0, 0.0, float(image.width), float(image.height))
     th, tw, tc = spatial_shape(input_shape)
     no_channel_axis = tc is None
     tc = 1 if tc is None else tc
@@ -199,37 +244,7 @@ def prepare_input(
         x = image.as_unit_float()
     x = convert_channels(x, tc)
 
-    h, w = image.height, image.width
-    if mapping.resize == "none":
-        if (h, w) != (th, tw):
-            raise InputMappingError(
-                f"The model expects {tw}×{th} pixels and the image is {w}×{h}; choose a "
-                "resize mode (stretch, fit or crop) in the input panel."
-            )
-        frame = whole
-    elif mapping.resize == "stretch":
-        x = resize_bilinear(x, th, tw)
-        frame = whole
-    elif mapping.resize == "fit":
-        s = min(th / h, tw / w)
-        nh, nw = max(1, round(h * s)), max(1, round(w * s))
-        inner = resize_bilinear(x, nh, nw)
-        x = np.zeros((th, tw, tc), dtype=np.float32)
-        oy, ox = (th - nh) // 2, (tw - nw) // 2
-        x[oy : oy + nh, ox : ox + nw] = inner
-        sy, sx = nh / h, nw / w
-        frame = Frame(-ox / sx, -oy / sy, tw / sx, th / sy)
-    elif mapping.resize == "crop":
-        s = max(th / h, tw / w)
-        nh, nw = max(th, round(h * s)), max(tw, round(w * s))
-        big = resize_bilinear(x, nh, nw)
-        oy, ox = (nh - th) // 2, (nw - tw) // 2
-        x = big[oy : oy + th, ox : ox + tw]
-        sy, sx = nh / h, nw / w
-        frame = Frame(ox / sx, oy / sy, tw / sx, th / sy)
-    else:
-        raise InputMappingError(f"Unknown resize mode {mapping.resize!r}.")
-
+    x, frame = resize_to_input(x, mapping.resize, th, tw, what="image")
     x = _scale(x, mapping).astype(np.float32, copy=False)
     if no_channel_axis:
         x = x[:, :, 0]

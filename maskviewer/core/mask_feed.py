@@ -33,6 +33,7 @@ from maskviewer.core.mapping import (
     InputMapping,
     is_image_input,
     prepare_input,
+    resize_to_input,
     spatial_shape,
 )
 from maskviewer.core.model_info import ModelInfo
@@ -223,40 +224,8 @@ def resize_like_image(
     else:
         def rs(a: np.ndarray, h: int, w: int) -> np.ndarray:
             return resize_bilinear(a, h, w)
-    x = mask[:, :, None]
-    h, w = mask.shape
-    th, tw = height, width
-    whole = Frame(0.0, 0.0, float(w), float(h))
-    if resize == "none":
-        if (h, w) != (th, tw):
-            raise InputMappingError(
-                f"The model expects {tw}×{th} pixels and the mask is {w}×{h}; choose a "
-                "resize mode (stretch, fit or crop) in the input panel."
-            )
-        out, frame = x.copy(), whole
-    elif resize == "stretch":
-        out, frame = rs(x, th, tw), whole
-    elif resize == "fit":
-        s = min(th / h, tw / w)
-        nh, nw = max(1, round(h * s)), max(1, round(w * s))
-        inner = rs(x, nh, nw)
-        out = np.zeros((th, tw, 1), dtype=np.float32)
-        oy, ox = (th - nh) // 2, (tw - nw) // 2
-        out[oy : oy + nh, ox : ox + nw] = inner
-        sy, sx = nh / h, nw / w
-        frame = Frame(-ox / sx, -oy / sy, tw / sx, th / sy)
-    elif resize == "crop":
-        s = max(th / h, tw / w)
-        nh, nw = max(th, round(h * s)), max(tw, round(w * s))
-        big = rs(x, nh, nw)
-        oy, ox = (nh - th) // 2, (nw - tw) // 2
-        out = big[oy : oy + th, ox : ox + tw]
-        sy, sx = nh / h, nw / w
-        frame = Frame(ox / sx, oy / sy, tw / sx, th / sy)
-    else:
-        raise InputMappingError(f"Unknown resize mode {resize!r}.")
+    out, frame = resize_to_input(mask[:, :, None], resize, height, width, rs, what="mask")
     return np.ascontiguousarray(out[:, :, 0], dtype=np.float32), frame
-
 
 def _lookup(masks: dict[str, np.ndarray], name: str | None, image: ImageData) -> np.ndarray:
     if name is None or name not in masks:
