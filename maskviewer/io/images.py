@@ -14,6 +14,7 @@ import numpy as np
 from maskviewer.core.errors import ImageLoadError
 from maskviewer.core.image import ImageData, full_scale
 from maskviewer.io.atomic import atomic_write
+from maskviewer.io.npy import read_npy_header
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy")
 #: Larger images are refused before decoding (decompression bombs, absurd headers).
@@ -117,17 +118,8 @@ def _finish(array: np.ndarray, path: Path, raw: np.ndarray | None = None) -> Ima
 
 
 def _load_npy(path: Path) -> ImageData:
-    fmt = np.lib.format
-    try:
-        # only the header: shape and dtype are known before anything is allocated
-        with open(path, "rb") as fh:
-            version = fmt.read_magic(fh)
-            if version == (1, 0):
-                shape, _fortran, dtype = fmt.read_array_header_1_0(fh)
-            elif version in ((2, 0), (3, 0)):
-                shape, _fortran, dtype = fmt.read_array_header_2_0(fh)
-            else:
-                raise ValueError(f"unknown .npy version {version}")
+    try:  # the header first: shape and dtype are checked before anything is allocated
+        shape, dtype = read_npy_header(path)
     except Exception as exc:
         raise ImageLoadError(f"{path.name}: not a valid .npy file ({exc}).") from exc
     if dtype.hasobject:

@@ -19,6 +19,7 @@ import numpy as np
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.image import resize_nearest
 from maskviewer.io.atomic import atomic_write
+from maskviewer.io.npy import read_npy_header
 
 MASK_SUFFIXES = (".png", ".npy", ".tif", ".tiff", ".bmp")
 MASK_FILTER = "Masks (*.png *.npy *.tif *.tiff *.bmp);;All files (*)"
@@ -132,16 +133,8 @@ def _check_range(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    fmt = np.lib.format
     try:  # the header first: shape and dtype are checked before anything is allocated
-        with open(path, "rb") as fh:
-            version = fmt.read_magic(fh)
-            if version == (1, 0):
-                shape, _fortran, dtype = fmt.read_array_header_1_0(fh)
-            elif version in ((2, 0), (3, 0)):
-                shape, _fortran, dtype = fmt.read_array_header_2_0(fh)
-            else:
-                raise ValueError(f"unknown .npy version {version}")
+        shape, dtype = read_npy_header(path)
     except Exception as exc:
         raise MaskLoadError(f"{path.name}: not a valid .npy file ({exc}).") from exc
     if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
