@@ -18,7 +18,8 @@ def _gui_parser() -> argparse.ArgumentParser:
         prog="maskviewer",
         description="See what a Keras model does with an image and a mask.",
         epilog="Subcommands: 'maskviewer info MODEL [--json]' prints a model's inputs, outputs "
-        "and layers.",
+        "and layers; 'maskviewer export IMAGE... --model MODEL --out DIR' writes heatmaps and "
+        "maps without a display (see 'maskviewer export --help').",
     )
     p.add_argument("image", nargs="?", help="image to open (PNG, JPEG, BMP, TIFF, NPY)")
     p.add_argument("--model", "-m", help="model to open (.keras, .h5, or a SavedModel folder)")
@@ -93,7 +94,13 @@ def info_main(argv: list[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"info": info_main}
+def export_main(argv: list[str]) -> int:
+    from maskviewer.export_cli import export_main as run
+
+    return run(argv)
+
+
+SUBCOMMANDS = {"info": info_main, "export": export_main}
 
 
 def main(argv: list[str] | None = None) -> int:
