@@ -159,3 +159,16 @@ def two_outputs():
     )
     seg = keras.layers.Conv2D(2, 1, activation="softmax", name="seg")(x)
     return keras.Model(inp, [cls, seg], name="two_outputs")
+
+
+def mask_channel():
+    """Functional, RGB plus a mask channel (16x16x4), 3 classes, and a seg map output."""
+    import keras
+
+    keras.utils.set_random_seed(8)
+    inp = keras.Input((16, 16, 4), name="image_and_mask")
+    x = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="conv1")(inp)
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv2")(x)
+    cls = keras.layers.Dense(3, activation="softmax", name="cls")(keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    seg = keras.layers.Conv2D(1, 1, activation="sigmoid", name="seg")(x)
+    return keras.Model(inp, {"cls": cls, "seg": seg}, name="mask_channel")

@@ -1,0 +1,173 @@
+"""Writing artifacts and manifests: pictures at image resolution, raw maps, legends, grids."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskviewer.core.heatmap import colormap_lut, normalize, to_indices
+from maskviewer.core.image import ImageData, resize_bilinear
+from maskviewer.core.mapping import Frame
+from maskviewer.io.export import (
+    ArtifactWriter,
+    ExportError,
+    ExportItem,
+    ExportStyle,
+    Manifest,
+    check_writable,
+    export_items,
+    image_rgb,
+    iter_files,
+    map_on_image,
+    read_manifest,
+)
+
+
+def _png(path):
+    return np.asarray(Image.open(path))
+
+
+def test_map_on_full_frame_is_tf_image_resize(rng):
+    tf = pytest.importorskip("tensorflow")
+    values = rng.random((7, 5)).astype(np.float32)
+    ours = map_on_image(values, Frame(0, 0, 23, 31), 31, 23)
+    ref = tf.image.resize(values[None, :, :, None], (31, 23), method="bilinear", antialias=False)
+    np.testing.assert_allclose(ours, ref.numpy()[0, :, :, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours, resize_bilinear(values[:, :, None], 31, 23)[:, :, 0], atol=1e-6)
+
+
+def test_map_outside_the_frame_is_transparent():
+    # "fit" of a 20x10 image into a square input: the frame is taller than the image
+    values = np.arange(16, dtype=np.float32).reshape(4, 4)
+    frame = Frame(-5.0, 0.0, 20.0, 20.0)  # image 10 wide, 20 high; 5 px of padding each side
+    on = map_on_image(values, frame, 20, 10, order="nearest")
+    assert on.shape == (20, 10) and not np.isnan(on).any()
+    # every image pixel takes the map cell its centre falls in
+    ys, xs = np.mgrid[0:20, 0:10] + 0.5
+    cells = values[np.floor(ys / 5).astype(int), np.floor((xs + 5) / 5).astype(int)]
+    np.testing.assert_array_equal(on, cells)
+    crop = Frame(2.0, 0.0, 6.0, 20.0)  # the map covers only x in [2, 8)
+    on = map_on_image(values, crop, 20, 10)
+    assert np.isnan(on[:, :2]).all() and np.isnan(on[:, 8:]).all() and not np.isnan(on[:, 2:8]).any()
+
+
+def test_heatmap_files_match_the_colour_map(tmp_path, rng):
+    image = ImageData(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), "img.png")
+    values = rng.normal(size=(3, 4)).astype(np.float32)
+    item = ExportItem("activation", "block/conv", values, Frame(0, 0, 16, 12), "mean", image="img.png")
+    style = ExportStyle("inferno", "per_map", alpha=0.4, legend=True)
+    entry = ArtifactWriter(tmp_path, style).write(item, image, "img/act")
+    png = _png(tmp_path / entry["png"])
+    unit, (lo, hi) = normalize(values, "per_map")
+    expected = colormap_lut("inferno")[to_indices(resize_bilinear(unit[:, :, None], 12, 16)[:, :, 0])]
+    assert png.shape == (12, 16, 4) and (png[:, :, 3] == 255).all()
+    assert np.abs(png[:, :, :3].astype(int) - expected).max() <= 1  # rounding at bin edges
+    raw = np.load(tmp_path / entry["npy"])
+    assert raw.dtype == np.float32 and np.array_equal(raw, values)
+    over = _png(tmp_path / entry["files"]["overlay"]["path"])
+    blend = image.array * 0.6 + png[:, :, :3] * 0.4
+    assert np.abs(over.astype(float) - blend).max() <= 1.0
+    assert entry["colour_range"] == pytest.approx([lo, hi])
+    legend = _png(tmp_path / entry["files"]["legend"]["path"])
+    assert legend.shape == tuple(entry["files"]["legend"]["shape"])
+    # the bar runs through the colour map from left to right
+    bar = legend[16, 8:-8, :3].astype(int)
+    assert np.abs(bar[0] - colormap_lut("inferno")[0]).max() <= 2
+    assert np.abs(bar[-1] - colormap_lut("inferno")[255]).max() <= 2
+    assert entry["layer"] == "block/conv" and entry["kind"] == "activation" and entry["method"] == "mean"
+
+
+def test_grid_montage_and_masks_and_binary(tmp_path, rng):
+    image = ImageData(rng.integers(0, 65535, (8, 8, 1), dtype=np.uint16), "g.tif", 65535.0)
+    tiles = rng.random((5, 4, 4)).astype(np.float32)
+    writer = ArtifactWriter(tmp_path, ExportStyle())
+    grid = writer.write(ExportItem("activation", "c", tiles, Frame(0, 0, 8, 8), "grid", tiles=tiles), image, "grid")
+    montage = _png(tmp_path / grid["files"]["grid"]["path"])
+    # 3x2 tiles of 4 px with 1 px gaps, enlarged 12x; transparent gaps and unused tile
+    assert montage.shape == ((2 * 5 - 1) * 12, (3 * 5 - 1) * 12, 4)
+    assert montage[4 * 12, 0, 3] == 0 and montage[0, 0, 3] == 255
+    assert np.load(tmp_path / grid["npy"]).shape == (5, 4, 4)
+
+    soft = rng.random((8, 8)).astype(np.float32)
+    m = writer.write(ExportItem("mask", "m", soft, Frame(0, 0, 8, 8)), image, "mask")
+    png = _png(tmp_path / m["png"])
+    assert png.dtype == np.uint16 and np.abs(png / 65535.0 - soft).max() <= 1 / 65535
+    assert np.array_equal(np.load(tmp_path / m["npy"]), soft)
+
+    binary = rng.random((4, 4)) > 0.5
+    b = writer.write(ExportItem("binary", "seg", binary, Frame(0, 0, 8, 8), "otsu"), image, "bin")
+    assert np.array_equal(_png(tmp_path / b["png"]), binary.astype(np.uint8) * 255)
+    assert np.load(tmp_path / b["npy"]).dtype == np.bool_
+    over = _png(tmp_path / b["files"]["overlay"]["path"]).astype(int)
+    grey = image_rgb(image).astype(int)
+    inside = np.repeat(np.repeat(binary, 2, axis=0), 2, axis=1)
+    assert (over[~inside] == grey[~inside]).all() and (over[inside] != grey[inside]).any()
+
+
+def test_vector_predictions_are_npy_only(tmp_path):
+    scores = np.array([0.1, 0.7, 0.2], np.float32)
+    entry = ArtifactWriter(tmp_path, ExportStyle(formats=("png",))).write(
+        ExportItem("prediction", "probs", scores, None, "scores"), None, "p"
+    )
+    assert entry["png"] is None and np.array_equal(np.load(tmp_path / entry["npy"]), scores)
+
+
+def test_manifest_streams_entries_and_lists_failures(tmp_path):
+    m = Manifest(tmp_path)
+    for i in range(1000):
+        m.add({"image": f"{i}.png", "kind": "activation", "value": np.float32(i) / 2, "bad": float("nan")})
+    m.add_failure("x.png", "no such file")
+    path = m.finish({"model": {"path": "m.keras", "sha256": "ab"}, "settings": {"reduce": "mean"}})
+    data = read_manifest(tmp_path)
+    assert path.name == "manifest.json" and data["artifact_count"] == 1000
+    assert [a["value"] for a in data["artifacts"][:3]] == [0.0, 0.5, 1.0]
+    assert data["artifacts"][0]["bad"] is None  # NaN is not JSON
+    assert data["failures"] == [{"image": "x.png", "error": "no such file"}]
+    assert data["tool"] == "maskviewer" and data["version"]
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # the spool is gone
+
+
+def test_export_items_refuses_to_overwrite(tmp_path, rng):
+    image = ImageData(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), "a.png")
+    item = ExportItem("cam", "conv", rng.random((3, 3)).astype(np.float32), Frame(0, 0, 6, 6), "gradcam", 2, "a.png")
+    export_items(tmp_path, [item], {"a.png": image})
+    before = (tmp_path / "cam_conv_gradcam_class2.png").read_bytes()
+    with pytest.raises(ExportError, match="exist"):
+        export_items(tmp_path, [item], {"a.png": image}, style=ExportStyle("turbo"))
+    assert (tmp_path / "cam_conv_gradcam_class2.png").read_bytes() == before
+    manifest = export_items(tmp_path, [item], {"a.png": image}, style=ExportStyle("turbo"), overwrite=True)
+    data = json.loads(manifest.read_text())
+    for entry in data["artifacts"]:
+        for _role, rec in iter_files(entry):
+            assert (tmp_path / rec["path"]).exists()
+
+
+def test_unwritable_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ExportError, match="is a file"):
+        check_writable(blocker)
+    with pytest.raises(ExportError, match="Cannot write to the output folder"):
+        check_writable(blocker / "sub")
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        try:
+            with pytest.raises(ExportError, match="Permission denied"):
+                check_writable(locked)
+        finally:
+            locked.chmod(0o700)
+
+
+def test_bad_style_is_explained():
+    with pytest.raises(ExportError, match="colour map"):
+        ExportStyle("rainbow")
+    with pytest.raises(ExportError, match="format"):
+        ExportStyle(formats=("jpg",))
+    with pytest.raises(ExportError, match="opacity"):
+        ExportStyle(alpha=2.0)
