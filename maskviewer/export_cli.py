@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -749,18 +751,35 @@ def run_export(
         shown = message if message.startswith((path, Path(path).name)) else f"{path}: {message}"
         report(f"maskviewer export: {shown}")
 
-    def write_image(item: Prepared, exports: list) -> None:
-        for e in exports:
-            manifest.add(writer.write(e, item.image, f"{item.stem}/{e.stem()}"))
+    def write_image(item: Prepared, exports: list) -> list[dict]:
+        return [writer.write(e, item.image, f"{item.stem}/{e.stem()}") for e in exports]
+
+    # files are written by a few threads (PNG encoding and file system calls release the GIL)
+    # while the model runs the next batch; entries reach the manifest in image order, and at
+    # most two batches' files are in flight, so memory stays bounded
+    in_flight: deque[tuple[Prepared, Future]] = deque()
+
+    def collect(keep: int) -> None:
+        nonlocal done
+        while len(in_flight) > keep:
+            it, future = in_flight.popleft()
+            try:
+                entries = future.result()
+            except (MaskviewerError, OSError) as exc:
+                fail(it.path, f"writing its files failed: {exc}")
+                continue
+            for entry in entries:
+                manifest.add(entry)
+            done += 1
 
     def prepare(batch: list[str]) -> list[Prepared]:
         return [prepare_one(p, stems[p], info, plan, args.mask, args.reference) for p in batch]
 
     batches = list(_batches(paths, max(1, args.batch_size)))
+    writers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(1, thread_name_prefix="export-prepare") as prep_pool, \
-            ThreadPoolExecutor(1, thread_name_prefix="export-write") as write_pool:
+            ThreadPoolExecutor(writers, thread_name_prefix="export-write") as write_pool:
         pending = prep_pool.submit(prepare, batches[0]) if batches else None
-        writing: Future | None = None
         for k in range(len(batches)):
             assert pending is not None
             prepared = pending.result()
@@ -772,12 +791,18 @@ def run_export(
                     fail(item.path, item.error)
                 else:
                     ready.append(item)
-            results: list[tuple[Prepared, list]] = []
             groups: dict[tuple, list[Prepared]] = {}
             for item in ready:
                 groups.setdefault(item.shapes(), []).append(item)
             for group in groups.values():
                 arrays = {name: np.stack([it.arrays[name] for it in group]) for name in group[0].arrays}
+                if mapper is not None and 0 < len(group) < args.batch_size and len(paths) > args.batch_size:
+                    # a short last batch is padded to the full size: the traced pass is reused
+                    # instead of traced again for a new batch shape (the padding is dropped)
+                    arrays = {
+                        k: np.concatenate([v, np.zeros((args.batch_size - len(v), *v.shape[1:]), v.dtype)])
+                        for k, v in arrays.items()
+                    }
                 try:
                     if mapper is not None:
                         maps, outputs = mapper.run(arrays)
@@ -805,26 +830,11 @@ def run_export(
                     except MaskviewerError as exc:
                         fail(it.path, str(exc))
                         continue
-                    results.append((it, exports))
-            # write this batch while the next one runs; one batch of files in flight at most
-            if writing is not None:
-                done += writing.result()
-
-            def write_all(results: list = results) -> int:
-                n = 0
-                for it, exports in results:
-                    try:
-                        write_image(it, exports)
-                        n += 1
-                    except (MaskviewerError, OSError) as exc:
-                        fail(it.path, f"writing its files failed: {exc}")
-                return n
-
-            writing = write_pool.submit(write_all)
+                    in_flight.append((it, write_pool.submit(write_image, it, exports)))
+            collect(keep=max(1, args.batch_size))  # the previous batch's files are done
             if progress is not None:
                 progress.update(done + failed, failed)
-        if writing is not None:
-            done += writing.result()
+        collect(keep=0)
     return done, failed
 
 

@@ -171,3 +171,15 @@ def test_bad_style_is_explained():
         ExportStyle(formats=("jpg",))
     with pytest.raises(ExportError, match="opacity"):
         ExportStyle(alpha=2.0)
+
+
+@pytest.mark.parametrize(
+    "shape,dtype", [((9, 7), np.uint8), ((9, 7), np.uint16), ((9, 7, 2), np.uint8), ((9, 7, 3), np.uint8), ((9, 7, 4), np.uint8)]
+)
+def test_png_encoder_round_trips_through_pillow(tmp_path, rng, shape, dtype):
+    from maskviewer.io.export import save_png
+
+    a = rng.integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
+    save_png(tmp_path / "a.png", a)
+    back = np.asarray(Image.open(tmp_path / "a.png"))
+    assert back.shape == a.shape and np.array_equal(back, a)

@@ -27,7 +27,9 @@ import datetime as _dt
 import json
 import os
 import re
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,12 +401,43 @@ def check_writable(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def save_png(path: Path, array: np.ndarray, durable: bool = True) -> None:
-    """Write a uint8/uint16 array as PNG, atomically (fast zlib level: these are pictures of maps)."""
-    from PIL import Image
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of a ``(H, W)``, ``(H, W, 1..4)`` uint8 or uint16 array (no row filter, zlib level 1).
 
+    A few times faster than Pillow for the small pictures of layer maps, where Pillow's
+    per-call overhead dominates; the same bytes as Pillow's ``compress_level=1`` otherwise.
+    """
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    channels = 1 if a.ndim == 2 else a.shape[2]
+    if a.ndim not in (2, 3) or channels not in (1, 2, 3, 4) or a.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"cannot write an array of shape {a.shape} and dtype {a.dtype} as PNG")
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    depth = 8 if a.dtype == np.uint8 else 16
+    h, w = a.shape[:2]
+    rows = np.ascontiguousarray(a.astype(">u2") if depth == 16 else a).reshape(h, -1).view(np.uint8)
+    raw = np.empty((h, rows.shape[1] + 1), dtype=np.uint8)
+    raw[:, 0] = 0  # filter type "none" on every row
+    raw[:, 1:] = rows
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 1))
+        + chunk(b"IEND", b"")
+    )
+
+
+def save_png(path: str | os.PathLike, array: np.ndarray, durable: bool = True) -> None:
+    """Write a uint8/uint16 array as PNG, atomically."""
+    data = encode_png(array)
     with atomic_write(path, fsync=durable) as fh:
-        Image.fromarray(np.ascontiguousarray(array)).save(fh, format="PNG", compress_level=1)
+        fh.write(data)
 
 
 def save_npy(path: Path, array: np.ndarray, durable: bool = True) -> None:
@@ -414,7 +447,7 @@ def save_npy(path: Path, array: np.ndarray, durable: bool = True) -> None:
 
 def _file_record(out_dir: Path, path: Path, array: np.ndarray) -> dict:
     return {
-        "path": path.relative_to(out_dir).as_posix(),
+        "path": os.path.relpath(path, out_dir).replace(os.sep, "/"),
         "shape": [int(d) for d in np.shape(array)],
         "dtype": str(np.asarray(array).dtype),
     }
@@ -463,6 +496,7 @@ class ArtifactWriter:
         self.style = style or ExportStyle()
         self.overwrite = overwrite
         self.durable = durable
+        self._made: set[Path] = set()  # folders known to exist
 
     def planned_paths(self, item: ExportItem, stem: str, with_image: bool = True) -> list[Path]:
         """The files :meth:`write` would create for ``item`` (to ask before overwriting)."""
@@ -488,7 +522,10 @@ class ArtifactWriter:
                 f"{path} exists already; it was not overwritten. Choose another folder or "
                 "allow overwriting."
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        parent = path.parent
+        if parent not in self._made:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(parent)
         return path
 
     def write(self, item: ExportItem, image: ImageData | None, stem: str | None = None) -> dict:
@@ -511,7 +548,7 @@ class ArtifactWriter:
             "kind": item.kind,
             NAME_KEYS[item.kind]: item.name,
             "method": item.method or None,
-            "class": item.class_index,
+            "class": None if item.class_index is None else int(item.class_index),
         }
         files: dict[str, dict] = {}
         values = np.asarray(item.values)
@@ -530,7 +567,7 @@ class ArtifactWriter:
                 files.update(self._write_pictures(item, values, image, base))
         colours = files.pop("colour_range", None)
         if colours is not None:
-            entry["colour_range"] = [colours["lo"], colours["hi"]]
+            entry["colour_range"] = [float(colours["lo"]), float(colours["hi"])]
         entry["files"] = files
         # the PNG and NPY at the top, as the manifest promises: paths, shapes and dtypes
         for role in ("png", "npy"):
@@ -539,7 +576,7 @@ class ArtifactWriter:
         entry["shape"] = main["shape"] if main else list(values.shape)
         entry["dtype"] = main["dtype"] if main else str(values.dtype)
         entry.update(_jsonable(item.info))
-        return _jsonable(entry)
+        return entry
 
     def _write_pictures(
         self, item: ExportItem, values: np.ndarray, image: ImageData | None, base: Path

@@ -1,0 +1,142 @@
+"""Throughput of ``maskviewer export`` against a plain Keras loop computing the same maps.
+
+A folder of 200 digit images (28x28 PNG, from the demo's sample set) goes through the demo
+model (resources/demo/digits_cnn.keras). Both sides compute, for every image, the mean-over-
+channels map of every spatial layer (conv1, pool1, conv2, pool2, conv3) and the class
+probabilities, in batches of 32:
+
+* export     ``maskviewer export FOLDER --model digits_cnn.keras --out DIR`` run in this process
+             (TensorFlow already imported; model loading and the layer check excluded: the
+             images-per-second figure is the manifest's own timing of the image loop). It also
+             writes per image and layer a colour-mapped PNG, an overlay PNG and the NPY, the
+             class scores' NPY and the manifest.
+* keras      a plain loop: PIL loads the PNGs, /255, one compiled ``tf.function`` returns the
+             layers' channel means and the probabilities, copied to numpy. Nothing is written.
+
+Both timings include their first call's tracing (each traces the batch of 32 and the last
+batch of 8). The ratio export / keras is the figure of merit (target >= 0.7). The whole
+command line as a fresh process (TensorFlow import and model loading included) is timed too.
+Figures are noisy on a shared machine. Run: ``python benchmarks/bench_export.py [--images N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "resources" / "demo"
+MODEL = DEMO / "digits_cnn.keras"
+LAYERS = ["conv1", "pool1", "conv2", "pool2", "conv3"]
+
+
+def make_folder(folder: Path, n: int) -> list[Path]:
+    from PIL import Image
+
+    digits = np.load(DEMO / "digits_test_x.npy")
+    paths = []
+    for i in range(n):
+        p = folder / f"digit_{i:04d}.png"
+        Image.fromarray(digits[i % len(digits), :, :, 0]).save(p)
+        paths.append(p)
+    return paths
+
+
+def keras_loop(paths: list[Path], batch: int) -> float:
+    """Seconds for the plain loop over ``paths`` (maps computed, nothing written)."""
+    import keras
+    import tensorflow as tf
+    from PIL import Image
+
+    model = keras.saving.load_model(MODEL, compile=False)
+    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in LAYERS] + [model.output])
+
+    @tf.function
+    def maps(x):
+        outs = sub(x, training=False)
+        return [tf.reduce_mean(o, axis=-1) for o in outs[:-1]] + [outs[-1]]
+
+    t0 = time.perf_counter()
+    kept = 0
+    for start in range(0, len(paths), batch):
+        chunk = paths[start : start + batch]
+        x = np.stack([np.asarray(Image.open(p).convert("L"), np.float32)[:, :, None] / 255.0 for p in chunk])
+        result = [r.numpy() for r in maps(x)]
+        kept += sum(r.shape[0] for r in result)
+    assert kept == len(paths) * (len(LAYERS) + 1)
+    return time.perf_counter() - t0
+
+
+def export_in_process(folder: Path, out: Path, batch: int) -> tuple[float, float, dict]:
+    """(image-loop seconds from the manifest, wall seconds of the whole call, manifest)."""
+    from maskviewer.export_cli import export_main
+
+    t0 = time.perf_counter()
+    rc = export_main([str(folder), "--model", str(MODEL), "--out", str(out), "--batch-size", str(batch), "--quiet"])
+    wall = time.perf_counter() - t0
+    assert rc == 0, rc
+    manifest = json.loads((out / "manifest.json").read_text())
+    return manifest["seconds"], wall, manifest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each side; the best is reported")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_export_"))
+    try:
+        folder = tmp / "images"
+        folder.mkdir()
+        paths = make_folder(folder, args.images)
+        from maskviewer.inference.backend import init_backend
+
+        device = init_backend()
+        keras_times, export_times, export_walls = [], [], []
+        manifest = {}
+        for r in range(args.repeats):  # alternate, so both see the same machine load
+            keras_times.append(keras_loop(paths, args.batch))
+            loop, wall, manifest = export_in_process(folder, tmp / f"out{r}", args.batch)
+            export_times.append(loop)
+            export_walls.append(wall)
+        keras_s, export_s = min(keras_times), min(export_times)
+        n = args.images
+        files = sum(len(e["files"]) for e in manifest["artifacts"])
+        print(f"device: {device.describe()}; {n} images 28x28, batch {args.batch}, best of {args.repeats}")
+        print(f"keras loop (maps, no files)    {keras_s:7.3f} s  {n / keras_s:8.1f} images/s   runs: "
+              + ", ".join(f"{t:.3f}" for t in keras_times))
+        print(f"maskviewer export (image loop) {export_s:7.3f} s  {n / export_s:8.1f} images/s   runs: "
+              + ", ".join(f"{t:.3f}" for t in export_times))
+        print(f"  export call incl. model load {min(export_walls):7.3f} s")
+        print(f"  wrote {manifest['artifact_count']} artifacts, {files} files, for {manifest['images']['exported']} images")
+        print(f"ratio export / keras (images per second): {keras_s / export_s:.2f}  (target >= 0.7)")
+
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "maskviewer", "export", str(folder), "--model", str(MODEL),
+             "--out", str(tmp / "out_cli"), "--quiet"],
+            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        cli = time.perf_counter() - t0
+        assert done.returncode == 0, done.stderr[-2000:]
+        print(f"fresh process 'maskviewer export' (TF import, model load, {n} images): {cli:.2f} s "
+              f"= {n / cli:.1f} images/s overall")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
