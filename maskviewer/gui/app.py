@@ -51,7 +51,11 @@ def run_app(
         controller = window.controller
         controller.start()  # imports TensorFlow on the inference thread
         try:
-            if demo is not None:
+            if demo == "":  # --demo without a name: the gallery
+                from maskviewer.gui.demo_gallery import demo_tool
+
+                demo_tool(window).show_gallery()
+            elif demo is not None:
                 from maskviewer.demo import open_demo
 
                 open_demo(window, demo)

@@ -16,6 +16,7 @@ TOOL_MODULES: list[tuple[str, str]] = [
     ("kernels", "maskviewer.gui.kernel_tool"),
     ("patches", "maskviewer.gui.patch_tool"),
     ("binarise", "maskviewer.gui.binarise_tool"),
+    ("demos", "maskviewer.gui.demo_gallery"),
 ]
 
 
