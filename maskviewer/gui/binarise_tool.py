@@ -1066,6 +1066,12 @@ class BinariseTool(QObject):
         self.window.statusBar().showMessage(f"Saved {path.name}", 8000)
         return True
 
+    def export_items(self) -> list:
+        """The binary output shown, for File → Export."""
+        from maskviewer.gui.export_tool import binarise_items
+
+        return binarise_items(self)
+
 
 def install(window) -> BinariseTool:
     """Add the Binarise docks and the export actions."""

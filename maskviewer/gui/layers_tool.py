@@ -450,6 +450,12 @@ class LayersTool(QObject):
             return None
         return np.asarray(self.overlay.lut)[self.overlay.image]
 
+    def export_items(self) -> list:
+        """The map shown, for File → Export (see maskviewer.gui.export_tool)."""
+        from maskviewer.gui.export_tool import layers_items
+
+        return layers_items(self)
+
 
 def install(window) -> LayersTool:
     """Add the Layers dock and the heatmap overlay to ``window``."""

@@ -944,6 +944,12 @@ class MaskTool(QObject):
         p.feed_mask.currentIndexChanged.connect(self._feed_mask_picked)
         p.ablation_button.clicked.connect(self.run_ablation)
 
+    def export_items(self) -> list:
+        """The current image's masks, for File → Export."""
+        from maskviewer.gui.export_tool import mask_items
+
+        return mask_items(self)
+
 
 def install(window) -> MaskTool:
     """Add the Masks dock, the Mask menu and painting on the canvas."""

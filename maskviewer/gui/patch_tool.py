@@ -1236,6 +1236,12 @@ class PatchTool(QObject):
         if path:
             self._export("Export patch table", self.export_csv, path)
 
+    def export_items(self) -> list:
+        """The patch map shown and the run's numbers, for File → Export."""
+        from maskviewer.gui.export_tool import patch_items
+
+        return patch_items(self)
+
 
 def _levels(arr: np.ndarray, scale: str) -> tuple[float, float]:
     """Display levels for a model input: the scaling's own range, the data's for mean/std and raw."""

@@ -17,6 +17,8 @@ TOOL_MODULES: list[tuple[str, str]] = [
     ("patches", "maskviewer.gui.patch_tool"),
     ("binarise", "maskviewer.gui.binarise_tool"),
     ("demos", "maskviewer.gui.demo_gallery"),
+    ("export", "maskviewer.gui.export_tool"),
+    ("session", "maskviewer.gui.session_tool"),
 ]
 
 

@@ -1,0 +1,353 @@
+"""Sessions: the whole state (images, model, masks, input mappings, view settings) in a folder
+or in one ``.mvsession`` file.
+
+A session folder holds ``session.json`` and one ``masks/*.npy`` per mask (float32, exact);
+a ``.mvsession`` file is a zip archive of the same. Paths are stored absolute and relative to
+the session, so a session moved together with its images still opens. Every file is written
+atomically and ``session.json`` last, so a crash while saving leaves the previous session
+readable. No Qt here: the window's session tool and the tests share this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskviewer.core.errors import MaskviewerError
+from maskviewer.io.atomic import atomic_write
+
+SESSION_SUFFIX = ".mvsession"
+SESSION_JSON = "session.json"
+FORMAT = "maskviewer-session"
+VERSION = 1
+#: the most bytes a session's JSON may have (a crafted file cannot exhaust memory)
+MAX_JSON_BYTES = 32 * 2**20
+
+
+class SessionError(MaskviewerError):
+    """A session could not be saved or read; the message says what and what to do."""
+
+
+@dataclass
+class SessionMask:
+    """One mask: its name, pixels (``(H, W)`` float32 in 0..1), colour and visibility."""
+
+    name: str
+    data: np.ndarray
+    color: tuple[int, int, int] = (255, 60, 60)
+    visible: bool = True
+
+
+@dataclass
+class SessionImage:
+    """An image with its masks; ``active`` names the mask being painted."""
+
+    path: str
+    height: int
+    width: int
+    masks: list[SessionMask] = field(default_factory=list)
+    active: str | None = None
+
+
+@dataclass
+class Session:
+    """Everything needed to put the window back as it was.
+
+    Attributes
+    ----------
+    image : str or None
+        The image shown.
+    images : list of SessionImage
+        Images with masks (the shown one among them when it has masks).
+    model : str or None
+        The model file or SavedModel folder.
+    model_sha256 : str or None
+        Its hash when saved (a changed model is reported on opening).
+    custom_objects : list of str
+        Python files defining the model's custom layers.
+    mappings : dict
+        Input name -> :meth:`InputMapping.to_dict` (includes how masks feed the model).
+    labels : list of str or None
+        Class names.
+    view : dict
+        Tool settings (layer, method, colours, opacity, patch settings, threshold...).
+    autosave : dict or None
+        For recovery files: the process that wrote it and whether it exited cleanly.
+    """
+
+    image: str | None = None
+    images: list[SessionImage] = field(default_factory=list)
+    model: str | None = None
+    model_sha256: str | None = None
+    custom_objects: list[str] = field(default_factory=list)
+    mappings: dict[str, dict] = field(default_factory=dict)
+    labels: list[str] | None = None
+    view: dict[str, Any] = field(default_factory=dict)
+    autosave: dict | None = None
+    saved: str = ""
+
+    def find_image(self, path: str) -> SessionImage | None:
+        return next((im for im in self.images if im.path == path), None)
+
+
+def is_folder_target(path: str | os.PathLike) -> bool:
+    """A ``.mvsession`` path is one file; anything else (or an existing folder) is a folder."""
+    p = Path(path)
+    return p.is_dir() or p.suffix.lower() != SESSION_SUFFIX
+
+
+def _ref(path: str | None, base: Path) -> dict | None:
+    if not path:
+        return None
+    absolute = Path(path).resolve()
+    try:
+        relative = os.path.relpath(absolute, base.resolve())
+    except ValueError:  # another drive (Windows)
+        relative = None
+    return {"path": str(absolute), "relative": relative}
+
+
+def _resolve(ref: Any, base: Path) -> str | None:
+    """The stored absolute path if it exists, else the relative one if that does."""
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        return ref
+    if not isinstance(ref, dict) or not isinstance(ref.get("path"), str):
+        raise SessionError("The session file is damaged: a file reference is not a path.")
+    absolute = ref["path"]
+    relative = ref.get("relative")
+    if not Path(absolute).exists() and isinstance(relative, str):
+        candidate = (base / relative).resolve()
+        if candidate.exists():
+            return str(candidate)
+    return absolute
+
+
+def _mask_file(i: int, j: int) -> str:
+    return f"masks/image{i:03d}_mask{j:03d}.npy"
+
+
+def to_json(session: Session, base: Path) -> dict:
+    """The JSON document of ``session`` (paths relative to ``base`` as well)."""
+    from maskviewer import __version__
+
+    images = []
+    for i, im in enumerate(session.images):
+        images.append(
+            {
+                **_ref(im.path, base),
+                "height": int(im.height),
+                "width": int(im.width),
+                "active": im.active,
+                "masks": [
+                    {"name": m.name, "color": [int(c) for c in m.color], "visible": bool(m.visible),
+                     "file": _mask_file(i, j)}
+                    for j, m in enumerate(im.masks)
+                ],
+            }
+        )
+    model = _ref(session.model, base)
+    if model is not None:
+        model["sha256"] = session.model_sha256
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "tool_version": __version__,
+        "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "image": _ref(session.image, base),
+        "images": images,
+        "model": model,
+        "custom_objects": [_ref(p, base) for p in session.custom_objects],
+        "mappings": session.mappings,
+        "labels": session.labels,
+        "view": session.view,
+        "autosave": session.autosave,
+    }
+
+
+def _mask_bytes(data: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(data, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def save_session(path: str | os.PathLike, session: Session, *, durable: bool = True) -> Path:
+    """Write ``session`` to a folder, or to one ``.mvsession`` file (see :func:`is_folder_target`).
+
+    Raises
+    ------
+    SessionError
+        The location cannot be written (the message says where and why).
+    """
+    path = Path(path)
+    try:
+        if is_folder_target(path):
+            return _save_folder(path, session, durable)
+        return _save_file(path, session, durable)
+    except OSError as exc:
+        raise SessionError(
+            f"The session could not be saved to {path}: {exc.strerror or exc}. Choose a place "
+            "you can write to."
+        ) from exc
+
+
+def _save_folder(folder: Path, session: Session, durable: bool) -> Path:
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    doc = to_json(session, folder)
+    written = set()
+    for i, im in enumerate(session.images):
+        for j, m in enumerate(im.masks):
+            name = _mask_file(i, j)
+            with atomic_write(folder / name, fsync=durable) as fh:
+                fh.write(_mask_bytes(m.data))
+            written.add(Path(name).name)
+    with atomic_write(folder / SESSION_JSON, "w", fsync=durable) as fh:
+        json.dump(doc, fh, indent=2)
+    for old in (folder / "masks").glob("*.npy"):  # masks of an earlier save no longer listed
+        if old.name not in written:
+            with contextlib.suppress(OSError):
+                old.unlink()
+    return folder
+
+
+def _save_file(path: Path, session: Session, durable: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = to_json(session, path.parent)
+    with atomic_write(path, fsync=durable) as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i, im in enumerate(session.images):
+            for j, m in enumerate(im.masks):
+                zf.writestr(_mask_file(i, j), _mask_bytes(m.data))
+        zf.writestr(SESSION_JSON, json.dumps(doc, indent=2))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+class _Reader:
+    """Reads files of a session folder or archive by their name inside it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.zip: zipfile.ZipFile | None = None
+        if path.is_dir():
+            self.base = path
+        else:
+            self.base = path.parent
+            try:
+                self.zip = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise SessionError(
+                    f"{path.name}: not a maskviewer session (a .mvsession file is a zip archive; "
+                    "this one cannot be read, it may be damaged)."
+                ) from exc
+
+    def read(self, name: str, limit: int | None = None) -> bytes:
+        if "/.." in f"/{name}" or name.startswith("/"):
+            raise SessionError(f"The session refers to a file outside itself ({name}).")
+        try:
+            if self.zip is not None:
+                with self.zip.open(name) as fh:
+                    data = fh.read(limit + 1 if limit else -1)
+            else:
+                with open(self.base / name, "rb") as fh:
+                    data = fh.read(limit + 1 if limit else -1)
+        except KeyError:
+            raise SessionError(f"{self.path.name}: {name} is missing from the session.") from None
+        except OSError as exc:
+            raise SessionError(f"{self.path.name}: {name} cannot be read ({exc.strerror or exc}).") from exc
+        if limit and len(data) > limit:
+            raise SessionError(f"{self.path.name}: {name} is too large for a session file.")
+        return data
+
+    def close(self) -> None:
+        if self.zip is not None:
+            self.zip.close()
+
+
+def _load_mask(reader: _Reader, name: str, shape: tuple[int, int]) -> np.ndarray:
+    data = reader.read(name)
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:
+        raise SessionError(f"{reader.path.name}: the mask {name} is damaged ({exc}).") from exc
+    if arr.shape != tuple(shape) or not (np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.bool_):
+        raise SessionError(
+            f"{reader.path.name}: the mask {name} has shape {arr.shape} ({arr.dtype}); the session "
+            f"says {shape[1]}×{shape[0]} float."
+        )
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)) or arr.size and (arr.min() < 0 or arr.max() > 1):
+        raise SessionError(f"{reader.path.name}: the mask {name} has values outside 0..1.")
+    return arr
+
+
+def load_session(path: str | os.PathLike) -> Session:
+    """Read a session folder (or its ``session.json``) or a ``.mvsession`` file.
+
+    Raises
+    ------
+    SessionError
+        Missing, damaged or foreign files; the message says which.
+    """
+    path = Path(path)
+    if path.name == SESSION_JSON and path.is_file():
+        path = path.parent
+    if not path.exists():
+        raise SessionError(f"{path}: no such session file or folder.")
+    reader = _Reader(path)
+    try:
+        raw = reader.read(SESSION_JSON, MAX_JSON_BYTES)
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise SessionError(f"{path.name}: session.json is not valid JSON ({exc}).") from exc
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise SessionError(f"{path.name}: not a maskviewer session.")
+        if int(doc.get("version", 0)) > VERSION:
+            raise SessionError(
+                f"{path.name}: saved by a newer maskviewer (session version {doc.get('version')}); "
+                "update maskviewer to open it."
+            )
+        base = reader.base
+        images = []
+        for entry in doc.get("images") or []:
+            h, w = int(entry["height"]), int(entry["width"])
+            masks = [
+                SessionMask(
+                    str(m["name"]),
+                    _load_mask(reader, str(m["file"]), (h, w)),
+                    tuple(int(c) for c in m.get("color", (255, 60, 60)))[:3],
+                    bool(m.get("visible", True)),
+                )
+                for m in entry.get("masks") or []
+            ]
+            images.append(SessionImage(_resolve(entry, base), h, w, masks, entry.get("active")))
+        model = doc.get("model")
+        return Session(
+            image=_resolve(doc.get("image"), base),
+            images=images,
+            model=_resolve(model, base),
+            model_sha256=model.get("sha256") if isinstance(model, dict) else None,
+            custom_objects=[p for p in (_resolve(r, base) for r in doc.get("custom_objects") or []) if p],
+            mappings={str(k): dict(v) for k, v in (doc.get("mappings") or {}).items()},
+            labels=doc.get("labels"),
+            view=dict(doc.get("view") or {}),
+            autosave=doc.get("autosave"),
+            saved=str(doc.get("saved", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SessionError(f"{path.name}: the session file is damaged ({type(exc).__name__}: {exc}).") from exc
+    finally:
+        reader.close()
