@@ -242,9 +242,9 @@ def build_mask_channel(out: Path, quick: bool) -> dict:
     x = keras.layers.GlobalMaxPooling2D(name="gmp")(x)
     probs = keras.layers.Dense(10, activation="softmax", name="probs")(x)
     model = keras.Model(inp, probs, name="mask_channel_cnn")
-    _compile_fit(model, xtr, ytr, epochs=1 if quick else 10, batch=64, lr=2e-3,
+    _compile_fit(model, xtr, ytr, epochs=1 if quick else 16, batch=64, lr=2e-3,
                  loss="sparse_categorical_crossentropy")
-    save_model(model, folder / "model.keras")
+    save_model(model, folder / f"{model.name}.keras")
 
     p = predict(model, dq8(xte_q))
     acc = float(np.mean(p.argmax(1) == yte))
@@ -271,7 +271,7 @@ def build_mask_channel(out: Path, quick: bool) -> dict:
         "name": "mask_channel",
         "title": "Mask as a channel: which of four digits?",
         "view": "Masks",
-        "model": "mask_channel/model.keras",
+        "model": "mask_channel/mask_channel_cnn.keras",
         "images": images,
         "masks": masks,
         "samples": samples,
@@ -352,7 +352,7 @@ def build_masked_kernels(out: Path, quick: bool) -> dict:
     masks[half] = (rng_masks.random((int(half.sum()), k, k)) < 0.7).astype(np.float32)
     _compile_fit(model, {"image": xtr, "kernel_mask": masks}, ytr, epochs=1 if quick else 25,
                  batch=32, lr=3e-3, loss="sparse_categorical_crossentropy")
-    save_model(model, folder / "model.keras")
+    save_model(model, folder / f"{model.name}.keras")
     variants = kernel_mask_variants(k)
     accs = {}
     for key, m in variants.items():
@@ -362,7 +362,9 @@ def build_masked_kernels(out: Path, quick: bool) -> dict:
         if key == "full":
             loss = float(np.mean(-np.log(np.clip(p[np.arange(len(yte)), yte], 1e-7, 1.0))))
     acc = accs["full"]
-    np.savez_compressed(folder / "heldout.npz", x=xte_q, y=yte.astype(np.uint8))
+    # the held-out digits are the 'digits' demo's test set (digits_test_x.npy), same split
+    np.save(out / "digits_test_x.npy", xte_q)
+    np.save(out / "digits_test_y.npy", yte.astype(np.uint8))
     for key, m in variants.items():
         np.save(folder / f"kernel_mask_{key}.npy", m)
     images = []
@@ -375,7 +377,7 @@ def build_masked_kernels(out: Path, quick: bool) -> dict:
         "name": "masked_kernels",
         "title": "Masked kernels: switch off parts of the first 5×5 kernels",
         "view": "Kernels",
-        "model": "masked_kernels/model.keras",
+        "model": "masked_kernels/masked_kernels_cnn.keras",
         "images": images,
         "inputs": {"kernel_mask": "masked_kernels/kernel_mask_full.npy"},
         "labels": "masked_kernels/labels.txt",
@@ -393,8 +395,8 @@ def build_masked_kernels(out: Path, quick: bool) -> dict:
         ),
         "score": {"metric": "accuracy", "value": round(acc, 4), "loss": round(loss, 4),
                   "by_kernel_mask": {key: round(v, 4) for key, v in accs.items()},
-                  "kernel_size": k,
-                  "n": int(len(yte)), "data": "masked_kernels/heldout.npz"},
+                  "kernel_size": k, "n": int(len(yte)),
+                  "test_x": "digits_test_x.npy", "test_y": "digits_test_y.npy"},
     }
 
 
@@ -449,7 +451,7 @@ def build_counting(out: Path, quick: bool) -> dict:
     h, w, _ = maps[0].shape
     s = COUNT_SIZE
     rng = np.random.default_rng(SEED + 4)
-    n_train = 300 if quick else 1600
+    n_train = 300 if quick else 2000
     corners = np.stack([rng.integers(0, h - s + 1, n_train),
                         rng.integers(0, COUNT_SPLIT - s + 1, n_train)], axis=1)
     ytr = count_in(centres, corners, s)
@@ -477,8 +479,8 @@ def build_counting(out: Path, quick: bool) -> dict:
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     count = keras.layers.Dense(1, name="count")(x)
     model = keras.Model(inputs, count, name="galaxy_counter")
-    _compile_fit(model, xtr, ytr, epochs=1 if quick else 18, batch=32, lr=2e-3, loss="huber")
-    save_model(model, folder / "model.keras")
+    _compile_fit(model, xtr, ytr, epochs=1 if quick else 25, batch=32, lr=2e-3, loss="huber")
+    save_model(model, folder / f"{model.name}.keras")
 
     pred = predict(model, xte)[:, 0]
     mae = float(np.mean(np.abs(pred - yte)))
@@ -498,7 +500,7 @@ def build_counting(out: Path, quick: bool) -> dict:
         "name": "counting",
         "title": "Three inputs and attention: counting galaxies",
         "view": "Layers",
-        "model": "counting/model.keras",
+        "model": "counting/galaxy_counter.keras",
         "images": ["counting/sample_rgb.png"],
         "inputs": {k: v for k, v in inputs_files.items() if k != "rgb"},
         "focus": {"layer": "attention"},
@@ -591,7 +593,7 @@ def build_binary(out: Path, quick: bool) -> dict:
                  epochs=1 if quick else 15, batch=32, lr=2e-3,
                  loss={"reconstruction": "mse", "mark": "binary_crossentropy"},
                  loss_weights={"reconstruction": 1.0, "mark": 0.5})
-    save_model(model, folder / "model.keras")
+    save_model(model, folder / f"{model.name}.keras")
 
     pred = predict(model, xte)
     d = dice(pred["mark"] > 0.5, yte)
@@ -609,7 +611,7 @@ def build_binary(out: Path, quick: bool) -> dict:
         "name": "binary",
         "title": "Binary output: coins autoencoder with a mark image",
         "view": "Binarise",
-        "model": "binary/model.keras",
+        "model": "binary/coins_autoencoder.keras",
         "images": images,
         "masks": [p.replace(".png", "_mark.png") for p in images],
         "focus": {"output": "mark"},
@@ -685,7 +687,7 @@ def build_patches(out: Path, quick: bool) -> dict:
     model = keras.Model(inp, probs, name="patch_digits")
     _compile_fit(model, xtr, ytr, epochs=1 if quick else 12, batch=64, lr=2e-3,
                  loss="sparse_categorical_crossentropy")
-    save_model(model, folder / "model.keras")
+    save_model(model, folder / f"{model.name}.keras")
 
     # scored on the shipped 8-bit test digits (digits_test_x.npy, shared with 'digits')
     xte_q = q8(dte)
@@ -708,7 +710,7 @@ def build_patches(out: Path, quick: bool) -> dict:
         "name": "patches",
         "title": "Patches: four corners vote on the digit",
         "view": "Patches",
-        "model": "patches/model.keras",
+        "model": "patches/patch_digits.keras",
         "images": images,
         "labels": "patches/labels.txt",
         "focus": {"size": PATCH, "preset": "corners", "combine": "mean", "run": True},

@@ -236,8 +236,8 @@ def test_masked_kernels_score_by_kernel_mask(loaded):
     import tensorflow as tf
 
     demo, host = loaded("masked_kernels")
-    data = np.load(demo.path(demo.score["data"]))
-    x, y = data["x"].astype(np.float32) / 255.0, data["y"].astype(np.int64)
+    x = np.load(demo.path(demo.score["test_x"])).astype(np.float32) / 255.0
+    y = np.load(demo.path(demo.score["test_y"])).astype(np.int64)
     recorded = demo.score["by_kernel_mask"]
     assert recorded["full"] == demo.score["value"]
     for key, want in recorded.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QDialog,
@@ -200,6 +200,8 @@ class DemoTool(QObject):
         self._pending_layer = None
         if not c.open_image(str(demo.path(demo.images[0]))):
             return False
+        if hasattr(self.window, "canvas"):
+            self.window.canvas.fit()  # demo images differ a lot in size
         if demo.view == "Masks" and demo.masks:
             masks = self.window.tools.get("masks") if hasattr(self.window, "tools") else None
             if masks is not None and hasattr(masks, "load_mask_file"):
@@ -242,7 +244,17 @@ class DemoTool(QObject):
         self._pending = None
         assert demo is not None
         try:
+            # fed now, so the first prediction already sees the demo's inputs
             self._feed_inputs(demo, info)
+        except MaskviewerError as exc:
+            self.window.show_error("Demo", str(exc))
+        # the views finish reacting to the new model (and its mappings) first
+        QTimer.singleShot(0, lambda: self._set_up_view_if_current(demo, info))
+
+    def _set_up_view_if_current(self, demo: Demo, info) -> None:
+        if self.state.model_info is not info:
+            return  # another model was opened meanwhile
+        try:
             self._set_up_view(demo)
         except MaskviewerError as exc:
             self.window.show_error("Demo", str(exc))
@@ -274,6 +286,8 @@ class DemoTool(QObject):
             self._set_up_patches(tools["patches"], focus)
         elif demo.view == "Binarise":
             self._pending_prediction = demo
+            if self.state.prediction is not None:  # it came first
+                self._prediction_changed(self.state.prediction)
         self.show_view(demo.view)
 
     def _set_up_patches(self, tool, focus: dict) -> None:
