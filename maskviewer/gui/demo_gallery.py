@@ -40,7 +40,8 @@ class DemoGallery(QDialog):
         self.resize(820, 460)
         self.demos: list[Demo] = []
         self.list = QListWidget()
-        self.list.setMinimumWidth(260)
+        self.list.setMinimumWidth(300)
+        self.list.setWordWrap(True)  # the titles are whole phrases
         self.title = QLabel("")
         self.title.setStyleSheet("font-weight: bold; font-size: 13pt;")
         self.title.setWordWrap(True)
