@@ -14,7 +14,9 @@ probabilities, in batches of 32:
              layers' channel means and the probabilities, copied to numpy. Nothing is written.
 
 Both timings include their first call's tracing (each traces the batch of 32 and the last
-batch of 8). The ratio export / keras is the figure of merit (target >= 0.7). The whole
+batch of 8). The ratio export / keras is the figure of merit (target >= 0.7). Two more
+export runs show where the time goes: NPY files only, and the whole pipeline with the file
+writing skipped (the writer replaced by a no-op in this process). The whole
 command line as a fresh process (TensorFlow import and model loading included) is timed too.
 Figures are noisy on a shared machine. Run: ``python benchmarks/bench_export.py [--images N]``.
 """
@@ -78,12 +80,12 @@ def keras_loop(paths: list[Path], batch: int) -> float:
     return time.perf_counter() - t0
 
 
-def export_in_process(folder: Path, out: Path, batch: int) -> tuple[float, float, dict]:
+def export_in_process(folder: Path, out: Path, batch: int, *extra: str) -> tuple[float, float, dict]:
     """(image-loop seconds from the manifest, wall seconds of the whole call, manifest)."""
     from maskviewer.export_cli import export_main
 
     t0 = time.perf_counter()
-    rc = export_main([str(folder), "--model", str(MODEL), "--out", str(out), "--batch-size", str(batch), "--quiet"])
+    rc = export_main([str(folder), "--model", str(MODEL), "--out", str(out), "--batch-size", str(batch), "--quiet", *extra])
     wall = time.perf_counter() - t0
     assert rc == 0, rc
     manifest = json.loads((out / "manifest.json").read_text())
@@ -123,6 +125,20 @@ def main() -> None:
         print(f"  export call incl. model load {min(export_walls):7.3f} s")
         print(f"  wrote {manifest['artifact_count']} artifacts, {files} files, for {manifest['images']['exported']} images")
         print(f"ratio export / keras (images per second): {keras_s / export_s:.2f}  (target >= 0.7)")
+
+        # where the time goes: fewer files, and the same run with the file writing skipped
+        npy_only = min(export_in_process(folder, tmp / f"npy{r}", args.batch, "--format", "npy", "--no-overlay")[0]
+                       for r in range(args.repeats))
+        from maskviewer.io import export as export_mod
+
+        real_write = export_mod.ArtifactWriter.write
+        export_mod.ArtifactWriter.write = lambda self, item, image, stem=None: {"files": {}}
+        try:
+            no_files = min(export_in_process(folder, tmp / f"nofiles{r}", args.batch)[0] for r in range(args.repeats))
+        finally:
+            export_mod.ArtifactWriter.write = real_write
+        print(f"  export, NPY only (1200 files)  {npy_only:7.3f} s  {n / npy_only:8.1f} images/s   ratio {keras_s / npy_only:.2f}")
+        print(f"  export, files not written     {no_files:7.3f} s  {n / no_files:8.1f} images/s   ratio {keras_s / no_files:.2f}")
 
         t0 = time.perf_counter()
         done = subprocess.run(
