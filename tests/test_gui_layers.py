@@ -44,6 +44,7 @@ def image_file(tmp_path):
 def _open(qtbot, win, image_file, model_path):
     from tests.conftest import wait_prediction
 
+    win.show_panel("Layers")  # its maps are drawn while its tab is in front
     win.controller.open_image(image_file)
     win.controller.open_model(model_path)
     pred = wait_prediction(qtbot, win)

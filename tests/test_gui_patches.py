@@ -26,6 +26,7 @@ def loaded(window, qtbot, model_files, tmp_path):
     window.controller.open_model(model_files["rgb"])
     assert wait_prediction(qtbot, window) is not None
     tool = window.tools["patches"]
+    window.show_panel("Patches")  # its overlays are drawn while its tab is in front
     qtbot.waitUntil(lambda: tool.panel.output_combo.count() == 1)
     return window, tool
 

@@ -396,9 +396,8 @@ class BinariseTool(QObject):
         self.map_item = pg.ImageItem(axisOrder="row-major")
         self.err_in = pg.ImageItem(axisOrder="row-major")
         self.err_out = pg.ImageItem(axisOrder="row-major")
-        for z, item in ((20, self.map_item), (21, self.err_in), (21, self.err_out)):
-            item.hide()
-            window.canvas.add_overlay(item, z)
+        for item in (self.map_item, self.err_in, self.err_out):
+            item.hide()  # placed over the image by install(), with the Binarise tab
 
         p = self.panel
         p.source.currentIndexChanged.connect(lambda _i: self.select_source(p.source.currentData()))
@@ -1077,6 +1076,8 @@ def install(window) -> BinariseTool:
     """Add the Binarise docks and the export actions."""
     tool = BinariseTool(window)
     window.add_panel("Binarise", tool.panel, Qt.DockWidgetArea.RightDockWidgetArea)
+    for z, item in ((20, tool.map_item), (21, tool.err_in), (21, tool.err_out)):
+        window.add_panel_overlay("Binarise", item, z)
     dock = window.add_panel("Side by side", tool.gallery, Qt.DockWidgetArea.BottomDockWidgetArea)
     dock.hide()  # the panel's button (or the View menu) shows it
     tool.gallery_dock = dock

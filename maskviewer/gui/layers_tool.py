@@ -111,7 +111,7 @@ class LayersTool(QObject):
         self.dock = window.add_panel("Layers", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.overlay = pg.ImageItem(axisOrder="row-major")
         self.overlay.hide()
-        window.canvas.add_overlay(self.overlay, 20)
+        window.add_panel_overlay("Layers", self.overlay, 20)
         #: returns the painted mask (image pixels, (H, W)) or None; set by the mask tool
         self.mask_provider: Callable[[], np.ndarray | None] = self._mask_from_tool
         self.entries: dict[str, Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyqtgraph as pg
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
         self.predictions_panel = PredictionsPanel()
         self.docks: dict[str, QDockWidget] = {}
         self._area_docks: dict[Qt.DockWidgetArea, QDockWidget] = {}
+        self._overlay_groups: dict[str, pg.ItemGroup] = {}
         self._build_menus()
         self.add_panel("Model", self.model_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.add_panel("Input", self.mapping_panel, Qt.DockWidgetArea.LeftDockWidgetArea, tabify=False)
@@ -132,6 +134,23 @@ class MainWindow(QMainWindow):
         self.view_menu.addAction(dock.toggleViewAction())
         self.docks[title] = dock
         return dock
+
+    def add_panel_overlay(self, title: str, item, z: float = 10.0) -> None:
+        """Put ``item`` over the image, shown only while the dock ``title`` is in front.
+
+        Each tool's maps (heatmaps, patch grids, binary masks) belong to its tab: with several
+        tools on one image, the picture shows the one the user is looking at.
+        """
+        group = self._overlay_groups.get(title)
+        if group is None:
+            group = pg.ItemGroup()
+            self.canvas.add_overlay(group, 10.0)
+            dock = self.docks[title]
+            dock.visibilityChanged.connect(group.setVisible)
+            group.setVisible(not dock.visibleRegion().isEmpty() or not self.isVisible())
+            self._overlay_groups[title] = group
+        item.setParentItem(group)
+        item.setZValue(z)
 
     def show_panel(self, title: str) -> None:
         """Make a dock visible and bring its tab to the front."""

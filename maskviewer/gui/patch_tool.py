@@ -425,16 +425,16 @@ class PatchTool(QObject):
         # canvas overlays: the map under the rectangles, the current one on top
         self.map_item = pg.ImageItem(axisOrder="row-major")
         self.map_item.setVisible(False)
-        window.canvas.add_overlay(self.map_item, 5)
+        window.add_panel_overlay("Patches", self.map_item, 5)
         self.rects_item = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0, 150), width=1), connect="finite")
-        window.canvas.add_overlay(self.rects_item, 20)
+        window.add_panel_overlay("Patches", self.rects_item, 20)
         self.current_item = QGraphicsRectItem()
         pen = QPen(QColor(255, 90, 0))
         pen.setWidthF(2.5)
         pen.setCosmetic(True)
         self.current_item.setPen(pen)
         self.current_item.setVisible(False)
-        window.canvas.add_overlay(self.current_item, 21)
+        window.add_panel_overlay("Patches", self.current_item, 21)
 
         self.play_timer = QTimer(self)
         self.play_timer.setInterval(500)
@@ -467,8 +467,6 @@ class PatchTool(QObject):
         p.export_inputs_button.clicked.connect(lambda: self.export_npy_dialog(inputs=True))
         p.export_csv_button.clicked.connect(self.export_csv_dialog)
         window.canvas.installEventFilter(self)
-        # the patch overlays belong to this tab: fade them out while another tool is in front
-        self.dock.visibilityChanged.connect(self._dock_visibility)
 
         menu = QMenu("Export &Patches", window)
         menu.addAction("Patches as &PNG Files…", self.export_png_dialog)
@@ -496,10 +494,6 @@ class PatchTool(QObject):
 
     # -- settings -------------------------------------------------------------------------------
 
-
-    def _dock_visibility(self, visible: bool) -> None:
-        for item in (self.map_item, self.rects_item, self.current_item):
-            item.setOpacity(1.0 if visible else 0.0)
 
     def _show_message(self, text: str, source: str = "settings") -> None:
         """Set the panel's message from ``source`` (settings, fit or run); all non-empty ones show."""
