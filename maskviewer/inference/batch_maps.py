@@ -1,9 +1,10 @@
 """Layer maps for a whole batch of images in one pass: the engine of the command-line export.
 
 The window reduces one image's layer outputs with :func:`maskviewer.inference.probe.reduce_tensor`
-(batch item 0). Exporting a folder runs the model on batches, so here the same reductions are
-computed for every batch item at once, on the device, inside one traced function together with
-the forward pass: only the reduced maps are copied to the host. Item ``i`` of a batch equals what
+(batch item 0). Exporting a folder runs the model on batches: the same reductions
+(:func:`~maskviewer.inference.probe.reduce_batch`, which ``reduce_tensor`` wraps) run for every
+batch item at once, on the device, inside one traced function together with the forward pass:
+only the reduced maps are copied to the host. Item ``i`` of a batch equals what
 the probe gives for that image alone (tests compare them).
 """
 
@@ -14,64 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from maskviewer.inference.probe import MAX_GRID_CHANNELS, LayerMaps, Reduction, get_probe
-
-
-def reduce_batch(x: Any, reduction: Reduction) -> dict[str, Any]:
-    """Reduce a batched layer output for every item, as :func:`~maskviewer.inference.probe.reduce_tensor` does for one.
-
-    Returns
-    -------
-    dict of str to tensor
-        Keys as ``reduce_tensor``'s, each with a leading batch axis (``min``/``max``: ``(B,)``).
-    """
-    from keras import ops
-
-    rank = len(x.shape)
-    if rank != 4:
-        if rank == 1:
-            return {"vector": ops.reshape(x, (-1, 1))}
-        if rank == 2:
-            return {"vector": x}
-        return {"vector": ops.mean(x, axis=tuple(range(1, rank - 1)))}
-    out: dict[str, Any] = {"min": ops.min(x, axis=(1, 2, 3)), "max": ops.max(x, axis=(1, 2, 3))}
-    means = ops.mean(x, axis=(1, 2))  # (B, C)
-    out["channel_means"] = means
-    out["rank_scores"] = means
-    method = reduction.method
-    c = int(x.shape[-1])
-
-    def pick(idx: Any) -> Any:
-        """``(B, k, H, W)``: the channels ``idx`` (B, k) of each item."""
-        xt = ops.transpose(x, (0, 3, 1, 2))
-        shape = ops.shape(xt)
-        full = ops.broadcast_to(idx[:, :, None, None], (shape[0], idx.shape[1], shape[2], shape[3]))
-        return ops.take_along_axis(xt, full, axis=1)
-
-    if method == "mean":
-        out["map"] = ops.mean(x, axis=-1)
-    elif method == "max":
-        out["map"] = ops.max(x, axis=-1)
-    elif method == "topk":
-        k = max(1, min(int(reduction.k), c))
-        _, idx = ops.top_k(means, k)
-        chosen = pick(idx)
-        out["map"] = ops.mean(chosen, axis=1)
-        out["maps"] = chosen
-        out["channels"] = idx
-    elif method in ("channel", "attention"):
-        out["map"] = x[:, :, :, reduction.channel if method == "channel" else 0]
-    elif method == "grid":
-        out["map"] = x[:, :, :, reduction.channel]
-        if c > MAX_GRID_CHANNELS:
-            _, idx = ops.top_k(means, MAX_GRID_CHANNELS)
-            out["maps"] = pick(idx)
-            out["channels"] = idx
-        else:
-            out["maps"] = ops.transpose(x, (0, 3, 1, 2))
-    elif method == "full":
-        out["full"] = x
-    return out
+from maskviewer.inference.probe import LayerMaps, Reduction, get_probe, reduce_batch
 
 
 def _compile(fn: Callable) -> Callable:

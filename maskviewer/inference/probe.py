@@ -124,13 +124,13 @@ class LayerMaps:
 # Reductions (keras.ops: on the device, traceable)
 
 
-def reduce_tensor(x: Any, reduction: Reduction, weights: Any = None) -> dict[str, Any]:
-    """Reduce a batched layer output ``x`` (item 0) on its device.
+def reduce_batch(x: Any, reduction: Reduction, weights: Any = None) -> dict[str, Any]:
+    """Reduce a batched layer output for every batch item, on its device.
 
     Parameters
     ----------
     x : tensor
-        ``(B, H, W, C)`` for spatial layers; anything else is summarised as a vector.
+        ``(B, H, W, C)`` for spatial layers; anything else is summarised as a vector per item.
     reduction : Reduction
     weights : tensor, optional
         ``(H, W)`` weights in [0, 1] (a mask on the layer grid): channels are then ranked by
@@ -139,28 +139,37 @@ def reduce_tensor(x: Any, reduction: Reduction, weights: Any = None) -> dict[str
     Returns
     -------
     dict of str to tensor
-        Keys as the fields of :class:`LayerMaps` (``min``/``max`` for the value range).
+        Keys as the fields of :class:`LayerMaps` (``min``/``max`` for the value range), each
+        with a leading batch axis.
     """
     from keras import ops
 
-    x = x[0]
-    if len(x.shape) != 3:
-        if len(x.shape) == 0:
-            return {"vector": ops.reshape(x, (1,))}
-        if len(x.shape) == 1:
+    rank = len(x.shape)
+    if rank != 4:
+        if rank == 1:
+            return {"vector": ops.reshape(x, (-1, 1))}
+        if rank == 2:
             return {"vector": x}
-        return {"vector": ops.mean(x, axis=tuple(range(len(x.shape) - 1)))}
-    out: dict[str, Any] = {"min": ops.min(x), "max": ops.max(x)}
-    means = ops.mean(x, axis=(0, 1))
+        return {"vector": ops.mean(x, axis=tuple(range(1, rank - 1)))}
+    out: dict[str, Any] = {"min": ops.min(x, axis=(1, 2, 3)), "max": ops.max(x, axis=(1, 2, 3))}
+    means = ops.mean(x, axis=(1, 2))  # (B, C)
     out["channel_means"] = means
     scores = means
     if weights is not None:
         w = ops.cast(ops.convert_to_tensor(weights), x.dtype)
         total = ops.maximum(ops.sum(w), ops.cast(1e-12, x.dtype))
-        scores = ops.sum(x * w[:, :, None], axis=(0, 1)) / total
+        scores = ops.sum(x * w[None, :, :, None], axis=(1, 2)) / total
     out["rank_scores"] = scores
     method = reduction.method
     c = int(x.shape[-1])
+
+    def pick(idx: Any) -> Any:
+        """``(B, k, H, W)``: the channels ``idx`` (B, k) of each item."""
+        xt = ops.transpose(x, (0, 3, 1, 2))
+        shape = ops.shape(xt)
+        full = ops.broadcast_to(idx[:, :, None, None], (shape[0], idx.shape[1], shape[2], shape[3]))
+        return ops.take_along_axis(xt, full, axis=1)
+
     if method == "mean":
         out["map"] = ops.mean(x, axis=-1)
     elif method == "max":
@@ -168,23 +177,28 @@ def reduce_tensor(x: Any, reduction: Reduction, weights: Any = None) -> dict[str
     elif method == "topk":
         k = max(1, min(int(reduction.k), c))
         _, idx = ops.top_k(scores, k)
-        chosen = ops.take(x, idx, axis=-1)
-        out["map"] = ops.mean(chosen, axis=-1)
-        out["maps"] = ops.transpose(chosen, (2, 0, 1))
+        chosen = pick(idx)
+        out["map"] = ops.mean(chosen, axis=1)
+        out["maps"] = chosen
         out["channels"] = idx
     elif method in ("channel", "attention"):
-        out["map"] = x[:, :, reduction.channel if method == "channel" else 0]
+        out["map"] = x[:, :, :, reduction.channel if method == "channel" else 0]
     elif method == "grid":
-        out["map"] = x[:, :, reduction.channel]
+        out["map"] = x[:, :, :, reduction.channel]
         if c > MAX_GRID_CHANNELS:
             _, idx = ops.top_k(scores, MAX_GRID_CHANNELS)
-            out["maps"] = ops.transpose(ops.take(x, idx, axis=-1), (2, 0, 1))
+            out["maps"] = pick(idx)
             out["channels"] = idx
         else:
-            out["maps"] = ops.transpose(x, (2, 0, 1))
+            out["maps"] = ops.transpose(x, (0, 3, 1, 2))
     elif method == "full":
         out["full"] = x
     return out
+
+
+def reduce_tensor(x: Any, reduction: Reduction, weights: Any = None) -> dict[str, Any]:
+    """Reduce batch item 0 of a layer output on its device (see :func:`reduce_batch`)."""
+    return {key: value[0] for key, value in reduce_batch(x[:1], reduction, weights).items()}
 
 
 def _check_reduction(path: str, shape: tuple, reduction: Reduction) -> None:
