@@ -47,7 +47,23 @@ def test_inference_and_io_packages_import_no_backend_until_used():
     assert not {m for m in mods if m.split(".")[0] in ("tensorflow", "keras", "PySide6")}
 
 
-def test_gui_window_module_does_not_import_tensorflow():
-    mods = _imported_after("import maskviewer.gui.main_window, maskviewer.gui.app")
-    assert "PySide6" in mods
+def test_window_with_every_tool_shows_before_tensorflow_is_imported():
+    code = "\n".join(
+        [
+            "import os, tempfile",
+            "os.environ['QT_QPA_PLATFORM'] = 'offscreen'",
+            "from PySide6.QtCore import QSettings",
+            "from PySide6.QtWidgets import QApplication",
+            "from maskviewer.gui.app import create_window",
+            "from maskviewer.gui.tools import TOOL_MODULES",
+            "app = QApplication([])",
+            "ini = os.path.join(tempfile.mkdtemp(), 's.ini')",
+            "w = create_window(QSettings(ini, QSettings.Format.IniFormat), start_backend=False)",
+            "w.show(); app.processEvents()",
+            "assert set(w.tools) == {name for name, _ in TOOL_MODULES}, w.tools",
+            "w.close()",
+        ]
+    )
+    mods = _imported_after(code)
+    assert "PySide6" in mods and "maskviewer.gui.layers_tool" in mods
     assert not {m for m in mods if m.split(".")[0] in ("tensorflow", "keras")}

@@ -74,15 +74,6 @@ def full_scale(array: np.ndarray) -> float:
     return 1.0 if hi <= 1.0 else (255.0 if hi <= 255.0 else hi)
 
 
-def to_hwc(array: np.ndarray) -> np.ndarray:
-    """Return a ``(H, W, C)`` view of a 2-D or 3-D image array."""
-    if array.ndim == 2:
-        return array[:, :, None]
-    if array.ndim == 3:
-        return array
-    raise InputMappingError(f"An image must have 2 or 3 dimensions, this one has shape {array.shape}.")
-
-
 def convert_channels(array: np.ndarray, channels: int, alpha_value: float = 1.0) -> np.ndarray:
     """Convert an ``(H, W, C)`` float array to ``channels`` channels (grey <-> RGB <-> RGBA).
 

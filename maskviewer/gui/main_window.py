@@ -180,7 +180,7 @@ class MainWindow(QMainWindow):
         self.model_menu = model_menu
 
         self.view_menu = bar.addMenu("&View")
-        self._action(self.view_menu, "&Fit Image", self.canvas_fit, "Ctrl+0")
+        self._action(self.view_menu, "&Fit Image", self.canvas.fit, "Ctrl+0")
         self.view_menu.addSeparator()
 
         self.help_menu = bar.addMenu("&Help")
@@ -193,9 +193,6 @@ class MainWindow(QMainWindow):
         act.triggered.connect(lambda _checked=False: slot())
         menu.addAction(act)
         return act
-
-    def canvas_fit(self) -> None:
-        self.canvas.fit()
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()

@@ -75,15 +75,3 @@ class ModelPanel(QWidget):
         items = self.layers.selectedItems()
         if items:
             self.layer_selected.emit(items[0].data(0, Qt.ItemDataRole.UserRole))
-
-    def layer_paths(self) -> list[str]:
-        out = []
-
-        def walk(item: QTreeWidgetItem) -> None:
-            out.append(item.data(0, Qt.ItemDataRole.UserRole))
-            for i in range(item.childCount()):
-                walk(item.child(i))
-
-        for i in range(self.layers.topLevelItemCount()):
-            walk(self.layers.topLevelItem(i))
-        return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
@@ -61,7 +60,6 @@ class Job:
     fn: Callable[[JobContext], Any]
     generation: int
     cancel_event: threading.Event = field(default_factory=threading.Event)
-    submitted: float = field(default_factory=time.perf_counter)
 
 
 _DELIVER = QEvent.Type(QEvent.registerEventType())
