@@ -216,6 +216,8 @@ class Controller(QObject):
         if info is None:
             return
         for spec in info.inputs:
+            if not is_image_input(spec.shape):
+                continue
             current = self.state.mappings.get(spec.name)
             proposed = propose_mapping(spec.shape, self.state.image, info.expects_0_255)
             # an .npy of the exact input shape is fed as is; otherwise keep the user's choice
