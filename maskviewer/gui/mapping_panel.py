@@ -20,6 +20,7 @@ from maskviewer.core.mapping import (
     SCALE_MODES,
     InputMapping,
 )
+from maskviewer.core.mask_feed import parse_source
 from maskviewer.core.model_info import ModelInfo
 
 
@@ -32,6 +33,20 @@ def _floats(text: str) -> tuple[float, ...] | None:
 
 
 PICK_FILE = "pick-file"
+
+
+def _source_label(source: str) -> str:
+    """How a mapping source reads in the selector (files by name, masks by how they feed)."""
+    if source.startswith("file:"):
+        return "File: " + source.split(":", 1)[1].rsplit("/", 1)[-1]
+    mode, name = parse_source(source)
+    if mode == "channel":
+        return f"Image + mask '{name}' as a channel"
+    if mode == "multiply":
+        return f"Image × mask '{name}'"
+    if mode == "input":
+        return f"Mask '{name}'"
+    return source
 
 
 class _InputEditor(QGroupBox):
@@ -72,7 +87,7 @@ class _InputEditor(QGroupBox):
             combo.blockSignals(True)
             idx = combo.findData(value)
             if idx < 0 and combo is self.source:
-                label = "File: " + value.split(":", 1)[1].rsplit("/", 1)[-1] if value.startswith("file:") else value
+                label = _source_label(value)
                 combo.insertItem(combo.count() - 1, label, value)
                 combo.setItemData(combo.count() - 2, value.split(":", 1)[-1], 3)  # tooltip
                 idx = combo.count() - 2
