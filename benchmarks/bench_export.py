@@ -97,9 +97,10 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each side; the best is reported")
+    ap.add_argument("--tmp", default=None, help="folder for the images and exports (default: the system's temporary folder)")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_export_"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench_export_", dir=args.tmp))
     try:
         folder = tmp / "images"
         folder.mkdir()
@@ -131,12 +132,12 @@ def main() -> None:
                        for r in range(args.repeats))
         from maskviewer.io import export as export_mod
 
-        real_write = export_mod.ArtifactWriter.write
-        export_mod.ArtifactWriter.write = lambda self, item, image, stem=None: {"files": {}}
+        real_write = export_mod.ArtifactWriter.write_batch
+        export_mod.ArtifactWriter.write_batch = lambda self, jobs: [{"files": {}} for _ in jobs]
         try:
             no_files = min(export_in_process(folder, tmp / f"nofiles{r}", args.batch)[0] for r in range(args.repeats))
         finally:
-            export_mod.ArtifactWriter.write = real_write
+            export_mod.ArtifactWriter.write_batch = real_write
         print(f"  export, NPY only (1200 files)  {npy_only:7.3f} s  {n / npy_only:8.1f} images/s   ratio {keras_s / npy_only:.2f}")
         print(f"  export, files not written     {no_files:7.3f} s  {n / no_files:8.1f} images/s   ratio {keras_s / no_files:.2f}")
 

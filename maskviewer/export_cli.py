@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 import threading
 import time
@@ -751,34 +750,34 @@ def run_export(
         shown = message if message.startswith((path, Path(path).name)) else f"{path}: {message}"
         report(f"maskviewer export: {shown}")
 
-    def write_image(item: Prepared, exports: list) -> list[dict]:
-        return [writer.write(e, item.image, f"{item.stem}/{e.stem()}") for e in exports]
-
-    # files are written by a few threads (PNG encoding and file system calls release the GIL)
-    # while the model runs the next batch; entries reach the manifest in image order, and at
-    # most two batches' files are in flight, so memory stays bounded
-    in_flight: deque[tuple[Prepared, Future]] = deque()
+    # a batch's files are written by another thread (array work, PNG encoding and file system
+    # calls release the GIL) while the model runs the next batch; entries reach the manifest in
+    # image order, and at most two batches are in flight, so memory stays bounded
+    in_flight: deque[tuple[list[Prepared], list[int], Future]] = deque()
 
     def collect(keep: int) -> None:
         nonlocal done
         while len(in_flight) > keep:
-            it, future = in_flight.popleft()
-            try:
-                entries = future.result()
-            except (MaskviewerError, OSError) as exc:
-                fail(it.path, f"writing its files failed: {exc}")
-                continue
-            for entry in entries:
-                manifest.add(entry)
-            done += 1
+            items, owners, future = in_flight.popleft()
+            results = future.result()
+            per_image: list[list] = [[] for _ in items]
+            for owner, result in zip(owners, results, strict=True):
+                per_image[owner].append(result)
+            for it, entries in zip(items, per_image, strict=True):
+                errors = [e for e in entries if isinstance(e, BaseException)]
+                if errors:
+                    fail(it.path, f"writing its files failed: {errors[0]}")
+                    continue
+                for entry in entries:
+                    manifest.add(entry)
+                done += 1
 
     def prepare(batch: list[str]) -> list[Prepared]:
         return [prepare_one(p, stems[p], info, plan, args.mask, args.reference) for p in batch]
 
     batches = list(_batches(paths, max(1, args.batch_size)))
-    writers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(1, thread_name_prefix="export-prepare") as prep_pool, \
-            ThreadPoolExecutor(writers, thread_name_prefix="export-write") as write_pool:
+            ThreadPoolExecutor(1, thread_name_prefix="export-write") as write_pool:
         pending = prep_pool.submit(prepare, batches[0]) if batches else None
         for k in range(len(batches)):
             assert pending is not None
@@ -791,6 +790,9 @@ def run_export(
                     fail(item.path, item.error)
                 else:
                     ready.append(item)
+            written: list[Prepared] = []
+            jobs: list[tuple] = []
+            owners: list[int] = []
             groups: dict[tuple, list[Prepared]] = {}
             for item in ready:
                 groups.setdefault(item.shapes(), []).append(item)
@@ -830,8 +832,12 @@ def run_export(
                     except MaskviewerError as exc:
                         fail(it.path, str(exc))
                         continue
-                    in_flight.append((it, write_pool.submit(write_image, it, exports)))
-            collect(keep=max(1, args.batch_size))  # the previous batch's files are done
+                    jobs.extend((e, it.image, f"{it.stem}/{e.stem()}") for e in exports)
+                    owners.extend([len(written)] * len(exports))
+                    written.append(it)
+            if written:
+                in_flight.append((written, owners, write_pool.submit(writer.write_batch, jobs)))
+            collect(keep=1)  # the previous batch's files are done
             if progress is not None:
                 progress.update(done + failed, failed)
         collect(keep=0)

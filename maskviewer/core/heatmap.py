@@ -167,19 +167,20 @@ def upsample_to_frame(values: np.ndarray, frame: Frame, max_side: int = DISPLAY_
 def composite(image_rgb: np.ndarray, heat_rgba: np.ndarray, opacity: float = 0.5) -> np.ndarray:
     """Blend an RGBA heatmap over an RGB image of the same size; returns uint8 RGB.
 
-    The heatmap's own alpha is multiplied by ``opacity``.
+    The heatmap's own alpha is multiplied by ``opacity``. A stack of heatmaps ``(n, H, W, 4)``
+    blends over one image (or a stack of images) in one go.
     """
     img = np.asarray(image_rgb, dtype=np.float32)
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     heat = np.asarray(heat_rgba, dtype=np.float32)
-    if img.shape[:2] != heat.shape[:2]:
+    if img.shape[-3:-1] != heat.shape[-3:-1]:
         raise ValueError(
-            f"The heatmap is {heat.shape[1]}x{heat.shape[0]} and the image "
-            f"{img.shape[1]}x{img.shape[0]}; upsample the heatmap to the image first."
+            f"The heatmap is {heat.shape[-2]}x{heat.shape[-3]} and the image "
+            f"{img.shape[-2]}x{img.shape[-3]}; upsample the heatmap to the image first."
         )
-    a = heat[:, :, 3:4] / 255.0 * float(np.clip(opacity, 0.0, 1.0))
-    out = img[:, :, :3] * (1.0 - a) + heat[:, :, :3] * a
+    a = heat[..., 3:4] / 255.0 * float(np.clip(opacity, 0.0, 1.0))
+    out = img[..., :3] * (1.0 - a) + heat[..., :3] * a
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+_counter = itertools.count()
+_writev = getattr(os, "writev", None)
 
 
 @contextlib.contextmanager
@@ -29,6 +33,41 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", fsync: bool = True) 
             if fsync:
                 os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_atomic(path: str | os.PathLike, *buffers: object, fsync: bool = False) -> None:
+    """Write ``buffers`` (bytes-like: bytes, memoryviews, contiguous arrays; one after another) to ``path`` atomically, cheaply.
+
+    The same guarantee as :func:`atomic_write` (a temporary file beside ``path``, renamed over
+    it on success, removed on failure) in four system calls for a small file: for exports
+    that write thousands of files, where :func:`tempfile.mkstemp` and a Python file object
+    cost more than the data. The file gets the usual permissions (0666 less the umask).
+    """
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{next(_counter)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        try:
+            views = [memoryview(b).cast("B") for b in buffers]
+            if _writev is not None and len(views) > 1:  # one call for header and data
+                sent = _writev(fd, views)
+                while views and sent >= len(views[0]):
+                    sent -= len(views.pop(0))
+                if views:
+                    views[0] = views[0][sent:]
+            for view in views:
+                while view:
+                    view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -22,8 +22,11 @@ numpy and Pillow only: the command line and the window share this module.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as _dt
+import functools
+import io
 import json
 import os
 import re
@@ -50,7 +53,7 @@ from maskviewer.core.heatmap import (
 )
 from maskviewer.core.image import ImageData
 from maskviewer.core.mapping import Frame
-from maskviewer.io.atomic import atomic_write
+from maskviewer.io.atomic import atomic_write, write_atomic
 
 #: what an artifact shows (the manifest's ``kind``)
 KINDS = ("activation", "cam", "attention", "prediction", "patch", "binary", "mask")
@@ -236,6 +239,28 @@ def _axis_samples(start: float, length: float, cells: int, n: int) -> tuple[np.n
     return u, inside
 
 
+@functools.lru_cache(maxsize=64)
+def _sampler(frame: Frame, mh: int, mw: int, height: int, width: int, order: str) -> tuple:
+    """Where each image pixel samples a ``(mh, mw)`` map over ``frame`` (cached: a folder's
+    images usually share their size and frame)."""
+    uy, in_y = _axis_samples(frame.y, frame.height, mh, height)
+    ux, in_x = _axis_samples(frame.x, frame.width, mw, width)
+    outside = ~(in_y[:, None] & in_x[None, :])
+    if order == "nearest":
+        yi = np.clip(np.floor(uy), 0, mh - 1).astype(np.intp)
+        xi = np.clip(np.floor(ux), 0, mw - 1).astype(np.intp)
+        return yi, xi, outside
+
+    def axis(u: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = u - 0.5
+        floor = np.floor(pos)
+        lo = np.clip(floor, 0, m - 1).astype(np.intp)
+        hi = np.clip(np.ceil(pos), 0, m - 1).astype(np.intp)
+        return lo, hi, (pos - floor).astype(np.float32)
+
+    return (*axis(uy, mh), *axis(ux, mw), outside)
+
+
 def map_on_image(
     values: np.ndarray, frame: Frame, height: int, width: int, order: str = "linear"
 ) -> np.ndarray:
@@ -248,7 +273,7 @@ def map_on_image(
     Parameters
     ----------
     values : ndarray
-        ``(h, w)`` map.
+        ``(h, w)`` map, or a stack ``(n, h, w)`` of maps over the same frame.
     frame : Frame
         Where the map lies in image pixel coordinates.
     order : str
@@ -256,30 +281,20 @@ def map_on_image(
 
     Returns
     -------
-    ndarray, float32, ``(height, width)``
+    ndarray, float32, ``(height, width)`` (``(n, height, width)`` for a stack)
     """
     v = np.asarray(values, dtype=np.float32)
-    mh, mw = v.shape
-    uy, in_y = _axis_samples(frame.y, frame.height, mh, height)
-    ux, in_x = _axis_samples(frame.x, frame.width, mw, width)
+    mh, mw = v.shape[-2:]
+    sample = _sampler(frame, int(mh), int(mw), int(height), int(width), order)
     if order == "nearest":
-        yi = np.clip(np.floor(uy), 0, mh - 1).astype(np.intp)
-        xi = np.clip(np.floor(ux), 0, mw - 1).astype(np.intp)
-        out = v[yi][:, xi].astype(np.float32)
+        yi, xi, outside = sample
+        out = v[..., yi, :][..., xi].astype(np.float32)
     else:
-        def axis(u: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            pos = u - 0.5
-            floor = np.floor(pos)
-            lo = np.clip(floor, 0, m - 1).astype(np.intp)
-            hi = np.clip(np.ceil(pos), 0, m - 1).astype(np.intp)
-            return lo, hi, (pos - floor).astype(np.float32)
-
-        y0, y1, fy = axis(uy, mh)
-        x0, x1, fx = axis(ux, mw)
-        rows = v[y0] + (v[y1] - v[y0]) * fy[:, None]
-        out = rows[:, x0] + (rows[:, x1] - rows[:, x0]) * fx[None, :]
+        y0, y1, fy, x0, x1, fx, outside = sample
+        rows = v[..., y0, :] + (v[..., y1, :] - v[..., y0, :]) * fy[:, None]
+        out = rows[..., x0] + (rows[..., x1] - rows[..., x0]) * fx
     out = out.astype(np.float32, copy=False)
-    out[~(in_y[:, None] & in_x[None, :])] = np.nan
+    out[..., outside] = np.nan
     return out
 
 
@@ -301,17 +316,54 @@ def heatmap_rgba(
     rgba : ndarray
     (lo, hi) : the value range the colours span.
     """
+    rgba, ranges = heatmaps_rgba(np.asarray(values)[None], frame, height, width, style, [vrange])
+    return rgba[0], ranges[0]
+
+
+def heatmaps_rgba(
+    stack: np.ndarray,
+    frame: Frame,
+    height: int,
+    width: int,
+    style: ExportStyle,
+    vranges: list[tuple[float, float] | None],
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """:func:`heatmap_rgba` for a stack ``(n, h, w)`` of maps over the same frame, in a few
+    array operations (a folder export colours a batch's maps of a layer at once)."""
     mode = style.normalisation
-    if mode == "shared" and vrange is None:  # nothing to share with: its own range
-        mode = "per_map"
-    # as the window: the shared range (a layer's, a CAM's 0..1) only in "shared" mode
-    unit, (lo, hi) = normalize(values, mode, vrange=vrange if mode == "shared" else None)
-    on_image = map_on_image(unit, frame, height, width)
-    outside = np.isnan(on_image)
+    stack = np.asarray(stack, dtype=np.float32)
+    own = mode == "per_map" or (mode == "shared" and all(v is None for v in vranges))
+    if own and stack.size and np.isfinite(stack).all():
+        # each map by its own min..max: :func:`normalize`'s arithmetic, for the whole stack
+        axes = tuple(range(1, stack.ndim))
+        lo, hi = stack.min(axis=axes), stack.max(axis=axes)
+        span = hi.astype(np.float64) - lo.astype(np.float64)
+        ok = np.isfinite(span) & (span > 0)
+        shape = (-1,) + (1,) * len(axes)
+        units = (stack - lo.reshape(shape)) / np.where(ok, span, 1.0).astype(np.float32).reshape(shape)
+        units = np.clip(np.nan_to_num(units, nan=0.0), 0.0, 1.0)
+        units[~ok] = 0.0
+        ranges = [(float(a), float(b)) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+        return _colour_on_image(units, frame, height, width, style), ranges
+    units = np.empty(stack.shape, dtype=np.float32)
+    ranges = []
+    for i, vrange in enumerate(vranges):
+        m = mode
+        if m == "shared" and vrange is None:  # nothing to share with: its own range
+            m = "per_map"
+        # as the window: the shared range (a layer's, a CAM's 0..1) only in "shared" mode
+        units[i], lohi = normalize(stack[i], m, vrange=vrange if m == "shared" else None)
+        ranges.append(lohi)
+    return _colour_on_image(units, frame, height, width, style), ranges
+
+
+def _colour_on_image(units: np.ndarray, frame: Frame, height: int, width: int, style: ExportStyle) -> np.ndarray:
+    on_image = map_on_image(units, frame, height, width)
     lut = colormap_lut(style.colormap)
-    rgb = lut[to_indices(np.nan_to_num(on_image, nan=0.0))]
-    alpha = np.where(outside, 0, 255).astype(np.uint8)[:, :, None]
-    return np.concatenate([rgb, alpha], axis=2), (lo, hi)
+    rgba = np.empty((*on_image.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = lut[to_indices(np.nan_to_num(on_image, nan=0.0))]
+    rgba[..., 3] = np.where(np.isnan(on_image), 0, 255)
+    return rgba
 
 
 def legend_rgba(
@@ -402,10 +454,12 @@ def check_writable(folder: str | os.PathLike) -> Path:
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """PNG bytes of a ``(H, W)``, ``(H, W, 1..4)`` uint8 or uint16 array (no row filter, zlib level 1).
+    """PNG bytes of a ``(H, W)``, ``(H, W, 1..4)`` uint8 or uint16 array (no row filter).
 
-    A few times faster than Pillow for the small pictures of layer maps, where Pillow's
-    per-call overhead dominates; the same bytes as Pillow's ``compress_level=1`` otherwise.
+    Written directly (a few times faster than Pillow for the small pictures of layer maps,
+    where Pillow's per-call overhead dominates). Pictures under 16 KiB of pixel data are
+    stored without compression (zlib's set-up costs more than the few hundred bytes it would
+    save); larger ones are deflated at level 1.
     """
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -421,36 +475,70 @@ def encode_png(array: np.ndarray) -> bytes:
     raw[:, 0] = 0  # filter type "none" on every row
     raw[:, 1:] = rows
 
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    level = 0 if raw.nbytes < PNG_STORE_BELOW else 1
+    data = zlib.compress(raw.data, level)
+    return b"".join((
+        _png_head(w, h, depth, colour),
+        struct.pack(">I", len(data)),
+        b"IDAT",
+        data,
+        struct.pack(">I", zlib.crc32(data, _IDAT_CRC) & 0xFFFFFFFF),
+        _PNG_END,
+    ))
 
-    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 1))
-        + chunk(b"IEND", b"")
-    )
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+@functools.lru_cache(maxsize=64)
+def _png_head(w: int, h: int, depth: int, colour: int) -> bytes:
+    """The PNG signature and header chunk for a picture of this size and kind."""
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0))
+
+
+_IDAT_CRC = zlib.crc32(b"IDAT")
+_PNG_END = _png_chunk(b"IEND", b"")
+
+
+#: pictures with less pixel data than this are stored in the PNG uncompressed
+PNG_STORE_BELOW = 16384
 
 
 def save_png(path: str | os.PathLike, array: np.ndarray, durable: bool = True) -> None:
     """Write a uint8/uint16 array as PNG, atomically."""
-    data = encode_png(array)
-    with atomic_write(path, fsync=durable) as fh:
-        fh.write(data)
+    write_atomic(path, encode_png(array), fsync=durable)
 
 
-def save_npy(path: Path, array: np.ndarray, durable: bool = True) -> None:
-    with atomic_write(path, fsync=durable) as fh:
-        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+@functools.lru_cache(maxsize=256)
+def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    """The bytes :func:`numpy.save` writes before the data of a C-ordered array."""
+    probe = np.zeros(shape, dtype=np.dtype(dtype))
+    buf = io.BytesIO()
+    np.save(buf, probe, allow_pickle=False)
+    data = buf.getvalue()
+    return data[: len(data) - probe.nbytes]
 
 
-def _file_record(out_dir: Path, path: Path, array: np.ndarray) -> dict:
-    return {
-        "path": os.path.relpath(path, out_dir).replace(os.sep, "/"),
-        "shape": [int(d) for d in np.shape(array)],
-        "dtype": str(np.asarray(array).dtype),
-    }
+def save_npy(path: str | os.PathLike, array: np.ndarray, durable: bool = True) -> None:
+    """Write an array as ``.npy`` (what :func:`numpy.save` writes), atomically."""
+    a = np.ascontiguousarray(array)
+    if a.dtype.hasobject:
+        raise ValueError("object arrays are not written")
+    if a.nbytes > 1 << 24:  # large arrays: numpy's own writer, chunked
+        with atomic_write(path, fsync=durable) as fh:
+            np.save(fh, a, allow_pickle=False)
+        return
+    write_atomic(path, _npy_header(a.shape, a.dtype.str), a.reshape(-1).view(np.uint8), fsync=durable)
+
+
+def _record(rel: str, array: np.ndarray) -> dict:
+    return {"path": rel, "shape": [int(d) for d in array.shape], "dtype": _dtype_name(array.dtype)}
+
+
+@functools.lru_cache(maxsize=32)
+def _dtype_name(dtype: np.dtype) -> str:
+    return str(dtype)
 
 
 def _jsonable(value: Any) -> Any:
@@ -473,6 +561,24 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _json_line(entry: dict) -> str:
+    """``entry`` as one JSON line; numpy values converted, non-finite floats as null."""
+    try:  # most entries hold plain values: let json do them, and convert only when it must
+        return json.dumps(entry, allow_nan=False, default=_json_default)
+    except ValueError:
+        return json.dumps(_jsonable(entry), allow_nan=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic | Path):
+        return _jsonable(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+#: a job for :meth:`ArtifactWriter.write_batch`: the item, its image, the file stem
+Job = tuple["ExportItem", "ImageData | None", "str | None"]
+
+
 class ArtifactWriter:
     """Writes :class:`ExportItem` s into a folder and describes each as a manifest entry.
 
@@ -493,10 +599,13 @@ class ArtifactWriter:
         durable: bool = True,
     ) -> None:
         self.out_dir = Path(out_dir)
+        self._root = os.path.join(os.fspath(self.out_dir), "")
         self.style = style or ExportStyle()
         self.overwrite = overwrite
         self.durable = durable
-        self._made: set[Path] = set()  # folders known to exist
+        # recently used folders: None for one that existed, else the names written in it (a
+        # folder this writer created holds nothing else, so its files need no look on disk)
+        self._dirs: collections.OrderedDict[str, set[str] | None] = collections.OrderedDict()
 
     def planned_paths(self, item: ExportItem, stem: str, with_image: bool = True) -> list[Path]:
         """The files :meth:`write` would create for ``item`` (to ask before overwriting)."""
@@ -516,17 +625,40 @@ class ArtifactWriter:
             out.append(base.with_name(base.name + ".npy"))
         return out
 
-    def _target(self, path: Path) -> Path:
-        if not self.overwrite and path.exists():
-            raise ExportError(
-                f"{path} exists already; it was not overwritten. Choose another folder or "
-                "allow overwriting."
-            )
-        parent = path.parent
-        if parent not in self._made:
-            parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(parent)
+    def _target(self, rel: str) -> str:
+        """The absolute path of ``rel``, its folder made; an existing file is refused unless
+        overwriting."""
+        path = self._root + (rel if os.sep == "/" else rel.replace("/", os.sep))
+        parent, _, name = path.rpartition(os.sep)
+        dirs = self._dirs
+        if parent in dirs:
+            dirs.move_to_end(parent)
+            written = dirs[parent]
+        else:
+            if os.path.isdir(parent):
+                written = None
+            else:
+                os.makedirs(parent, exist_ok=True)
+                written = set()
+            dirs[parent] = written
+            if len(dirs) > 1024:
+                dirs.popitem(last=False)  # forgotten: its files are looked for on disk again
+        if not self.overwrite:
+            if written is None:
+                taken = os.path.lexists(path)
+            else:
+                taken = name in written
+                written.add(name)
+            if taken:
+                raise ExportError(
+                    f"{path} exists already; it was not overwritten. Choose another folder or "
+                    "allow overwriting."
+                )
         return path
+
+    def _save_png(self, rel: str, picture: np.ndarray) -> dict:
+        save_png(self._target(rel), picture, self.durable)
+        return _record(rel, picture)
 
     def write(self, item: ExportItem, image: ImageData | None, stem: str | None = None) -> dict:
         """Write ``item``'s files (``stem`` relative to the folder) and return its manifest entry.
@@ -540,8 +672,69 @@ class ArtifactWriter:
         stem : str, optional
             Relative path without suffix; default ``item.stem()``.
         """
-        stem = stem or item.stem()
-        base = self.out_dir / stem
+        result = self.write_batch([(item, image, stem)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def write_batch(self, jobs: list[Job]) -> list[dict | Exception]:
+        """Write many items; the manifest entry of each, or what went wrong writing it.
+
+        The same files as :meth:`write` item by item, but the heatmaps of items that share a
+        map size, frame and image size (a batch's maps of one layer) are coloured, stretched
+        and blended in one go. An :class:`ExportError` or ``OSError`` is returned in the
+        item's place (the others are still written); other exceptions propagate.
+        """
+        jobs = [(item, image, stem or item.stem()) for item, image, stem in jobs]
+        pictures: dict[int, Any] = {}
+        if "png" in self.style.formats:
+            groups: dict[tuple, list[int]] = {}
+            for i, (item, image, _stem) in enumerate(jobs):
+                if item.kind in HEAT_KINDS and item.is_map and np.ndim(item.values) == 2:
+                    groups.setdefault((np.shape(item.values), *self._canvas(item, image)), []).append(i)
+            for (_shape, frame, h, w), idx in groups.items():
+                self._heat_pictures([jobs[i] for i in idx], idx, frame, h, w, pictures)
+        out: list[dict | Exception] = []
+        for i, (item, image, stem) in enumerate(jobs):
+            try:
+                out.append(self._write_one(item, image, stem, pictures.get(i)))
+            except (MaskviewerError, OSError) as exc:
+                out.append(exc)
+        return out
+
+    @staticmethod
+    def _canvas(item: ExportItem, image: ImageData | None) -> tuple[Frame, int, int]:
+        """The frame and the picture size ``(h, w)`` an item's map is drawn at."""
+        frame = item.frame
+        assert frame is not None
+        if image is not None:
+            return frame, image.height, image.width
+        h, w = max(1, round(frame.height)), max(1, round(frame.width))
+        return Frame(0.0, 0.0, float(w), float(h)), h, w
+
+    def _heat_pictures(
+        self, jobs: list[Job], idx: list[int], frame: Frame, h: int, w: int, out: dict[int, Any]
+    ) -> None:
+        """Heatmaps (and overlays) of same-sized maps over the same frame into ``out``."""
+        stack = np.stack([np.asarray(item.values, dtype=np.float32) for item, _, _ in jobs])
+        rgba, ranges = heatmaps_rgba(stack, frame, h, w, self.style, [item.vrange for item, _, _ in jobs])
+        overs: list[np.ndarray | None] = [None] * len(jobs)
+        if self.style.overlay:
+            backgrounds: dict[int, np.ndarray] = {}
+            with_image = [k for k, (_, image, _) in enumerate(jobs) if image is not None]
+            for k in with_image:
+                image = jobs[k][1]
+                if id(image) not in backgrounds:
+                    backgrounds[id(image)] = image_rgb(image)
+            if with_image:
+                under = np.stack([backgrounds[id(jobs[k][1])] for k in with_image])
+                blended = composite(under, rgba[with_image], self.style.alpha)
+                for n, k in enumerate(with_image):
+                    overs[k] = blended[n]
+        for k, i in enumerate(idx):
+            out[i] = (rgba[k], overs[k], ranges[k])
+
+    def _write_one(self, item: ExportItem, image: ImageData | None, stem: str, picture: Any) -> dict:
         fmts = self.style.formats
         entry: dict[str, Any] = {
             "image": item.image,
@@ -554,17 +747,14 @@ class ArtifactWriter:
         values = np.asarray(item.values)
         if "npy" in fmts or not item.is_map:
             raw = values if values.dtype == np.bool_ else values.astype(np.float32, copy=False)
-            path = self._target(base.with_name(base.name + ".npy"))
-            save_npy(path, raw, self.durable)
-            files["npy"] = _file_record(self.out_dir, path, raw)
+            rel = stem + ".npy"
+            save_npy(self._target(rel), raw, self.durable)
+            files["npy"] = _record(rel, raw)
         if "png" in fmts:
             if item.tiles is not None:
-                grid = montage_rgba(item.tiles, self.style, item.vrange)
-                path = self._target(base.with_name(base.name + "_grid.png"))
-                save_png(path, grid, self.durable)
-                files["grid"] = _file_record(self.out_dir, path, grid)
+                files["grid"] = self._save_png(stem + "_grid.png", montage_rgba(item.tiles, self.style, item.vrange))
             if item.is_map:
-                files.update(self._write_pictures(item, values, image, base))
+                files.update(self._write_pictures(item, values, image, stem, picture))
         colours = files.pop("colour_range", None)
         if colours is not None:
             entry["colour_range"] = [float(colours["lo"]), float(colours["hi"])]
@@ -575,57 +765,39 @@ class ArtifactWriter:
         main = files.get("npy") or files.get("png")
         entry["shape"] = main["shape"] if main else list(values.shape)
         entry["dtype"] = main["dtype"] if main else str(values.dtype)
-        entry.update(_jsonable(item.info))
+        entry.update(item.info)
         return entry
 
     def _write_pictures(
-        self, item: ExportItem, values: np.ndarray, image: ImageData | None, base: Path
+        self, item: ExportItem, values: np.ndarray, image: ImageData | None, stem: str, made: Any
     ) -> dict[str, dict]:
         files: dict[str, dict] = {}
-        frame = item.frame
-        assert frame is not None
         if values.ndim == 3:  # a grid's map stack: the picture is the montage
             return files
-        if image is not None:
-            h, w = image.height, image.width
-        else:
-            h, w = max(1, round(frame.height)), max(1, round(frame.width))
-            frame = Frame(0.0, 0.0, float(w), float(h))
-        background = image_rgb(image) if image is not None and self.style.overlay else None
+        frame, h, w = self._canvas(item, image)
         if item.kind in HEAT_KINDS:
-            rgba, (lo, hi) = heatmap_rgba(values, frame, h, w, self.style, item.vrange)
-            picture = rgba
-            over = composite(background, rgba, self.style.alpha) if background is not None else None
+            if made is None:  # not coloured with its batch
+                jobs: list[Job] = [(item, image, stem)]
+                done: dict[int, Any] = {}
+                self._heat_pictures(jobs, [0], frame, h, w, done)
+                made = done[0]
+            picture, over, (lo, hi) = made
             files["colour_range"] = {"lo": lo, "hi": hi}
             if self.style.legend:
                 legend = legend_rgba(self.style.colormap, lo, hi, item.caption or item.method)
-                path = self._target(base.with_name(base.name + "_legend.png"))
-                save_png(path, legend, self.durable)
-                files["legend"] = _file_record(self.out_dir, path, legend)
-        elif item.kind == "binary":
-            # the exact mask at the map's own resolution; the overlay shows it on the image
-            picture = values.astype(np.uint8) * 255
+                files["legend"] = self._save_png(stem + "_legend.png", legend)
+        else:
+            background = image_rgb(image) if image is not None and self.style.overlay else None
             weight = map_on_image(values.astype(np.float32), frame, h, w, order="nearest")
-            over = (
-                tint_overlay(background, weight, MASK_TINT, self.style.alpha)
-                if background is not None
-                else None
-            )
-        else:  # mask: image pixels
-            picture = mask_png_array(values)
-            weight = map_on_image(values.astype(np.float32), frame, h, w, order="nearest")
-            over = (
-                tint_overlay(background, weight, MASK_TINT, self.style.alpha)
-                if background is not None
-                else None
-            )
-        path = self._target(base.with_name(base.name + ".png"))
-        save_png(path, picture, self.durable)
-        files["png"] = _file_record(self.out_dir, path, picture)
+            over = tint_overlay(background, weight, MASK_TINT, self.style.alpha) if background is not None else None
+            if item.kind == "binary":
+                # the exact mask at the map's own resolution; the overlay shows it on the image
+                picture = values.astype(np.uint8) * 255
+            else:  # mask: image pixels
+                picture = mask_png_array(values)
+        files["png"] = self._save_png(stem + ".png", picture)
         if over is not None:
-            path = self._target(base.with_name(base.name + "_overlay.png"))
-            save_png(path, over, self.durable)
-            files["overlay"] = _file_record(self.out_dir, path, over)
+            files["overlay"] = self._save_png(stem + "_overlay.png", over)
         return files
 
 
@@ -663,7 +835,7 @@ class Manifest:
         self.failures: list[dict] = []
 
     def add(self, entry: dict) -> None:
-        self._spool.write(json.dumps(_jsonable(entry), allow_nan=False) + "\n")
+        self._spool.write(_json_line(entry) + "\n")
         self.count += 1
 
     def add_failure(self, image: str, message: str) -> None:
