@@ -5,19 +5,22 @@ model (resources/demo/digits_cnn.keras). Both sides compute, for every image, th
 channels map of every spatial layer (conv1, pool1, conv2, pool2, conv3) and the class
 probabilities, in batches of 32:
 
-* export     ``maskviewer export FOLDER --model digits_cnn.keras --out DIR`` run in this process
-             (TensorFlow already imported; model loading and the layer check excluded: the
-             images-per-second figure is the manifest's own timing of the image loop). It also
-             writes per image and layer a colour-mapped PNG, an overlay PNG and the NPY, the
-             class scores' NPY and the manifest.
+* export     ``maskviewer export FOLDER --model digits_cnn.keras --out DIR`` with its defaults,
+             run in this process (TensorFlow already imported; model loading and the layer
+             check excluded: the images-per-second figure is the manifest's own timing of the
+             image loop). Besides computing the maps it writes, per image and layer, a colour-
+             mapped PNG and an overlay PNG (10 pictures per image), the maps and class scores as
+             rows of one stacked ``.npy`` per layer, and the manifest.
 * keras      a plain loop: PIL loads the PNGs, /255, one compiled ``tf.function`` returns the
              layers' channel means and the probabilities, copied to numpy. Nothing is written.
 
 Both timings include their first call's tracing (each traces the batch of 32 and the last
-batch of 8). The ratio export / keras is the figure of merit (target >= 0.7). Two more
-export runs show where the time goes: NPY files only, and the whole pipeline with the file
-writing skipped (the writer replaced by a no-op in this process). The whole
-command line as a fresh process (TensorFlow import and model loading included) is timed too.
+batch of 8). The ratio export / keras is the figure of merit (target >= 0.7). More export
+runs show where the time goes: one ``.npy`` file per image and map (16 files per image),
+pictures only, raw maps only, and the whole pipeline with the file writing skipped (the
+writer replaced by a no-op in this process). The whole command line as a fresh process
+(TensorFlow import and model loading included) is timed too. ``--tmp /dev/shm`` puts the
+files on a RAM disk, to tell the disk's share from the program's.
 Figures are noisy on a shared machine. Run: ``python benchmarks/bench_export.py [--images N]``.
 """
 
@@ -127,19 +130,25 @@ def main() -> None:
         print(f"  wrote {manifest['artifact_count']} artifacts, {files} files, for {manifest['images']['exported']} images")
         print(f"ratio export / keras (images per second): {keras_s / export_s:.2f}  (target >= 0.7)")
 
-        # where the time goes: fewer files, and the same run with the file writing skipped
-        npy_only = min(export_in_process(folder, tmp / f"npy{r}", args.batch, "--format", "npy", "--no-overlay")[0]
-                       for r in range(args.repeats))
+        # where the time goes: other outputs, and the same run with the file writing skipped
+        def best(name: str, *extra: str) -> float:
+            return min(export_in_process(folder, tmp / f"{name}{r}", args.batch, *extra)[0] for r in range(args.repeats))
+
+        variants = [
+            ("one .npy per image and map (--npy-layout files)", best("files", "--npy-layout", "files")),
+            ("pictures only, no overlays (--format png --no-overlay)", best("png", "--format", "png", "--no-overlay")),
+            ("raw maps only (--format npy --no-overlay)", best("npy", "--format", "npy", "--no-overlay")),
+        ]
         from maskviewer.io import export as export_mod
 
         real_write = export_mod.ArtifactWriter.write_batch
         export_mod.ArtifactWriter.write_batch = lambda self, jobs: [{"files": {}} for _ in jobs]
         try:
-            no_files = min(export_in_process(folder, tmp / f"nofiles{r}", args.batch)[0] for r in range(args.repeats))
+            variants.append(("files not written (writer skipped)", best("nofiles")))
         finally:
             export_mod.ArtifactWriter.write_batch = real_write
-        print(f"  export, NPY only (1200 files)  {npy_only:7.3f} s  {n / npy_only:8.1f} images/s   ratio {keras_s / npy_only:.2f}")
-        print(f"  export, files not written     {no_files:7.3f} s  {n / no_files:8.1f} images/s   ratio {keras_s / no_files:.2f}")
+        for label, seconds in variants:
+            print(f"  {label:56s} {seconds:6.3f} s {n / seconds:8.1f} images/s  ratio {keras_s / seconds:.2f}")
 
         t0 = time.perf_counter()
         done = subprocess.run(

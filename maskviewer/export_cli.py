@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--legend", action="store_true", help="write a colour-bar legend beside each heatmap")
     g.add_argument("--no-overlay", action="store_true", help="no heatmap-over-image PNGs")
     g.add_argument("--format", default="png,npy", help="png, npy or png,npy (default)")
+    g.add_argument("--npy-layout", choices=("stacked", "files"), default="stacked",
+                   help="stacked (default): one .npy per map under DIR/arrays, a row per image "
+                        "(the manifest gives each image's row); files: one .npy per image and map")
     g = p.add_argument_group("running")
     g.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"images per model call (default {DEFAULT_BATCH})")
     g.add_argument("--shard", metavar="I/N", help="export only shard I of N (1 <= I <= N) of the sorted image list")
@@ -909,13 +912,23 @@ def export_main(argv: list[str]) -> int:
     for note in plan.notes:
         err(f"maskviewer export: note: {note}")
 
-    writer = ArtifactWriter(out, style, overwrite=args.overwrite, durable=args.durable)
+    stack_dir = "arrays" if shard is None else f"arrays/shard-{shard[0]}-of-{shard[1]}"
+    writer = ArtifactWriter(out, style, overwrite=args.overwrite, durable=args.durable,
+                            npy_layout=args.npy_layout, stack_dir=stack_dir)
     manifest = Manifest(out, manifest_name)
     bar = ProgressBar(len(paths), enabled=not args.quiet and sys.stderr.isatty())
     t0 = time.perf_counter()
     try:
         done, failed = run_export(args, paths, stems, host, plan, writer, manifest, err, bar)
+        writer.close()
+    except OSError as exc:  # the stacked arrays could not be finished (disk full...)
+        writer.abandon()
+        manifest.abandon()
+        bar.close()
+        err(f"maskviewer export: writing the arrays failed: {exc}")
+        return 2
     except BaseException:
+        writer.abandon()
         manifest.abandon()
         bar.close()
         raise
@@ -926,7 +939,8 @@ def export_main(argv: list[str]) -> int:
         "source": "command line",
         "model": {"path": str(Path(args.model).resolve()), "sha256": model_sha, "name": host.info.name},
         "command": ["maskviewer", "export", *argv],
-        "settings": {**plan.settings(), "style": style.to_dict(), "batch_size": args.batch_size},
+        "settings": {**plan.settings(), "style": style.to_dict(), "batch_size": args.batch_size,
+                     "npy_layout": args.npy_layout},
         "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
         "images": {"total": len(all_paths), "in_shard": len(paths), "exported": done, "failed": failed},
         "seconds": round(seconds, 3),

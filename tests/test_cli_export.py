@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from maskviewer.export_cli import export_main, parse_shard, shard_slice
-from maskviewer.io.export import iter_files, read_manifest
+from maskviewer.io.export import iter_files, load_npy, read_manifest
 from tests import model_zoo
 
 DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo"
@@ -54,7 +54,10 @@ def _check_manifest_files(out: Path, manifest: dict) -> int:
             path = out / rec["path"]
             assert path.is_file(), (role, rec)
             if path.suffix == ".npy":
-                arr = np.load(path)
+                arr = np.load(path, mmap_mode="r")
+                if "row" in rec:  # a row of a stacked array
+                    assert arr.shape[1:] == tuple(rec["shape"]) and 0 <= rec["row"] < arr.shape[0]
+                    arr = arr[rec["row"]]
             else:
                 arr = np.asarray(Image.open(path))
             assert list(arr.shape) == rec["shape"], (role, rec, arr.shape)
@@ -93,11 +96,11 @@ def test_activation_maps_equal_plain_keras(tmp_path, capsys):
         c1, c3, probs = (t.numpy()[0] for t in sub([x]))
         entries = {e["layer"]: e for e in manifest["artifacts"] if e["image"] == path and e["kind"] == "activation"}
         for layer, act in (("conv1", c1), ("conv3", c3)):
-            got = np.load(out / entries[layer]["npy"])
+            got = load_npy(out, entries[layer])
             np.testing.assert_allclose(got, act.mean(axis=-1), rtol=1e-5, atol=1e-5 * np.abs(act).max())
             assert entries[layer]["method"] == "mean" and entries[layer]["layer_shape"] == list(act.shape)
         pred = [e for e in manifest["artifacts"] if e["image"] == path and e["kind"] == "prediction"][0]
-        np.testing.assert_allclose(np.load(out / pred["npy"]), probs, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(load_npy(out, pred), probs, rtol=1e-5, atol=1e-6)
         assert pred["top"][0]["class"] == int(np.argmax(probs))
     assert set(acts) == set(images)
     assert _check_manifest_files(out, manifest) == 6 * 4 + 3  # npy, png, overlay, legend; + scores
@@ -149,7 +152,7 @@ def test_cam_equals_a_gradient_tape(zoo, tmp_path, rng, capsys):
         score = preds[:, 3]
     g = tape.gradient(score, act).numpy()[0]
     cam = np.maximum(act.numpy()[0] @ g.mean(axis=(0, 1)), 0)
-    np.testing.assert_allclose(np.load(out / entry["npy"]), cam / cam.max(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(load_npy(out, entry), cam / cam.max(), rtol=1e-4, atol=1e-5)
 
 
 def test_threshold_otsu_and_scores_match_scikit_image(zoo, tmp_path, rng, capsys):
@@ -170,7 +173,7 @@ def test_threshold_otsu_and_scores_match_scikit_image(zoo, tmp_path, rng, capsys
     seg = model({"rgb": rgb, "density_a": grey, "density_b": grey})["seg"].numpy()[0, :, :, 0]
     t = threshold_otsu(seg)
     assert entry["threshold"] == pytest.approx(t, rel=1e-5)
-    binary = np.load(out / entry["npy"])
+    binary = load_npy(out, entry)
     assert np.mean(binary != (seg > t)) < 0.01  # a pixel may sit on the threshold
     tp = np.sum(binary & ref)
     dice = 2 * tp / (binary.sum() + ref.sum())
@@ -201,7 +204,7 @@ def test_patch_probabilities_equal_the_model_on_each_patch(tmp_path, capsys):
     g = np.exp(np.log(np.clip(probs, 1e-12, None)).mean(axis=0))
     assert entry["combined"]["class"] == int(np.argmax(g)) and entry["method"] == "geometric"
     grid = make_grid(PatchSpec((14, 14), (7, 7)), 28, 28)
-    np.testing.assert_allclose(np.load(out / entry["npy"]), coverage_map(grid, got[:, entry["class"]]), rtol=1e-6)
+    np.testing.assert_allclose(load_npy(out, entry), coverage_map(grid, got[:, entry["class"]]), rtol=1e-6)
 
 
 def test_mask_fed_as_a_channel(zoo, tmp_path, rng, capsys):
@@ -222,8 +225,8 @@ def test_mask_fed_as_a_channel(zoo, tmp_path, rng, capsys):
     x = np.concatenate([image / 255.0, mask[:, :, None] / 255.0], axis=2).astype(np.float32)[None]
     model = keras.saving.load_model(zoo["mask"])
     sub = keras.Model(model.inputs, model.get_layer("conv2").output)
-    np.testing.assert_allclose(np.load(out / entries["activation"]["npy"]), sub([x]).numpy()[0].mean(-1), rtol=1e-5, atol=1e-6)
-    assert np.array_equal(np.load(out / entries["mask"]["npy"]), mask / 255.0)
+    np.testing.assert_allclose(load_npy(out, entries["activation"]), sub([x]).numpy()[0].mean(-1), rtol=1e-5, atol=1e-6)
+    assert np.array_equal(load_npy(out, entries["mask"]), mask / 255.0)
     assert entries["mask"]["method"] == "channel"
 
 
@@ -238,7 +241,7 @@ def test_npy_image_of_the_input_shape_is_fed_unchanged(tmp_path, rng, capsys):
     entry = [e for e in read_manifest(out)["artifacts"] if e["kind"] == "activation"][0]
     model = keras.saving.load_model(DEMO / "digits_cnn.keras")
     act = keras.Model(model.inputs, model.get_layer("conv1").output)([raw[None]]).numpy()[0]
-    np.testing.assert_allclose(np.load(out / entry["npy"]), act.mean(-1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(load_npy(out, entry), act.mean(-1), rtol=1e-5, atol=1e-5)
 
 
 def test_shards_cover_the_folder_exactly_once(tmp_path, rng, capsys):
@@ -333,3 +336,36 @@ def test_runs_without_a_display_and_without_qt(tmp_path):
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_stacked_arrays_hold_the_same_rows_as_per_image_files(tmp_path, rng, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(5):
+        _save_png(folder / f"d{i}.png", rng.integers(0, 256, (28 + i, 28), dtype=np.uint8))
+    _save_png(folder / "grey_wide.png", rng.integers(0, 256, (20, 40), dtype=np.uint8))
+    model = DEMO / "digits_cnn.keras"
+    args = ["--model", model, "--layer", "conv1", "--layer", "pool2", "--batch-size", "4"]
+    rc, err = _run([folder, "--out", tmp_path / "stacked", *args], capsys)
+    assert rc == 0, err
+    rc, err = _run([folder, "--out", tmp_path / "files", "--npy-layout", "files", *args], capsys)
+    assert rc == 0, err
+    stacked, files = read_manifest(tmp_path / "stacked"), read_manifest(tmp_path / "files")
+    assert stacked["settings"]["npy_layout"] == "stacked" and files["settings"]["npy_layout"] == "files"
+    assert len(stacked["artifacts"]) == len(files["artifacts"]) == 6 * 3
+    rows: dict[str, set] = {}
+    for a, b in zip(stacked["artifacts"], files["artifacts"], strict=True):
+        assert (a["image"], a["kind"], a.get("layer"), a.get("output")) == (b["image"], b["kind"], b.get("layer"), b.get("output"))
+        assert a["npy"].startswith("arrays/") and "npy_row" in a and "npy_row" not in b
+        assert np.array_equal(load_npy(tmp_path / "stacked", a), load_npy(tmp_path / "files", b))
+        assert a["shape"] == b["shape"] and a["png"] == b["png"]
+        rows.setdefault(a["npy"], set()).add(a["npy_row"])
+    # one array per map: a row per image, each row listed once
+    for rel, seen in rows.items():
+        full = np.load(tmp_path / "stacked" / rel)
+        assert full.shape[0] == 6 and seen == set(range(6)), rel
+    assert sorted(rows) == ["arrays/activation_conv1_mean.npy", "arrays/activation_pool2_mean.npy",
+                            "arrays/prediction_probs_scores.npy"]
+    assert _check_manifest_files(tmp_path / "stacked", stacked) == 6 * 2 * 3 + 6
+    leftovers = [p.name for p in (tmp_path / "stacked").rglob(".*")]
+    assert leftovers == []  # no temporary files

@@ -183,3 +183,78 @@ def test_png_encoder_round_trips_through_pillow(tmp_path, rng, shape, dtype):
     save_png(tmp_path / "a.png", a)
     back = np.asarray(Image.open(tmp_path / "a.png"))
     assert back.shape == a.shape and np.array_equal(back, a)
+
+
+def test_a_batch_writes_the_same_files_as_item_by_item(tmp_path, rng):
+    """write_batch colours same-sized maps together: every byte equals writing them one by one."""
+    from maskviewer.io.export import ArtifactWriter, ExportItem, ExportStyle
+
+    images = [ImageData(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), f"i{k}.png") for k in range(3)]
+    grey = ImageData(rng.integers(0, 256, (9, 9, 1), dtype=np.uint8), "g.png")
+    full, fit = Frame(0, 0, 16, 12), Frame(0.0, -2.0, 16.0, 16.0)
+    flat = np.full((3, 4), 2.0, np.float32)  # no range: all one colour
+    with_nan = rng.normal(size=(3, 4)).astype(np.float32)
+    with_nan[1, 2] = np.nan
+    jobs = []
+    for k, image in enumerate(images):
+        for name, frame in (("a", full), ("b", fit)):
+            jobs.append((ExportItem("activation", name, rng.normal(size=(3, 4)).astype(np.float32), frame,
+                                    "mean", image=image.path), image, f"{k}/{name}"))
+        jobs.append((ExportItem("cam", "c", rng.random((6, 8)).astype(np.float32), full, "gradcam",
+                                class_index=1, image=image.path, vrange=(0.0, 1.0)), image, f"{k}/cam"))
+    jobs += [
+        (ExportItem("activation", "a", flat, full, "mean", image="i0.png"), images[0], "0/flat"),
+        (ExportItem("activation", "a", with_nan, full, "mean", image="i1.png"), images[1], "1/nan"),
+        (ExportItem("activation", "a", rng.normal(size=(3, 3)).astype(np.float32), Frame(0, 0, 9, 9), "mean",
+                    image="g.png"), grey, "g/a"),
+        (ExportItem("activation", "a", rng.normal(size=(3, 4)).astype(np.float32), full, "mean"), None, "none/a"),
+        (ExportItem("mask", "m", (rng.random((12, 16)) > 0.5).astype(np.float32), full, "m", image="i2.png"),
+         images[2], "2/mask"),
+        (ExportItem("prediction", "p", rng.random(5).astype(np.float32), None, "scores", image="i2.png"),
+         images[2], "2/p"),
+    ]
+    for style in (ExportStyle(), ExportStyle("magma", "percentile", 0.3), ExportStyle("grey", "shared", 1.0)):
+        one, many = tmp_path / f"one_{style.colormap}", tmp_path / f"many_{style.colormap}"
+        w1, w2 = ArtifactWriter(one, style, durable=False), ArtifactWriter(many, style, durable=False)
+        singles = [w1.write(item, image, stem) for item, image, stem in jobs]
+        batch = w2.write_batch(jobs)
+        assert singles == batch
+        names = sorted(p.relative_to(one).as_posix() for p in one.rglob("*") if p.is_file())
+        assert names == sorted(p.relative_to(many).as_posix() for p in many.rglob("*") if p.is_file())
+        assert len(names) == 12 * 3 + 2 + 3 + 1  # npy, png, overlay per map; none without an image
+        for name in names:
+            assert (one / name).read_bytes() == (many / name).read_bytes(), name
+
+
+def test_a_batch_reports_a_taken_file_in_its_place(tmp_path, rng):
+    from maskviewer.io.export import ArtifactWriter, ExportError, ExportItem
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "b.npy").write_bytes(b"mine")
+    writer = ArtifactWriter(tmp_path, durable=False)
+    item = ExportItem("prediction", "p", rng.random(3).astype(np.float32), None, "scores")
+    results = writer.write_batch([(item, None, "x/a"), (item, None, "x/b"), (item, None, "x/a")])
+    assert isinstance(results[0], dict) and isinstance(results[1], ExportError) and isinstance(results[2], ExportError)
+    assert (tmp_path / "x" / "b.npy").read_bytes() == b"mine"
+
+
+def test_stacked_npy_rows_and_no_partial_file(tmp_path, rng):
+    from maskviewer.io.npy import NpyStack, read_npy_header
+
+    rows = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(11)]
+    stack = NpyStack(tmp_path / "s.npy", (4, 3), np.float32)
+    assert [stack.append(r) for r in rows] == list(range(11))
+    assert not (tmp_path / "s.npy").exists()  # in place only when finished
+    with pytest.raises(ValueError, match="does not fit"):
+        stack.append(np.zeros((3, 4), np.float32))
+    stack.close()
+    assert read_npy_header(tmp_path / "s.npy") == ((11, 4, 3), np.dtype(np.float32))
+    assert np.array_equal(np.load(tmp_path / "s.npy"), np.stack(rows))
+    bools = NpyStack(tmp_path / "b.npy", (), np.bool_)
+    bools.append(np.bool_(True))
+    bools.close()
+    assert np.load(tmp_path / "b.npy").tolist() == [True]
+    dropped = NpyStack(tmp_path / "d.npy", (2,), np.float32)
+    dropped.append(np.ones(2, np.float32))
+    dropped.abandon()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.npy", "s.npy"]

@@ -10,26 +10,17 @@ the probe gives for that image alone (tests compare them).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from maskviewer.inference.probe import LayerMaps, Reduction, get_probe, reduce_batch
-
-
-def _compile(fn: Callable) -> Callable:
-    from maskviewer.inference.backend import backend_name
-
-    if backend_name() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(fn)
-    if backend_name() == "jax":
-        import jax
-
-        return jax.jit(fn)
-    return fn
+from maskviewer.inference.probe import (
+    LayerMaps,
+    Reduction,
+    compile_function,
+    get_probe,
+    reduce_batch,
+)
 
 
 class BatchMapper:
@@ -59,7 +50,7 @@ class BatchMapper:
             captured, outputs = self.probe.forward(x, self.paths)
             return {p: reduce_batch(captured[p], reduction) for p in self.paths}, outputs
 
-        self._fn = _compile(fn) if compiled else fn
+        self._fn = compile_function(fn) if compiled else fn
 
     def run(self, arrays: dict[str, np.ndarray]) -> tuple[list[dict[str, LayerMaps]], dict[str, np.ndarray]]:
         """Run a batch (named inputs, batch axis first).

@@ -511,7 +511,7 @@ class ActivationProbe:
             return fn(inputs)
         key = (paths, reduction)
         if key not in self._compiled:
-            self._compiled[key] = _compile(fn)
+            self._compiled[key] = compile_function(fn)
         return self._compiled[key](inputs)
 
     def reduce_all(
@@ -588,15 +588,20 @@ class ActivationProbe:
         return type(self.layer(path)).__name__ != "InputLayer"
 
 
-def _compile(fn: Callable) -> Callable:
-    """Trace ``fn`` into one compiled function on the current backend."""
+def compile_function(fn: Callable) -> Callable:
+    """Trace ``fn`` into one compiled function on the current backend.
+
+    TensorFlow traces without AutoGraph: the functions traced here have no data-dependent
+    Python control flow, and converting their source (and everything they call) cost about a
+    second on the first call.
+    """
     from maskviewer.inference.backend import backend_name
 
     name = backend_name()
     if name == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn, reduce_retracing=True)
+        return tf.function(fn, reduce_retracing=True, autograph=False)
     if name == "jax":
         import jax
 

@@ -54,6 +54,7 @@ from maskviewer.core.heatmap import (
 from maskviewer.core.image import ImageData
 from maskviewer.core.mapping import Frame
 from maskviewer.io.atomic import atomic_write, write_atomic
+from maskviewer.io.npy import NpyStack
 
 #: what an artifact shows (the manifest's ``kind``)
 KINDS = ("activation", "cam", "attention", "prediction", "patch", "binary", "mask")
@@ -70,6 +71,8 @@ NAME_KEYS = {
     "mask": "mask",
 }
 MANIFEST_NAME = "manifest.json"
+#: where raw values go: one ``.npy`` per item, or rows of one ``.npy`` per map (see ArtifactWriter)
+NPY_LAYOUTS = ("files", "stacked")
 MANIFEST_VERSION = 1
 #: mask overlays are tinted with this colour
 MASK_TINT = (255, 60, 60)
@@ -522,7 +525,9 @@ def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
 
 def save_npy(path: str | os.PathLike, array: np.ndarray, durable: bool = True) -> None:
     """Write an array as ``.npy`` (what :func:`numpy.save` writes), atomically."""
-    a = np.ascontiguousarray(array)
+    a = np.asarray(array)
+    if not a.flags.c_contiguous:
+        a = a.copy()
     if a.dtype.hasobject:
         raise ValueError("object arrays are not written")
     if a.nbytes > 1 << 24:  # large arrays: numpy's own writer, chunked
@@ -592,12 +597,25 @@ class ArtifactWriter:
     durable : bool
         fsync every file (slow for thousands of small files; the files are renamed into place
         atomically either way, so an interrupted run leaves no partial file).
+    npy_layout : str
+        ``"files"``: one ``.npy`` per item beside its pictures. ``"stacked"``: the raw values of
+        all items with the same stem and shape are rows of one ``.npy`` in ``stack_dir``
+        (``arrays/activation_conv1_mean.npy``, ``(rows, h, w)``); the manifest gives each
+        item's ``row``. Call :meth:`close` when done (it writes the stacks' headers).
+    stack_dir : str
+        Folder (relative) of the stacked arrays.
     """
 
     def __init__(
         self, out_dir: str | os.PathLike, style: ExportStyle | None = None, *, overwrite: bool = False,
-        durable: bool = True,
+        durable: bool = True, npy_layout: str = "files", stack_dir: str = "arrays",
     ) -> None:
+        if npy_layout not in NPY_LAYOUTS:
+            raise ExportError(f"Unknown NPY layout {npy_layout!r}; use {' or '.join(NPY_LAYOUTS)}.")
+        self.npy_layout = npy_layout
+        self.stack_dir = stack_dir.strip("/")
+        self._stacks: dict[tuple, tuple[str, NpyStack]] = {}  # (stem, shape, dtype) -> (rel, stack)
+        self._stack_names: set[str] = set()
         self.out_dir = Path(out_dir)
         self._root = os.path.join(os.fspath(self.out_dir), "")
         self.style = style or ExportStyle()
@@ -700,6 +718,8 @@ class ArtifactWriter:
                 out.append(self._write_one(item, image, stem, pictures.get(i)))
             except (MaskviewerError, OSError) as exc:
                 out.append(exc)
+        for _rel, stack in self._stacks.values():
+            stack.flush()  # a batch's rows in one write per array
         return out
 
     @staticmethod
@@ -747,9 +767,14 @@ class ArtifactWriter:
         values = np.asarray(item.values)
         if "npy" in fmts or not item.is_map:
             raw = values if values.dtype == np.bool_ else values.astype(np.float32, copy=False)
-            rel = stem + ".npy"
-            save_npy(self._target(rel), raw, self.durable)
-            files["npy"] = _record(rel, raw)
+            if self.npy_layout == "stacked":
+                rel, stack = self._stack(item, raw)
+                files["npy"] = {**_record(rel, raw), "row": stack.append(raw)}
+                entry["npy_row"] = files["npy"]["row"]
+            else:
+                rel = stem + ".npy"
+                save_npy(self._target(rel), raw, self.durable)
+                files["npy"] = _record(rel, raw)
         if "png" in fmts:
             if item.tiles is not None:
                 files["grid"] = self._save_png(stem + "_grid.png", montage_rgba(item.tiles, self.style, item.vrange))
@@ -767,6 +792,40 @@ class ArtifactWriter:
         entry["dtype"] = main["dtype"] if main else str(values.dtype)
         entry.update(item.info)
         return entry
+
+    def _stack(self, item: ExportItem, raw: np.ndarray) -> tuple[str, NpyStack]:
+        """The stacked array ``item``'s values go into (made on first use)."""
+        name = item.stem()
+        key = (name, raw.shape, raw.dtype.str)
+        found = self._stacks.get(key)
+        if found is None:
+            if name in self._stack_names:  # the same map at another size: its own stack
+                name = f"{name}_{'x'.join(str(d) for d in raw.shape) or 'scalar'}"
+            self._stack_names.add(name)
+            rel = f"{self.stack_dir}/{name}.npy" if self.stack_dir else f"{name}.npy"
+            found = (rel, NpyStack(self._target(rel), raw.shape, raw.dtype))
+            self._stacks[key] = found
+        return found
+
+    def close(self) -> list[str]:
+        """Finish the stacked arrays (headers written, files renamed into place); their paths."""
+        done = []
+        stacks, self._stacks = self._stacks, {}
+        try:
+            while stacks:
+                _key, (rel, stack) = stacks.popitem()
+                stack.close(fsync=self.durable)
+                done.append(rel)
+        finally:
+            for _rel, stack in stacks.values():
+                stack.abandon()
+        return done
+
+    def abandon(self) -> None:
+        """Drop unfinished stacked arrays (an export that failed or was cancelled)."""
+        stacks, self._stacks = self._stacks, {}
+        for _rel, stack in stacks.values():
+            stack.abandon()
 
     def _write_pictures(
         self, item: ExportItem, values: np.ndarray, image: ImageData | None, stem: str, made: Any
@@ -887,6 +946,18 @@ def iter_files(entry: dict) -> Iterable[tuple[str, dict]]:
     for role, rec in entry.get("files", {}).items():
         if isinstance(rec, dict) and "path" in rec:
             yield role, rec
+
+
+def load_npy(out_dir: str | os.PathLike, entry: dict, mmap: bool = False) -> np.ndarray:
+    """The raw values a manifest entry (or its ``files["npy"]`` record) points to.
+
+    A stacked array's row for stacked layouts, the whole file otherwise. ``mmap`` maps the file
+    instead of reading it (a stacked array of a big folder).
+    """
+    record = entry["files"]["npy"] if "files" in entry else entry
+    data = np.load(Path(out_dir) / record["path"], mmap_mode="r" if mmap else None, allow_pickle=False)
+    row = record.get("row")
+    return data if row is None else data[row]
 
 
 def export_items(
