@@ -14,6 +14,10 @@ probabilities, in batches of 32:
 * keras      a plain loop: PIL loads the PNGs, /255, one compiled ``tf.function`` returns the
              layers' channel means and the probabilities, copied to numpy. Nothing is written.
 
+A second plain loop also computes, in the same traced function, the pixels of the pictures the
+export writes (normalised, stretched, colour-mapped heatmaps and their overlays; see
+``keras_pictures_loop``), so that its ratio shows the cost of encoding and writing alone.
+
 Both timings include their first call's tracing (each traces the batch of 32 and the last
 batch of 8). The ratio export / keras is the figure of merit (target >= 0.7). More export
 runs show where the time goes: one ``.npy`` file per image and map (16 files per image),
@@ -83,6 +87,62 @@ def keras_loop(paths: list[Path], batch: int) -> float:
     return time.perf_counter() - t0
 
 
+def keras_pictures_loop(paths: list[Path], batch: int, check_against: Path | None = None) -> float:
+    """Seconds for a plain loop that also makes the export's pictures, in TensorFlow, unwritten.
+
+    Per image and layer: the channel mean normalised to its own min..max, stretched to the
+    image (``tf.image.resize``), looked up in the viridis table, and blended over the image at
+    opacity 0.5: the heatmap and overlay pixels the export writes as PNG, computed on the
+    device in the same traced function as the maps, copied to numpy, not encoded or written.
+    """
+    import keras
+    import tensorflow as tf
+    from PIL import Image
+
+    from maskviewer.core.heatmap import colormap_lut
+
+    model = keras.saving.load_model(MODEL, compile=False)
+    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in LAYERS] + [model.output])
+    lut = tf.constant(colormap_lut("viridis"), tf.float32)
+
+    @tf.function
+    def pictures(x):
+        outs = sub(x, training=False)
+        size = tf.shape(x)[1:3]
+        rgb = tf.repeat(tf.round(x * 255.0), 3, axis=-1)
+        result = [outs[-1]]
+        for o in outs[:-1]:
+            m = tf.reduce_mean(o, axis=-1, keepdims=True)
+            lo = tf.reduce_min(m, axis=(1, 2, 3), keepdims=True)
+            hi = tf.reduce_max(m, axis=(1, 2, 3), keepdims=True)
+            unit = tf.math.divide_no_nan(m - lo, hi - lo)
+            big = tf.image.resize(unit, size, method="bilinear")[..., 0]
+            heat = tf.gather(lut, tf.cast(tf.clip_by_value(big, 0.0, 1.0) * 255.0 + 0.5, tf.int32))
+            over = tf.cast(tf.clip_by_value(rgb * 0.5 + heat * 0.5 + 0.5, 0.0, 255.0), tf.uint8)
+            result += [m[..., 0], tf.cast(heat, tf.uint8), over]
+        return result
+
+    t0 = time.perf_counter()
+    kept = 0
+    for start in range(0, len(paths), batch):
+        chunk = paths[start : start + batch]
+        x = np.stack([np.asarray(Image.open(p).convert("L"), np.float32)[:, :, None] / 255.0 for p in chunk])
+        result = [r.numpy() for r in pictures(x)]
+        kept += sum(r.shape[0] for r in result)
+        if check_against is not None and start == 0:
+            first = result
+    seconds = time.perf_counter() - t0
+    assert kept == len(paths) * (3 * len(LAYERS) + 1)
+    if check_against is not None:  # the same pixels as the export's PNGs (float rounding apart)
+        for k, layer in enumerate(LAYERS):
+            base = check_against / paths[0].stem / f"activation_{layer}_mean"
+            heat = np.asarray(Image.open(f"{base}.png"))[..., :3].astype(int)
+            over = np.asarray(Image.open(f"{base}_overlay.png")).astype(int)
+            assert np.abs(heat - first[2 + 3 * k][0]).max() <= 1, layer
+            assert np.abs(over - first[3 + 3 * k][0]).max() <= 1, layer
+    return seconds
+
+
 def export_in_process(folder: Path, out: Path, batch: int, *extra: str) -> tuple[float, float, dict]:
     """(image-loop seconds from the manifest, wall seconds of the whole call, manifest)."""
     from maskviewer.export_cli import export_main
@@ -111,16 +171,19 @@ def main() -> None:
         from maskviewer.inference.backend import init_backend
 
         device = init_backend()
-        keras_times, export_times, export_walls = [], [], []
+        keras_times, picture_times, export_times, export_walls = [], [], [], []
         manifest = {}
         for r in range(args.repeats):  # alternate, so both see the same machine load
             keras_times.append(keras_loop(paths, args.batch))
+            picture_times.append(keras_pictures_loop(paths, args.batch))
             loop, wall, manifest = export_in_process(folder, tmp / f"out{r}", args.batch)
             export_times.append(loop)
             export_walls.append(wall)
         keras_s, export_s = min(keras_times), min(export_times)
         n = args.images
-        files = sum(len(e["files"]) for e in manifest["artifacts"])
+        files = len({rec["path"] for e in manifest["artifacts"] for rec in e["files"].values()})
+        pictures_s = min(picture_times)
+        keras_pictures_loop(paths, args.batch, check_against=tmp / "out0")
         print(f"device: {device.describe()}; {n} images 28x28, batch {args.batch}, best of {args.repeats}")
         print(f"keras loop (maps, no files)    {keras_s:7.3f} s  {n / keras_s:8.1f} images/s   runs: "
               + ", ".join(f"{t:.3f}" for t in keras_times))
@@ -129,6 +192,8 @@ def main() -> None:
         print(f"  export call incl. model load {min(export_walls):7.3f} s")
         print(f"  wrote {manifest['artifact_count']} artifacts, {files} files, for {manifest['images']['exported']} images")
         print(f"ratio export / keras (images per second): {keras_s / export_s:.2f}  (target >= 0.7)")
+        print(f"keras loop making the same pictures (unwritten) {pictures_s:7.3f} s  {n / pictures_s:8.1f} images/s  "
+              f"ratio export / it: {pictures_s / export_s:.2f}")
 
         # where the time goes: other outputs, and the same run with the file writing skipped
         def best(name: str, *extra: str) -> float:

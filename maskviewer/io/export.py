@@ -12,7 +12,12 @@ One :class:`ExportItem` describes one thing shown (a layer's map, a CAM, a mask.
 - ``STEM_legend.png``: a colour bar with the value range (optional);
 - ``STEM_grid.png``: a channel grid as one montage (grid reductions).
 
-Every file is written through :func:`maskviewer.io.atomic.atomic_write` (a killed process
+With ``npy_layout="stacked"`` (the command line's default) the raw maps are instead rows of one
+``.npy`` per map (:class:`maskviewer.io.npy.NpyStack`); :func:`load_npy` reads an entry's values
+either way. :meth:`ArtifactWriter.write_batch` colours a batch's same-sized maps in a few array
+operations.
+
+Every file is written atomically (:func:`maskviewer.io.atomic.write_atomic`: a killed process
 never leaves a half-written file). :class:`Manifest` spools one JSON line per artifact to a
 side file, so a run over 100k images keeps bounded memory, and writes ``manifest.json``
 (tool version, model file and SHA-256, settings, artifacts) at the end.
