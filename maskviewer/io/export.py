@@ -1009,9 +1009,11 @@ def export_items(
             )
     manifest = Manifest(out)
     try:
-        for item in items:
-            stem = f"{prefix}/{item.stem()}" if prefix else item.stem()
-            manifest.add(writer.write(item, images.get(item.image), stem))
+        jobs = [(item, images.get(item.image), f"{prefix}/{item.stem()}" if prefix else item.stem()) for item in items]
+        for result in writer.write_batch(jobs):
+            if isinstance(result, BaseException):
+                raise result
+            manifest.add(result)
     except BaseException:
         manifest.abandon()
         raise
