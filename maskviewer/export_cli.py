@@ -503,12 +503,14 @@ def image_mappings(info: Any, image: ImageData, plan: Plan) -> dict[str, InputMa
         if not is_image_input(spec.shape):
             continue
         m = propose_mapping(spec.shape, image, info.expects_0_255)
-        d = m.to_dict()
-        if plan.resize is not None:
-            d["resize"] = plan.resize
-        if plan.scale is not None:
-            d["scale"] = plan.scale
-        mappings[spec.name] = InputMapping.from_dict(d)
+        if plan.resize is not None or plan.scale is not None:
+            d = m.to_dict()
+            if plan.resize is not None:
+                d["resize"] = plan.resize
+            if plan.scale is not None:
+                d["scale"] = plan.scale
+            m = InputMapping.from_dict(d)
+        mappings[spec.name] = m
     if plan.mask_feed is not None and plan.mask_feed.mode != "none":
         mappings = apply_feed(mappings, plan.mask_feed)
     return mappings
