@@ -62,29 +62,43 @@ def make_folder(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def keras_loop(paths: list[Path], batch: int) -> float:
-    """Seconds for the plain loop over ``paths`` (maps computed, nothing written)."""
+def _plain_model():
     import keras
-    import tensorflow as tf
-    from PIL import Image
 
     model = keras.saving.load_model(MODEL, compile=False)
-    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in LAYERS] + [model.output])
+    return keras.Model(model.inputs, [model.get_layer(n).output for n in LAYERS] + [model.output])
+
+
+def _run_plain(paths: list[Path], batch: int, fn) -> tuple[float, list[np.ndarray], int]:
+    """Time ``fn`` over ``paths`` in batches (PIL loads, /255): seconds, the first batch's
+    results, and how many result rows came back."""
+    from PIL import Image
+
+    t0 = time.perf_counter()
+    kept, first = 0, []
+    for start in range(0, len(paths), batch):
+        chunk = paths[start : start + batch]
+        x = np.stack([np.asarray(Image.open(p).convert("L"), np.float32)[:, :, None] / 255.0 for p in chunk])
+        result = [r.numpy() for r in fn(x)]
+        kept += sum(r.shape[0] for r in result)
+        first = first or result
+    return time.perf_counter() - t0, first, kept
+
+
+def keras_loop(paths: list[Path], batch: int) -> float:
+    """Seconds for the plain loop over ``paths`` (maps computed, nothing written)."""
+    import tensorflow as tf
+
+    sub = _plain_model()
 
     @tf.function
     def maps(x):
         outs = sub(x, training=False)
         return [tf.reduce_mean(o, axis=-1) for o in outs[:-1]] + [outs[-1]]
 
-    t0 = time.perf_counter()
-    kept = 0
-    for start in range(0, len(paths), batch):
-        chunk = paths[start : start + batch]
-        x = np.stack([np.asarray(Image.open(p).convert("L"), np.float32)[:, :, None] / 255.0 for p in chunk])
-        result = [r.numpy() for r in maps(x)]
-        kept += sum(r.shape[0] for r in result)
+    seconds, _first, kept = _run_plain(paths, batch, maps)
     assert kept == len(paths) * (len(LAYERS) + 1)
-    return time.perf_counter() - t0
+    return seconds
 
 
 def keras_pictures_loop(paths: list[Path], batch: int, check_against: Path | None = None) -> float:
@@ -95,14 +109,12 @@ def keras_pictures_loop(paths: list[Path], batch: int, check_against: Path | Non
     opacity 0.5: the heatmap and overlay pixels the export writes as PNG, computed on the
     device in the same traced function as the maps, copied to numpy, not encoded or written.
     """
-    import keras
     import tensorflow as tf
     from PIL import Image
 
     from maskviewer.core.heatmap import colormap_lut
 
-    model = keras.saving.load_model(MODEL, compile=False)
-    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in LAYERS] + [model.output])
+    sub = _plain_model()
     lut = tf.constant(colormap_lut("viridis"), tf.float32)
 
     @tf.function
@@ -122,16 +134,7 @@ def keras_pictures_loop(paths: list[Path], batch: int, check_against: Path | Non
             result += [m[..., 0], tf.cast(heat, tf.uint8), over]
         return result
 
-    t0 = time.perf_counter()
-    kept = 0
-    for start in range(0, len(paths), batch):
-        chunk = paths[start : start + batch]
-        x = np.stack([np.asarray(Image.open(p).convert("L"), np.float32)[:, :, None] / 255.0 for p in chunk])
-        result = [r.numpy() for r in pictures(x)]
-        kept += sum(r.shape[0] for r in result)
-        if check_against is not None and start == 0:
-            first = result
-    seconds = time.perf_counter() - t0
+    seconds, first, kept = _run_plain(paths, batch, pictures)
     assert kept == len(paths) * (3 * len(LAYERS) + 1)
     if check_against is not None:  # the same pixels as the export's PNGs (float rounding apart)
         for k, layer in enumerate(LAYERS):
