@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -108,3 +109,20 @@ def test_exclusive_job_drops_everything_pending(qtbot, worker):
     qtbot.waitUntil(lambda: any(e[0] == "done" and e[1] == "load" for e in events))
     assert [e for e in events if e[0] == "done" and e[3] == "stale"] == []
     assert ("done", "load", load, "loaded") in events
+
+
+def test_busy_until_the_results_are_delivered_then_idle(qtbot, worker):
+    """busy() holds while a result waits to be delivered to the GUI; idle comes after the last."""
+    events = _collect(worker)
+    idles = []
+    worker.idle.connect(lambda: idles.append(worker.busy()))
+    done = threading.Event()
+    worker.submit("a", lambda ctx: done.set() or "a")
+    assert done.wait(5)
+    # the job has run on its thread, but until the GUI thread delivers its result it is busy
+    deadline = time.monotonic() + 5  # wait without running the GUI event loop
+    while worker._current is not None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert worker._current is None and worker.busy() and not events
+    qtbot.waitUntil(lambda: bool(idles))
+    assert events == [("done", "a", 1, "a")] and idles == [False] and not worker.busy()

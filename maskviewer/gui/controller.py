@@ -72,6 +72,7 @@ class Controller(QObject):
         w.job_finished.connect(self._job_finished)
         w.job_failed.connect(self._job_failed)
         w.job_cancelled.connect(self._job_cancelled)
+        w.idle.connect(self._job_done)
         w.job_progress.connect(self._job_progress)
         w.job_started.connect(self._job_started)
         self.state.mapping_changed.connect(lambda _m: self.schedule_prediction())

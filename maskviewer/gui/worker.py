@@ -76,6 +76,7 @@ class InferenceWorker(QObject):
     job_finished = Signal(str, int, object)  # kind, generation, result
     job_failed = Signal(str, int, str, object)  # kind, generation, message, exception
     job_cancelled = Signal(str, int)
+    idle = Signal()  # the last job's results are out and nothing is waiting
 
     def __init__(self, parent: QObject | None = None, init_backend: bool = True) -> None:
         super().__init__(parent)
@@ -172,8 +173,9 @@ class InferenceWorker(QObject):
                 self._current.cancel_event.set()
 
     def busy(self) -> bool:
+        """A job is waiting or running, or its results are not yet delivered to the GUI."""
         with self._cond:
-            return self._current is not None or bool(self._pending)
+            return self._current is not None or bool(self._pending) or not self._outbox.empty()
 
     # -- the thread --------------------------------------------------------------------------
 
@@ -201,6 +203,9 @@ class InferenceWorker(QObject):
             self._execute(job)
             with self._cond:
                 self._current = None
+                idle = not self._pending
+            if idle:
+                self._post(self.idle)
 
     def _execute(self, job: Job) -> None:
         ctx = JobContext(self, job)
