@@ -208,8 +208,16 @@ class ExportItem:
 
 def safe_name(text: str) -> str:
     """``text`` with anything but letters, digits, ``-``, ``+``, ``.`` and ``_`` replaced by ``_``."""
-    out = re.sub(r"[^A-Za-z0-9+._-]+", "_", str(text)).strip("._")
+    return _safe_name(str(text))
+
+
+@functools.lru_cache(maxsize=4096)  # a folder export asks for the same few names per image
+def _safe_name(text: str) -> str:
+    out = _UNSAFE.sub("_", text).strip("._")
     return out[:120] or "item"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9+._-]+")
 
 
 # ---------------------------------------------------------------------------------------------
