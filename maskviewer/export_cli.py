@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -745,13 +744,11 @@ def run_export(
         paths_to_map = plan.layers if plan.activations else []
         mapper = BatchMapper(host, paths_to_map, Reduction(r.method, r.k, r.channel))
     done = failed = 0
-    lock = threading.Lock()  # failures come from the model loop and the writing thread
 
     def fail(path: str, message: str) -> None:
         nonlocal failed
-        with lock:
-            failed += 1
-            manifest.add_failure(path, message)
+        failed += 1  # (on this thread only: the writing thread returns its errors)
+        manifest.add_failure(path, message)
         shown = message if message.startswith((path, Path(path).name)) else f"{path}: {message}"
         report(f"maskviewer export: {shown}")
 

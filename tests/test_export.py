@@ -258,3 +258,23 @@ def test_stacked_npy_rows_and_no_partial_file(tmp_path, rng):
     dropped.append(np.ones(2, np.float32))
     dropped.abandon()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.npy", "s.npy"]
+
+
+@pytest.mark.parametrize("shape,dtype", [((3, 4), "<f4"), ((), "|b1"), ((10,), "<f4"), ((2, 3, 4, 5), "<u2")])
+def test_npy_files_are_what_numpy_save_writes(tmp_path, rng, shape, dtype):
+    import io
+
+    from maskviewer.io.export import save_npy
+
+    a = (rng.random(shape) * 100).astype(dtype)
+    save_npy(tmp_path / "a.npy", a)
+    expected = io.BytesIO()
+    np.save(expected, a)
+    assert (tmp_path / "a.npy").read_bytes() == expected.getvalue()
+    assert oct(os.stat(tmp_path / "a.npy").st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

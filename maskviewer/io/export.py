@@ -529,11 +529,10 @@ def save_png(path: str | os.PathLike, array: np.ndarray, durable: bool = True) -
 @functools.lru_cache(maxsize=256)
 def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
     """The bytes :func:`numpy.save` writes before the data of a C-ordered array."""
-    probe = np.zeros(shape, dtype=np.dtype(dtype))
     buf = io.BytesIO()
-    np.save(buf, probe, allow_pickle=False)
-    data = buf.getvalue()
-    return data[: len(data) - probe.nbytes]
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray, durable: bool = True) -> None:
@@ -543,10 +542,6 @@ def save_npy(path: str | os.PathLike, array: np.ndarray, durable: bool = True) -
         a = a.copy()
     if a.dtype.hasobject:
         raise ValueError("object arrays are not written")
-    if a.nbytes > 1 << 24:  # large arrays: numpy's own writer, chunked
-        with atomic_write(path, fsync=durable) as fh:
-            np.save(fh, a, allow_pickle=False)
-        return
     write_atomic(path, _npy_header(a.shape, a.dtype.str), a.reshape(-1).view(np.uint8), fsync=durable)
 
 
