@@ -244,9 +244,7 @@ class History:
         if not self._undo:
             return None
         entry = self._undo.pop()
-        for p in entry.patches:
-            y0, y1, x0, x1 = p.box
-            entry.mask.data[y0:y1, x0:x1] = p.before
+        _put_back(entry, after=False)
         self._redo.append(entry)
         return entry
 
@@ -255,9 +253,7 @@ class History:
         if not self._redo:
             return None
         entry = self._redo.pop()
-        for p in entry.patches:
-            y0, y1, x0, x1 = p.box
-            entry.mask.data[y0:y1, x0:x1] = p.after
+        _put_back(entry, after=True)
         self._undo.append(entry)
         return entry
 
@@ -803,3 +799,10 @@ class MaskSet:
             entry.mask.dirty = True
             self.changed.emit(entry.mask, entry.box)
         return entry
+
+
+def _put_back(entry: HistoryEntry, after: bool) -> None:
+    """Write an edit's boxes into its mask as they were before it (undo) or after it (redo)."""
+    for p in entry.patches:
+        y0, y1, x0, x1 = p.box
+        entry.mask.data[y0:y1, x0:x1] = p.after if after else p.before
