@@ -157,3 +157,16 @@ def test_demo_opens_and_predicts_its_digit(qtbot, window):
     assert window.state.labels[:3] == ["0", "1", "2"]
     shown = int(np.argmax(pred.outputs["probs"]))
     assert demo.images[0] == f"digit_{shown}.png"  # the first sample (a 0) is classified right
+
+
+def test_tool_tabs_show_their_whole_names(window, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QTabBar
+
+    qtbot.wait(10)  # the dock area makes its tab bars once laid out
+    bars = [b for b in window.findChildren(QTabBar) if b.parent() is window]
+    assert bars
+    titles = {b.tabText(i) for b in bars for i in range(b.count())}
+    assert {"Layers", "Masks", "Predictions"} <= titles
+    for bar in bars:
+        assert bar.elideMode() == Qt.TextElideMode.ElideNone and bar.usesScrollButtons()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QTabBar,
     QTabWidget,
     QWidget,
 )
@@ -133,7 +134,24 @@ class MainWindow(QMainWindow):
             self._area_docks[area] = dock
         self.view_menu.addAction(dock.toggleViewAction())
         self.docks[title] = dock
+        dock.dockLocationChanged.connect(self._tidy_dock_tabs)
+        dock.topLevelChanged.connect(self._tidy_dock_tabs)
+        self._tidy_dock_tabs()
         return dock
+
+    def _tidy_dock_tabs(self, *_args) -> None:
+        """Show tool tabs with their whole names (arrows scroll them when they do not fit)
+        rather than cut to "Lay…"; Qt makes the tab bars of docked panels lazily, so look
+        again once the layout has settled."""
+
+        def tidy() -> None:
+            for bar in self.findChildren(QTabBar):
+                if bar.parent() is self:  # the dock area's own tab bars, not tools' tab widgets
+                    bar.setElideMode(Qt.TextElideMode.ElideNone)
+                    bar.setUsesScrollButtons(True)
+
+        tidy()
+        QTimer.singleShot(0, tidy)
 
     def add_panel_overlay(self, title: str, item, z: float = 10.0) -> None:
         """Put ``item`` over the image, shown only while the dock ``title`` is in front.
