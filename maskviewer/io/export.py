@@ -314,28 +314,6 @@ def map_on_image(
     return out
 
 
-def heatmap_rgba(
-    values: np.ndarray,
-    frame: Frame,
-    height: int,
-    width: int,
-    style: ExportStyle,
-    vrange: tuple[float, float] | None = None,
-) -> tuple[np.ndarray, tuple[float, float]]:
-    """A map colour-mapped at image resolution, ``(height, width, 4)`` uint8 RGBA.
-
-    Normalised at its own resolution first (as the window does), then stretched onto the
-    frame; transparent outside it.
-
-    Returns
-    -------
-    rgba : ndarray
-    (lo, hi) : the value range the colours span.
-    """
-    rgba, ranges = heatmaps_rgba(np.asarray(values)[None], frame, height, width, style, [vrange])
-    return rgba[0], ranges[0]
-
-
 def heatmaps_rgba(
     stack: np.ndarray,
     frame: Frame,
@@ -344,8 +322,13 @@ def heatmaps_rgba(
     style: ExportStyle,
     vranges: list[tuple[float, float] | None],
 ) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """:func:`heatmap_rgba` for a stack ``(n, h, w)`` of maps over the same frame, in a few
-    array operations (a folder export colours a batch's maps of a layer at once)."""
+    """Maps ``(n, h, w)`` over the same frame colour-mapped at image resolution:
+    ``(n, height, width, 4)`` uint8 RGBA, and each map's ``(lo, hi)`` the colours span.
+
+    Each map is normalised at its own resolution first (as the window does), then stretched
+    onto the frame; transparent outside it. A folder export colours a batch's maps of a layer
+    in these few array operations.
+    """
     mode = style.normalisation
     stack = np.asarray(stack, dtype=np.float32)
     own = mode == "per_map" or (mode == "shared" and all(v is None for v in vranges))
