@@ -65,5 +65,5 @@ def test_window_with_every_tool_shows_before_tensorflow_is_imported():
         ]
     )
     mods = _imported_after(code)
-    assert "PySide6" in mods and "maskviewer.gui.layers_tool" in mods
+    assert "PySide6" in mods and "maskviewer.gui.layers" in mods
     assert not {m for m in mods if m.split(".")[0] in ("tensorflow", "keras")}

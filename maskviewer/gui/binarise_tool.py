@@ -493,7 +493,7 @@ class BinariseTool(QObject):
             return out
 
         self.panel.info.setText("Preparing the histogram…")
-        self.controller._submit(KIND_CACHE, job)
+        self.controller.submit(KIND_CACHE, job)
 
     def _refresh_combo(self) -> None:
         combo = self.panel.source
@@ -611,7 +611,7 @@ class BinariseTool(QObject):
             return name, method, cache.threshold(method, check=ctx.check)
 
         self.panel.method_label.setText(f"Computing {METHOD_LABELS[method]}…")
-        self.controller._submit(KIND_METHOD, job)
+        self.controller.submit(KIND_METHOD, job)
 
     def _method_done(self, method: str, value: float) -> None:
         self.set_threshold(value)
@@ -729,7 +729,7 @@ class BinariseTool(QObject):
             return name, ReferenceScorer(values, ref)
 
         self.panel.ref_label.setText(f"{self.reference_name}: scoring…")
-        self.controller._submit(KIND_SCORE, job)
+        self.controller.submit(KIND_SCORE, job)
         return True
 
     # -- worker results -------------------------------------------------------------------------

@@ -171,7 +171,7 @@ class Controller(QObject):
                 raise
             return info, sha
 
-        self._submit("load", job, exclusive=True)
+        self.submit("load", job, exclusive=True)
         return True
 
     def _consent_to_code(self, path: str, title: str, text: str) -> bool:
@@ -324,7 +324,7 @@ class Controller(QObject):
                 dt,
             )
 
-        return self._submit("predict", job)
+        return self.submit("predict", job)
 
     def cancel(self) -> None:
         self.worker.cancel()
@@ -332,7 +332,7 @@ class Controller(QObject):
 
     # -- worker plumbing ------------------------------------------------------------------------
 
-    def _submit(self, kind: str, fn: Callable[[JobContext], Any], exclusive: bool = False) -> int:
+    def submit(self, kind: str, fn: Callable[[JobContext], Any], exclusive: bool = False) -> int:
         gen = self.worker.submit(kind, fn, exclusive=exclusive)
         self._latest[kind] = gen
         return gen

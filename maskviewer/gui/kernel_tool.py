@@ -205,7 +205,7 @@ class KernelTool(QObject):
 
             return path, kernel_weights(ctx.host.model, path), applied_kernel_mask(ctx.host)
 
-        return self.controller._submit(WEIGHTS_KIND, job)
+        return self.controller.submit(WEIGHTS_KIND, job)
 
     def apply_mask(self, mask: np.ndarray | None = None) -> int | None:
         """Mask the selected layer's kernels in a copy of the model (a job); then re-predict."""
@@ -227,7 +227,7 @@ class KernelTool(QObject):
             return path, apply_kernel_mask(ctx.host, path, mask), (path, mask)
 
         self.panel.status.setText("Applying the kernel mask to a copy of the model…")
-        return self.controller._submit(APPLY_KIND, job)
+        return self.controller.submit(APPLY_KIND, job)
 
     def reset(self) -> int | None:
         """Run the model as loaded again (a job)."""
@@ -239,7 +239,7 @@ class KernelTool(QObject):
             reset_kernel_mask(ctx.host)
             return path, (kernel_weights(ctx.host.model, path) if path else None), None
 
-        return self.controller._submit(RESET_KIND, job)
+        return self.controller.submit(RESET_KIND, job)
 
     def _job_finished(self, kind: str, generation: int, result) -> None:
         if kind not in (WEIGHTS_KIND, APPLY_KIND, RESET_KIND):

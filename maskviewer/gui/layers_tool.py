@@ -172,7 +172,7 @@ class LayersTool(QObject):
             except MaskviewerError as exc:
                 return str(exc)
 
-        self.controller._submit("layers_info", job)
+        self.controller.submit("layers_info", job)
 
     def _layers_ready(self, result) -> None:
         if isinstance(result, str):
@@ -284,7 +284,7 @@ class LayersTool(QObject):
         except MaskviewerError as exc:
             self._show_error(str(exc))
             return None
-        return self.controller._submit("probe", lambda ctx: _run_probe(ctx, info, build, req, mask))
+        return self.controller.submit("probe", lambda ctx: _run_probe(ctx, info, build, req, mask))
 
     def _job_finished(self, kind: str, generation: int, result: Any) -> None:
         if kind not in ("probe", "layers_info") or not self.controller.is_latest(kind, generation):

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from maskviewer import __version__
 from maskviewer.gui.controller import Controller
+from maskviewer.gui.dialogs import Dialogs
 from maskviewer.gui.image_canvas import ImageCanvas
 from maskviewer.gui.mapping_panel import MappingPanel
 from maskviewer.gui.model_panel import ModelPanel
@@ -54,6 +55,8 @@ class MainWindow(QMainWindow):
         for side in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea):
             self.setTabPosition(side, QTabWidget.TabPosition.North)
         self.last_error: tuple[str, str] | None = None
+        #: file pickers and questions: the one place tools ask the user (tests replace it)
+        self.dialogs = Dialogs(self)
         self._message_boxes: list[QMessageBox] = []
 
         self.canvas = ImageCanvas()

@@ -674,7 +674,7 @@ class MaskTool(QObject):
         self.ablation_panel.summary.setText("Running the model with each mask variant…")
         self.ablation_dock.show()
         self.ablation_dock.raise_()
-        return self.controller._submit(ABLATION_KIND, job)
+        return self.controller.submit(ABLATION_KIND, job)
 
     def _job_finished(self, kind: str, generation: int, result) -> None:
         if kind != ABLATION_KIND or not self.controller.is_latest(kind, generation):

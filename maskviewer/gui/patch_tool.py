@@ -885,7 +885,7 @@ class PatchTool(QObject):
             )
             return snap, index, {k: v[0] for k, v in run.outputs.items()}
 
-        self.controller._submit(KIND_CURRENT, job)
+        self.controller.submit(KIND_CURRENT, job)
 
     def run_all(self) -> int | None:
         """Run every patch through the model in batches (a worker job); returns its generation."""
@@ -904,7 +904,7 @@ class PatchTool(QObject):
             return snap, run
 
         self._set_running(True, "Running patches…", grid.count, KIND)
-        return self.controller._submit(KIND, job)
+        return self.controller.submit(KIND, job)
 
     def run_occlusion(self) -> int | None:
         """Grey out each patch in turn and run the whole image (a worker job)."""
@@ -925,7 +925,7 @@ class PatchTool(QObject):
             return snap, run
 
         self._set_running(True, "Occlusion…", grid.count + 1, KIND_OCCLUSION)
-        return self.controller._submit(KIND_OCCLUSION, job)
+        return self.controller.submit(KIND_OCCLUSION, job)
 
     def cancel(self) -> None:
         for kind in (KIND, KIND_OCCLUSION):

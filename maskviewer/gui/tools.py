@@ -11,11 +11,11 @@ import importlib
 
 #: (name, module) in installation order
 TOOL_MODULES: list[tuple[str, str]] = [
-    ("layers", "maskviewer.gui.layers_tool"),
-    ("masks", "maskviewer.gui.mask_tool"),
-    ("kernels", "maskviewer.gui.kernel_tool"),
-    ("patches", "maskviewer.gui.patch_tool"),
-    ("binarise", "maskviewer.gui.binarise_tool"),
+    ("layers", "maskviewer.gui.layers"),
+    ("masks", "maskviewer.gui.masks"),
+    ("kernels", "maskviewer.gui.kernels"),
+    ("patches", "maskviewer.gui.patches"),
+    ("binarise", "maskviewer.gui.binarise"),
     ("demos", "maskviewer.gui.demo_gallery"),
     ("export", "maskviewer.gui.export_tool"),
     ("session", "maskviewer.gui.session_tool"),

@@ -1,0 +1,3 @@
+"""The layers tool (being moved here from maskviewer.gui.layers_tool)."""
+
+from maskviewer.gui.layers_tool import install  # noqa: F401
