@@ -288,19 +288,37 @@ def prepare_masked_input(
         arr = image.array.astype(np.float32) * mask[:, :, None]
         masked = ImageData(arr, image.path, image.value_max, None)
         return prepare_input(masked, plain, input_shape)
-
     if mode == "channel":
-        if tc is None or tc < 2:
-            raise InputMappingError(
-                f"An input of shape {tuple(input_shape)} has no room for a mask channel (it "
-                "needs the image's channels plus one)."
-            )
-        batch = (None,) if len(tuple(input_shape)) == 4 else ()
-        x, frame = prepare_input(image, plain, (*batch, th, tw, tc - 1))
-        m, _ = resize_like_image(mask, mapping.resize, th, tw)
-        return np.ascontiguousarray(np.concatenate([x, m[:, :, None]], axis=2)), frame
+        return _with_mask_channel(image, mask, mapping, plain, input_shape, (th, tw, tc))
+    return _mask_alone(mask, mapping, input_shape, (th, tw, tc))
 
-    # a separate input: the mask alone, scaled like a grey image in 0..1
+
+def _with_mask_channel(
+    image: ImageData,
+    mask: np.ndarray,
+    mapping: InputMapping,
+    plain: InputMapping,
+    input_shape: tuple,
+    target: tuple[int, int, int | None],
+) -> tuple[np.ndarray, Frame]:
+    """The image in the input's first C-1 channels, the mask (0..1, unscaled) in the last."""
+    th, tw, tc = target
+    if tc is None or tc < 2:
+        raise InputMappingError(
+            f"An input of shape {tuple(input_shape)} has no room for a mask channel (it "
+            "needs the image's channels plus one)."
+        )
+    batch = (None,) if len(tuple(input_shape)) == 4 else ()
+    x, frame = prepare_input(image, plain, (*batch, th, tw, tc - 1))
+    m, _ = resize_like_image(mask, mapping.resize, th, tw)
+    return np.ascontiguousarray(np.concatenate([x, m[:, :, None]], axis=2)), frame
+
+
+def _mask_alone(
+    mask: np.ndarray, mapping: InputMapping, input_shape: tuple, target: tuple[int, int, int | None]
+) -> tuple[np.ndarray, Frame]:
+    """A separate input: the mask alone, scaled like a grey image in 0..1."""
+    th, tw, tc = target
     if tc not in (1, None):
         raise InputMappingError(
             f"Input of shape {tuple(input_shape)} has {tc} channels; a mask fills a 1-channel "
