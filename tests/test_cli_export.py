@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskviewer.export_cli import export_main, parse_shard, shard_slice
+from maskviewer.cli.export import export_main
+from maskviewer.cli.export_options import parse_shard, shard_slice
 from maskviewer.io.export import iter_files, load_npy, read_manifest
 from tests import model_zoo
 

@@ -1,0 +1,280 @@
+"""One image of an export: loaded and turned into model inputs, then into export items.
+
+:func:`prepare_one` runs on the preparing thread (file reading and resizing); the ``*_items``
+functions turn one image's model results into :class:`maskviewer.io.export.ExportItem` s,
+one function per kind of artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskviewer.cli.export_plan import Plan
+from maskviewer.core.errors import MaskviewerError
+from maskviewer.core.image import ImageData
+from maskviewer.core.mapping import Frame, InputMapping
+
+
+@dataclass
+class Prepared:
+    """One image, loaded and turned into model inputs (or the reason it could not be)."""
+
+    path: str
+    stem: str
+    image: ImageData | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # without the batch axis
+    frames: dict[str, Frame] = field(default_factory=dict)
+    mappings: dict[str, InputMapping] = field(default_factory=dict)
+    mask: np.ndarray | None = None
+    mask_path: str | None = None
+    reference: np.ndarray | None = None
+    reference_path: str | None = None
+    error: str = ""
+
+    def shapes(self) -> tuple:
+        return tuple((k, v.shape) for k, v in self.arrays.items())
+
+
+def _companion(base: str | None, image_path: str, what: str) -> str | None:
+    """A per-image file: ``base`` itself, or ``base/<image stem>.<png|npy|tif|tiff|bmp>``."""
+    if base is None:
+        return None
+    b = Path(base)
+    if not b.is_dir():
+        return str(b)
+    stem = Path(image_path).stem
+    for suffix in (".png", ".npy", ".tif", ".tiff", ".bmp"):
+        candidate = b / f"{stem}{suffix}"
+        if candidate.exists():
+            return str(candidate)
+    raise MaskviewerError(f"no {what} for {Path(image_path).name} in {b} (looked for {stem}.png/.npy/.tif/.bmp)")
+
+
+def image_mappings(info: Any, image: ImageData, plan: Plan) -> dict[str, InputMapping]:
+    """The input mappings for one image: proposed as the window does, then the options applied."""
+    from maskviewer.core.mapping import is_image_input, propose_mapping
+    from maskviewer.core.mask_feed import apply_feed
+
+    mappings: dict[str, InputMapping] = {}
+    for spec in info.inputs:
+        if not is_image_input(spec.shape):
+            continue
+        m = propose_mapping(spec.shape, image, info.expects_0_255)
+        if plan.resize is not None or plan.scale is not None:
+            d = m.to_dict()
+            if plan.resize is not None:
+                d["resize"] = plan.resize
+            if plan.scale is not None:
+                d["scale"] = plan.scale
+            m = InputMapping.from_dict(d)
+        mappings[spec.name] = m
+    if plan.mask_feed is not None and plan.mask_feed.mode != "none":
+        mappings = apply_feed(mappings, plan.mask_feed)
+    return mappings
+
+
+def prepare_one(path: str, stem: str, info: Any, plan: Plan, mask_arg: str | None, ref_arg: str | None) -> Prepared:
+    """Load an image (and its mask and reference) and build the model inputs; errors are kept."""
+    from maskviewer.core.mapping import prepare_input
+    from maskviewer.core.mask_feed import is_mask_source, prepare_masked_input
+    from maskviewer.core.metrics import reference_to_mask
+    from maskviewer.io.images import load_image
+    from maskviewer.io.masks import load_mask
+
+    item = Prepared(path, stem)
+    try:
+        image = load_image(path)
+        item.image = image
+        item.mask_path = _companion(mask_arg, path, "mask")
+        if item.mask_path is not None:
+            item.mask = load_mask(item.mask_path, (image.height, image.width))
+        item.reference_path = _companion(ref_arg, path, "reference mask")
+        if item.reference_path is not None:
+            item.reference = reference_to_mask(load_image(item.reference_path).array)
+        item.mappings = image_mappings(info, image, plan)
+        masks = {"mask": item.mask} if item.mask is not None else {}
+        for spec in info.inputs:
+            m = item.mappings.get(spec.name)
+            if m is None:
+                raise MaskviewerError(
+                    f"the model input {spec.name!r} {spec.shape_text()} is not an image input; "
+                    "the export feeds images only."
+                )
+            if is_mask_source(m.source):
+                x, frame = prepare_masked_input(image, m, spec.shape, masks)
+            else:
+                x, frame = prepare_input(image, m, spec.shape)
+            dtype = spec.dtype if spec.dtype in ("float16", "float32", "float64") else "float32"
+            item.arrays[spec.name] = x.astype(dtype, copy=False)
+            item.frames[spec.name] = frame
+    except MaskviewerError as exc:
+        item.error = str(exc)
+    except OSError as exc:
+        item.error = f"{Path(path).name}: {exc.strerror or exc}"
+    return item
+
+
+def _first_frame(item: Prepared) -> Frame:
+    """Where the first input's pixels lie on the image (the whole image if no input maps it)."""
+    if item.frames:
+        return next(iter(item.frames.values()))
+    assert item.image is not None
+    return Frame(0.0, 0.0, float(item.image.width), float(item.image.height))
+
+
+def prediction_items(item: Prepared, outputs: dict[str, np.ndarray], labels: list[str] | None) -> list:
+    """The model's outputs for one image as export items (maps drawn, vectors as NPY)."""
+    from maskviewer.core.predictions import output_kind, top_k
+    from maskviewer.io.export import ExportItem
+
+    items = []
+    frame = _first_frame(item)
+    for name, value in outputs.items():
+        v = np.asarray(value, dtype=np.float32)
+        kind = output_kind(v.shape)
+        if kind == "vector":
+            flat = v.reshape(-1)
+            top = [{"class": s.index, "label": s.label, "score": s.score} for s in top_k(flat, 5, labels)]
+            items.append(ExportItem("prediction", name, flat, None, "scores", image=item.path, info={"top": top}))
+        elif kind == "image" and (v.ndim == 2 or v.shape[2] == 1):
+            items.append(ExportItem("prediction", name, v.reshape(v.shape[:2]), frame, "map", image=item.path))
+        else:
+            items.append(ExportItem("prediction", name, v, None, "tensor", image=item.path))
+    return items
+
+
+def activation_items(item: Prepared, maps: dict, plan: Plan) -> list:
+    """One image's layer maps (``LayerMap`` per layer path) as export items."""
+    from maskviewer.io.export import ExportItem
+
+    out = []
+    frame = _first_frame(item)
+    for path, lm in maps.items():
+        kind = "attention" if path in plan.attention else "activation"
+        method = "attention" if kind == "attention" and plan.reduce.method in ("mean", "max") else plan.reduce.label
+        info: dict[str, Any] = {"layer_shape": list(lm.shape), "value_range": list(lm.value_range)}
+        if not lm.spatial:
+            out.append(ExportItem(kind, path, lm.vector, None, "vector", image=item.path, info=info))
+            continue
+        if lm.channels is not None:
+            info["channels"] = [int(c) for c in lm.channels]
+        if plan.reduce.method == "channel":
+            info["channel"] = plan.reduce.channel
+        if plan.reduce.method == "grid":
+            out.append(ExportItem(kind, path, lm.maps, frame, "grid", image=item.path,
+                                  vrange=lm.value_range, tiles=lm.maps, info=info))
+        else:
+            out.append(ExportItem(kind, path, lm.map, frame, method, image=item.path,
+                                  vrange=lm.value_range, info=info, caption=f"{path} · {method}"))
+    return out
+
+
+def cam_items(item: Prepared, host: Any, plan: Plan, probe: Any) -> list:
+    """Grad-CAM (or Grad-CAM++) of one image on each of the plan's CAM layers."""
+    from maskviewer.inference.cam import grad_cam
+    from maskviewer.io.export import ExportItem
+
+    packed = host.pack_inputs({k: v[None] for k, v in item.arrays.items()})
+    frame = _first_frame(item)
+    out = []
+    for layer in plan.cam_layers:
+        cam = grad_cam(
+            probe, packed, layer, output_keys=list(host.loaded.output_keys), output=plan.output,
+            class_index=plan.class_index, plus=plan.cam == "gradcam++",
+        )
+        out.append(ExportItem(
+            "cam", layer, cam.heatmap, frame, cam.method, cam.class_index, item.path, vrange=(0.0, 1.0),
+            info={"output": cam.output, "score": cam.score}, caption=f"{cam.method} class {cam.class_index}",
+        ))
+    return out
+
+
+def patch_items(item: Prepared, host: Any, plan: Plan) -> list:
+    """Every patch of one image through the model: the combined class's coverage map."""
+    from maskviewer.core.patches import as_probabilities, combine, coverage_map, make_grid
+    from maskviewer.inference.patch_runner import check_patch_fits, plan_feed, run_patches
+    from maskviewer.io.export import ExportItem
+
+    image = item.image
+    assert image is not None
+    grid = make_grid(plan.patch_spec, image.height, image.width)
+    feed = plan_feed(host.info, item.mappings)
+    check_patch_fits(image, grid, feed)
+    run = run_patches(host.predict, image, grid, feed)
+    name = plan.output or next(iter(run.outputs))
+    probs, note = as_probabilities(run.outputs[name])
+    combined = combine(probs, plan.combine)
+    cls = plan.class_index if plan.class_index is not None else combined.label
+    if not 0 <= cls < probs.shape[1]:
+        raise MaskviewerError(f"--class {cls}: the patch output {name} has {probs.shape[1]} classes.")
+    values = coverage_map(grid, probs[:, cls]).astype(np.float32)
+    spec = grid.spec
+    info = {
+        "grid": {
+            "size": list(spec.size), "stride": list(spec.stride), "rate": list(spec.rate),
+            "padding": spec.padding, "rows": grid.rows, "cols": grid.cols, "count": grid.count,
+            "rects_xywh": grid.rects().tolist(),
+        },
+        "patch_probabilities": probs.tolist(),
+        "probability_note": note,
+        "combined": {
+            "method": combined.method, "scores": combined.scores.tolist(), "class": combined.label,
+            "probability": combined.probability,
+        },
+    }
+    frame = Frame(0.0, 0.0, float(image.width), float(image.height))
+    return [ExportItem("patch", name, values, frame, combined.method, cls, item.path, vrange=(0.0, 1.0),
+                       info=info, caption=f"p(class {cls}) per pixel")]
+
+
+def binary_items(item: Prepared, outputs: dict[str, np.ndarray], plan: Plan) -> list:
+    """One image's output binarised, scored against its reference mask if there is one."""
+    from maskviewer.core.metrics import mask_scores, resize_nearest, sample_on_frame
+    from maskviewer.core.threshold import ThresholdCache, binarise
+    from maskviewer.io.export import ExportItem
+
+    name = plan.binarise_output
+    v = np.asarray(outputs[name])
+    channel = None
+    if v.ndim == 3:
+        channel = plan.class_index if plan.class_index is not None else 0
+        if not 0 <= channel < v.shape[2]:
+            raise MaskviewerError(f"--class {channel}: the output {name} has {v.shape[2]} channels.")
+        v = v[:, :, channel]
+    method, value = plan.threshold
+    cache = ThresholdCache(v, display=False)
+    t = float(value) if method == "value" else cache.threshold(method)
+    binary = binarise(cache.values, t, plan.invert)
+    frame = _first_frame(item)
+    info: dict[str, Any] = {
+        "threshold": t, "threshold_method": method, "invert": plan.invert, "channel": channel,
+        "foreground": "value <= threshold" if plan.invert else "value > threshold",
+        "foreground_fraction": float(binary.mean()) if binary.size else 0.0,
+        "scores": None, "reference": item.reference_path,
+    }
+    if item.reference is not None:
+        ref = item.reference
+        if ref.shape != binary.shape:
+            if item.image is not None and ref.shape == (item.image.height, item.image.width):
+                ref = sample_on_frame(ref, (frame.x, frame.y, frame.width, frame.height), binary.shape)
+            else:
+                ref = resize_nearest(ref, binary.shape)
+        scores = mask_scores(binary, ref).to_dict()
+        info["scores"] = {k: v for k, v in scores.items() if k != "eps"}
+    return [ExportItem("binary", name, binary, frame, method, channel, item.path, info=info)]
+
+
+def mask_item(item: Prepared, plan: Plan) -> list:
+    """The image's mask as an export item (none without ``--mask``)."""
+    from maskviewer.io.export import ExportItem
+
+    if item.mask is None or item.image is None:
+        return []
+    frame = Frame(0.0, 0.0, float(item.image.width), float(item.image.height))
+    feed = plan.mask_feed.label if plan.mask_feed is not None else "none"
+    return [ExportItem("mask", "mask", item.mask, frame, feed, image=item.path,
+                       info={"file": item.mask_path, "fed_as": feed})]

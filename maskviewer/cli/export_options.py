@@ -1,0 +1,235 @@
+"""The ``maskviewer export`` options: the command line, and reading the values that need it
+(reductions, shards, thresholds, the image list).
+
+Each value parser raises :class:`~maskviewer.cli.args.UsageError` with a message that says how to
+write the option; nothing here imports Qt or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskviewer.cli.args import UsageError, add_trust_options
+from maskviewer.core.heatmap import COLORMAPS, NORMALISATIONS
+from maskviewer.core.mapping import RESIZE_MODES, SCALE_MODES
+
+#: the reductions ``--reduce`` takes, as its help lists them
+REDUCE_HELP = "mean | max | topk:K | channel:N | grid | attention"
+#: ``--combine`` choice -> the name :func:`maskviewer.core.patches.combine` knows
+COMBINE_ALIASES = {"mean": "mean", "max": "max", "vote": "vote", "geomean": "geometric", "geometric": "geometric"}
+DEFAULT_BATCH = 32
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``maskviewer export`` command line."""
+    p = argparse.ArgumentParser(
+        prog="maskviewer export",
+        description=(
+            "Export heatmaps, overlays, raw maps (NPY), CAMs, masks, patch maps and binary "
+            "outputs for images or folders of images, with DIR/manifest.json listing every file. "
+            "Needs no display."
+        ),
+        epilog=(
+            "Exit status: 0 all exported, 1 some images failed (listed on stderr and in the "
+            "manifest), 2 nothing done (bad arguments, unwritable folder, unknown layer, model "
+            "refused)."
+        ),
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images (PNG, JPEG, BMP, TIFF, NPY)")
+    p.add_argument("--model", "-m", required=True, help=".keras, .h5 or a SavedModel folder")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("--recursive", "-r", action="store_true", help="look for images in sub-folders too")
+    _add_layer_options(p.add_argument_group("layers and CAMs"))
+    _add_input_options(p.add_argument_group("input mapping and masks"))
+    _add_patch_options(p.add_argument_group("patches"))
+    _add_threshold_options(p.add_argument_group("binarising"))
+    _add_file_options(p.add_argument_group("looks and files"))
+    _add_running_options(p.add_argument_group("running"))
+    return p
+
+
+def _add_layer_options(g: Any) -> None:
+    g.add_argument("--layer", action="append", default=[], metavar="NAME",
+                   help="layer path to export (repeatable); default every spatial layer")
+    g.add_argument("--reduce", default=None, metavar="R", help=f"how a layer becomes a map: {REDUCE_HELP} (default mean)")
+    g.add_argument("--cam", choices=("gradcam", "gradcam++"), help="class activation maps on --layer (default: the last spatial layer)")
+    g.add_argument("--output", metavar="NAME", help="the model output a CAM explains, patches combine or --threshold binarises")
+    g.add_argument("--class", dest="class_index", type=int, metavar="N",
+                   help="class a CAM explains / a patch map shows (default: the top class); channel of a multi-channel output to binarise")
+    g.add_argument("--no-predictions", action="store_true", help="do not write the model's outputs")
+    g.add_argument("--labels", metavar="FILE", help="class names (one per line, or JSON)")
+
+
+def _add_input_options(g: Any) -> None:
+    g.add_argument("--resize", choices=RESIZE_MODES, help="resize mode for image inputs (default: stretch; .npy of the input's shape: none)")
+    g.add_argument("--scale", choices=SCALE_MODES, help="input scaling (default: 0..1, or 0..255 for models that rescale themselves)")
+    g.add_argument("--mask", metavar="FILE|DIR", help="a mask for every image, or a folder with one mask per image (same file stem)")
+    g.add_argument("--mask-mode", default=None, metavar="MODE",
+                   help="how the mask feeds the model: channel | multiply | input:NAME | none (default: proposed from the model's inputs)")
+
+
+def _add_patch_options(g: Any) -> None:
+    g.add_argument("--patch-size", metavar="H[xW]", help="run every patch of this size through the model")
+    g.add_argument("--patch-stride", metavar="S[xS]", help="step between patches (default: the size)")
+    g.add_argument("--patch-rate", default="1", metavar="R[xR]", help="dilation (default 1)")
+    g.add_argument("--patch-padding", choices=("valid", "same"), default="valid")
+    g.add_argument("--combine", choices=sorted(COMBINE_ALIASES), default="mean", help="how patch probabilities combine (default mean)")
+
+
+def _add_threshold_options(g: Any) -> None:
+    g.add_argument("--threshold", metavar="VALUE|METHOD", help="binarise --output at a value or by otsu, li, yen, triangle, mean, isodata")
+    g.add_argument("--invert", action="store_true", help="foreground is value <= threshold")
+    g.add_argument("--reference", metavar="FILE|DIR", help="reference mask(s) to score the binary output against")
+
+
+def _add_file_options(g: Any) -> None:
+    g.add_argument("--colormap", choices=COLORMAPS, default="viridis")
+    g.add_argument("--normalise", "--normalize", dest="normalisation", choices=NORMALISATIONS, default="per_map")
+    g.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlay, 0..1 (default 0.5)")
+    g.add_argument("--legend", action="store_true", help="write a colour-bar legend beside each heatmap")
+    g.add_argument("--no-overlay", action="store_true", help="no heatmap-over-image PNGs")
+    g.add_argument("--format", default="png,npy", help="png, npy or png,npy (default)")
+    g.add_argument("--npy-layout", choices=("stacked", "files"), default="stacked",
+                   help="stacked (default): one .npy per map under DIR/arrays, a row per image "
+                        "(the manifest gives each image's row); files: one .npy per image and map")
+
+
+def _add_running_options(g: Any) -> None:
+    g.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"images per model call (default {DEFAULT_BATCH})")
+    g.add_argument("--shard", metavar="I/N", help="export only shard I of N (1 <= I <= N) of the sorted image list")
+    add_trust_options(g, trust_first=True,
+                      trust_help="load models that contain Python code (runs that code)",
+                      custom_help="Python file defining custom layers (needs --trust)")
+    g.add_argument("--overwrite", action="store_true", help="replace the files of an earlier export in DIR")
+    g.add_argument("--durable", action="store_true", help="fsync every file (slow for many small files)")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the values
+
+
+@dataclass(frozen=True)
+class ReduceSpec:
+    """How a layer's channels become one map (``--reduce``): a method and its number."""
+
+    method: str
+    k: int = 5
+    channel: int = 0
+
+    @property
+    def label(self) -> str:
+        """The reduction as the manifest and file names show it (``top5``, ``channel3``, ``mean``)."""
+        if self.method == "topk":
+            return f"top{self.k}"
+        if self.method == "channel":
+            return f"channel{self.channel}"
+        return self.method
+
+
+def parse_reduce(text: str | None) -> ReduceSpec:
+    """``mean``, ``max``, ``topk:K``, ``channel:N``, ``grid`` or ``attention``."""
+    text = (text or "mean").strip().lower()
+    name, _, arg = text.partition(":")
+    if name in ("mean", "max", "grid", "attention") and not arg:
+        return ReduceSpec(name)
+    if name in ("topk", "channel"):
+        try:
+            value = int(arg)
+        except ValueError:
+            raise UsageError(f"--reduce {text}: write {name}:N with a whole number N (e.g. {name}:3).") from None
+        if value < (1 if name == "topk" else 0):
+            raise UsageError(f"--reduce {text}: N must be {'at least 1' if name == 'topk' else '0 or more'}.")
+        return ReduceSpec("topk", k=value) if name == "topk" else ReduceSpec("channel", channel=value)
+    raise UsageError(f"--reduce {text}: unknown reduction; use {REDUCE_HELP}.")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` -> ``(I, N)`` with ``1 <= I <= N``."""
+    if not text:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text}: write I/N, e.g. --shard 2/4 for the second of four shards.") from None
+    if n < 1 or not 1 <= i <= n:
+        raise UsageError(f"--shard {text}: I must be between 1 and N (shards are numbered 1 to {max(n, 1)}).")
+    return i, n
+
+
+def shard_slice(items: list, shard: tuple[int, int] | None) -> list:
+    """Shard ``I`` of ``N``: items ``I-1, I-1+N, I-1+2N, ...`` of the sorted list.
+
+    Every item falls in exactly one shard, and shards differ in size by at most one.
+    """
+    if shard is None:
+        return list(items)
+    i, n = shard
+    return list(items[i - 1 :: n])
+
+
+def parse_threshold(text: str | None) -> tuple[str, float | None] | None:
+    """``("value", t)`` or ``(method, None)``."""
+    from maskviewer.core.threshold import METHODS
+
+    if text is None:
+        return None
+    t = text.strip().lower()
+    if t in METHODS:
+        return t, None
+    try:
+        value = float(t)
+    except ValueError:
+        raise UsageError(f"--threshold {text}: give a number or one of {', '.join(METHODS)}.") from None
+    if not np.isfinite(value):
+        raise UsageError(f"--threshold {text}: the threshold must be a finite number.")
+    return "value", value
+
+
+def find_images(args_images: list[str], recursive: bool) -> list[str]:
+    """Files named, and image files inside folders named; sorted, without duplicates.
+
+    Files that do not exist are kept (they are reported as failures when their turn comes,
+    and the batch goes on).
+    """
+    from maskviewer.io.images import is_image_path
+
+    found: set[str] = set()
+    for arg in args_images:
+        p = Path(arg)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            for f in p.glob(pattern):
+                if f.is_file() and is_image_path(f) and not f.name.startswith("."):
+                    found.add(str(f))
+        else:
+            found.add(str(p))
+    return sorted(found)
+
+
+def image_stems(paths: list[str]) -> dict[str, str]:
+    """A folder name per image: its file stem, made unique with a hash of the path where needed.
+
+    Computed over the whole sorted list (before sharding), so every shard names an image alike.
+    """
+    from maskviewer.io.export import safe_name
+
+    stems = {p: safe_name(Path(p).stem) for p in paths}
+    counts: dict[str, int] = {}
+    for s in stems.values():
+        counts[s] = counts.get(s, 0) + 1
+    for p, s in stems.items():
+        if counts[s] > 1:
+            digest = hashlib.sha1(str(Path(p).resolve()).encode()).hexdigest()[:8]
+            stems[p] = f"{s}-{digest}"
+    return stems

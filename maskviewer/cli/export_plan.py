@@ -1,0 +1,256 @@
+"""The export plan: what to compute for every image, decided once the model is known.
+
+:func:`make_plan` checks the options against the loaded model (its layers, inputs and
+outputs) so that a mistake is reported before the first image is read. Each ``_plan_*``
+helper decides one part; they run in the order the errors should be reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from maskviewer.cli.args import UsageError
+from maskviewer.cli.export_options import COMBINE_ALIASES, ReduceSpec, parse_reduce, parse_threshold
+from maskviewer.core.errors import MaskviewerError
+
+
+@dataclass
+class Plan:
+    """What the export computes for each image, and the notes to show before it starts."""
+
+    layers: list[str]
+    attention: set[str]
+    reduce: ReduceSpec
+    activations: bool
+    cam: str | None
+    cam_layers: list[str]
+    output: str | None
+    class_index: int | None
+    predictions: bool
+    mask_feed: Any  # MaskFeed
+    patch_spec: Any  # PatchSpec or None
+    combine: str
+    threshold: tuple[str, float | None] | None
+    binarise_output: str | None
+    invert: bool
+    labels: list[str] | None
+    resize: str | None
+    scale: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def settings(self) -> dict:
+        """The plan as the manifest records it (JSON-ready)."""
+        return {
+            "layers": self.layers if self.activations else [],
+            "reduce": self.reduce.label if self.activations else None,
+            "cam": self.cam,
+            "cam_layers": self.cam_layers if self.cam else [],
+            "output": self.output,
+            "class": self.class_index,
+            "predictions": self.predictions,
+            "mask_mode": self.mask_feed.label if self.mask_feed is not None else None,
+            "patches": None if self.patch_spec is None else {
+                "size": list(self.patch_spec.size), "stride": list(self.patch_spec.stride),
+                "rate": list(self.patch_spec.rate), "padding": self.patch_spec.padding,
+                "combine": self.combine,
+            },
+            "threshold": None if self.threshold is None else {
+                "method": self.threshold[0], "value": self.threshold[1],
+                "output": self.binarise_output, "invert": self.invert,
+            },
+            "resize": self.resize,
+            "scale": self.scale,
+        }
+
+
+class _Layers(NamedTuple):
+    """The model's layers as the options see them."""
+
+    by_path: dict[str, Any]  # path -> LayerEntry
+    spatial: list[str]  # layers with an (H, W, C) output, the input layers included
+    chosen: list[str]  # the layers to export (--layer, or every drawable spatial layer)
+
+
+def make_plan(args: argparse.Namespace, host: Any) -> Plan:
+    """Check the arguments against the loaded model and decide what to compute.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``maskviewer export`` options.
+    host : maskviewer.inference.runner.ModelHost
+        The loaded model.
+
+    Raises
+    ------
+    UsageError
+        Unknown layer or output, a reduction a layer cannot take, options that do not fit.
+    """
+    info = host.info
+    reduce = parse_reduce(args.reduce)
+    notes: list[str] = []
+    layers = _plan_layers(args, host)
+    activations = (args.cam is None or args.reduce is not None) and bool(layers.chosen)
+    if not info.probe_supported and (args.cam or args.reduce):
+        raise UsageError(info.note or "This model's layers cannot be probed.")
+    if not info.probe_supported:
+        notes.append("The model's layers cannot be probed: only its outputs are exported.")
+    if activations:
+        _check_reduction(reduce, layers)
+    out_names = [t.name for t in info.outputs]
+    if args.output is not None and args.output not in out_names:
+        raise UsageError(f"--output {args.output}: the model has no such output; its outputs are {', '.join(out_names)}.")
+    cam_layers = _plan_cam(args, info, layers) if args.cam else []
+    feed = _plan_mask_feed(args, info, notes)
+    patch_spec = _plan_patches(args)
+    threshold, binarise_output = _plan_threshold(args, info)
+    return Plan(
+        layers=layers.chosen, attention={p for p in layers.chosen if layers.by_path[p].attention},
+        reduce=reduce, activations=activations,
+        cam=args.cam, cam_layers=cam_layers, output=args.output, class_index=args.class_index,
+        predictions=not args.no_predictions, mask_feed=feed, patch_spec=patch_spec,
+        combine=COMBINE_ALIASES[args.combine], threshold=threshold, binarise_output=binarise_output,
+        invert=args.invert, labels=_read_labels(args), resize=args.resize, scale=args.scale, notes=notes,
+    )
+
+
+def _plan_layers(args: argparse.Namespace, host: Any) -> _Layers:
+    """The model's layers, and the ones to export; refuses unknown ``--layer`` names."""
+    info = host.info
+    entries = []
+    if info.probe_supported:
+        from maskviewer.inference.probe import describe_layers
+
+        entries = describe_layers(host)
+    spatial = [e.path for e in entries if e.spatial]
+    by_path = {e.path: e for e in entries}
+    if not args.layer:
+        drawable = [e.path for e in entries if e.spatial and e.class_name != "InputLayer"]
+        return _Layers(by_path, spatial, drawable)
+    unknown = [name for name in args.layer if name not in by_path]
+    if unknown:
+        if not info.probe_supported:
+            raise UsageError(f"{info.note or 'This model cannot be probed.'} (asked for --layer {', '.join(unknown)})")
+        raise UsageError(
+            f"Unknown layer{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. "
+            f"Layers with a spatial map in this model: {', '.join(spatial) or '(none)'}."
+        )
+    return _Layers(by_path, spatial, list(dict.fromkeys(args.layer)))
+
+
+def _check_reduction(reduce: ReduceSpec, layers: _Layers) -> None:
+    """Refuse a channel the layers lack, or an attention map of a many-channel layer."""
+    for path in layers.chosen:
+        e = layers.by_path[path]
+        c = e.shape[-1] if e.spatial and e.shape else None
+        if reduce.method in ("channel", "grid") and c is not None and not 0 <= reduce.channel < c:
+            raise UsageError(f"--reduce {reduce.label}: layer {path} has {c} channels (0 to {c - 1}).")
+        if reduce.method == "attention" and e.spatial and c not in (None, 1):
+            raise UsageError(
+                f"--reduce attention: layer {path} has {c} channels; an attention map needs a "
+                "single-channel layer. Choose the layers with --layer or another reduction."
+            )
+
+
+def _plan_cam(args: argparse.Namespace, info: Any, layers: _Layers) -> list[str]:
+    """The layers ``--cam`` draws on (``--layer``, or the last spatial layer); checks ``--class``."""
+    from maskviewer.core.heatmap import default_cam_layer
+
+    if args.layer:
+        flat = [p for p in args.layer if not layers.by_path[p].spatial]
+        if flat:
+            raise UsageError(f"--cam needs spatial layers; {', '.join(flat)} {'has' if len(flat) == 1 else 'have'} no (H, W, C) output. Spatial layers: {', '.join(layers.spatial)}.")
+        cam_layers = list(dict.fromkeys(args.layer))
+    else:
+        default = default_cam_layer(info)
+        if default is None:
+            raise UsageError("--cam: the model has no spatial layer to draw a CAM on.")
+        cam_layers = [default.path]
+    if args.class_index is not None:
+        wanted = args.output or info.outputs[0].name
+        spec = next((t for t in info.outputs if t.name == wanted), None)
+        n = spec.shape[-1] if spec is not None and spec.shape else None
+        if isinstance(n, int) and not 0 <= args.class_index < n:
+            raise UsageError(f"--class {args.class_index}: the output {spec.name} has {n} classes (0 to {n - 1}).")
+    return cam_layers
+
+
+def _plan_mask_feed(args: argparse.Namespace, info: Any, notes: list[str]) -> Any:
+    """How ``--mask`` feeds the model: ``--mask-mode``, or proposed as the window does."""
+    from maskviewer.core.mask_feed import MaskFeed, feed_options, propose_mask_mode
+
+    if args.mask is None and args.mask_mode is None:
+        return None
+    if args.mask is None:
+        raise UsageError("--mask-mode needs --mask FILE (or a folder of masks).")
+    mode_text = args.mask_mode
+    options = feed_options(info)
+    if mode_text is None:
+        proposal = propose_mask_mode(info)
+        if proposal.mode == "none":
+            notes.append("The mask is exported but not fed to the model (give --mask-mode to feed it).")
+        return MaskFeed(proposal.mode, proposal.input_name, "mask")
+    mode, _, name = mode_text.partition(":")
+    if mode not in ("none", "channel", "multiply", "input"):
+        raise UsageError(f"--mask-mode {mode_text}: use channel, multiply, input:NAME or none.")
+    if mode == "none":
+        return MaskFeed()
+    fitting = [o for o in options if o.mode == mode and (not name or o.input_name == name)]
+    if not fitting:
+        ok = ", ".join(o.label for o in options)
+        raise UsageError(f"--mask-mode {mode_text} does not fit this model's inputs; possible: {ok}.")
+    return MaskFeed(mode, fitting[0].input_name, "mask")
+
+
+def _plan_patches(args: argparse.Namespace) -> Any:
+    """The ``PatchSpec`` of ``--patch-size/-stride/-rate/-padding``, or None."""
+    from maskviewer.core.patches import PADDINGS, PatchSpec, parse_pair
+
+    if args.patch_size is None:
+        if args.patch_stride is not None or args.patch_rate != "1":
+            raise UsageError("--patch-stride and --patch-rate need --patch-size.")
+        return None
+    try:
+        size = parse_pair(args.patch_size, "--patch-size")
+        stride = parse_pair(args.patch_stride, "--patch-stride") if args.patch_stride else size
+        rate = parse_pair(args.patch_rate, "--patch-rate")
+    except MaskviewerError as exc:
+        raise UsageError(str(exc)) from exc
+    padding = args.patch_padding.upper()
+    assert padding in PADDINGS
+    return PatchSpec(size, stride, rate, padding)
+
+
+def _plan_threshold(args: argparse.Namespace, info: Any) -> tuple[tuple[str, float | None] | None, str | None]:
+    """``(threshold, output to binarise)``; the output must be image-shaped."""
+    from maskviewer.core.predictions import output_kind
+
+    threshold = parse_threshold(args.threshold)
+    if threshold is None:
+        if args.reference is not None or args.invert:
+            raise UsageError("--reference and --invert need --threshold.")
+        return None, None
+    image_outputs = [t.name for t in info.outputs if output_kind(tuple(t.shape[1:])) == "image"]
+    binarise_output = args.output or (image_outputs[0] if image_outputs else None)
+    if binarise_output is None or binarise_output not in image_outputs:
+        shapes = ", ".join(f"{t.name} {t.shape_text()}" for t in info.outputs)
+        raise UsageError(
+            f"--threshold binarises an image-shaped output (H, W) or (H, W, C<=4); "
+            f"{'--output ' + binarise_output + ' is not one' if binarise_output else 'this model has none'} "
+            f"(outputs: {shapes})."
+        )
+    return threshold, binarise_output
+
+
+def _read_labels(args: argparse.Namespace) -> list[str] | None:
+    """The class names of ``--labels``, or None."""
+    from maskviewer.core.predictions import read_labels
+
+    if not args.labels:
+        return None
+    try:
+        return read_labels(args.labels)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--labels {args.labels}: {exc}") from exc

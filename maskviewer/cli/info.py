@@ -1,0 +1,61 @@
+"""``maskviewer info MODEL [--json]``: describe a model's inputs, outputs and layers, headless."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from typing import Any
+
+from maskviewer.cli.args import UsageError, add_trust_options, check_trust, load_model, say
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``maskviewer info`` command line."""
+    p = argparse.ArgumentParser(prog="maskviewer info", description="Describe a model.")
+    p.add_argument("model", help=".keras, .h5, or a SavedModel folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_trust_options(p, custom_help=None, trust_help="allow models that contain Python code")
+    return p
+
+
+def info_main(argv: list[str]) -> int:
+    """The ``maskviewer info`` command; returns the exit status (0 shown, 1 unreadable, 2 refused)."""
+    args = build_parser().parse_args(argv)
+    from maskviewer.core.errors import MaskviewerError, UnsafeModelError
+
+    try:
+        check_trust(args)
+        info = load_model(args).info
+    except UsageError as exc:
+        say(f"maskviewer: {exc}")
+        return 2
+    except UnsafeModelError as exc:
+        say(f"maskviewer: {exc}\nAdd --trust to load it anyway.")
+        return 2
+    except MaskviewerError as exc:
+        say(f"maskviewer: {exc}")
+        return 1
+    if args.json:
+        print(json.dumps(asdict(info), indent=2, default=str))
+    else:
+        print_info(info)
+    return 0
+
+
+def print_info(info: Any) -> None:
+    """Print a ``ModelInfo`` as text: name, inputs, outputs and the layer tree."""
+    print(f"{info.name}  ({info.kind}, {info.total_params:,} parameters)")
+    if info.note:
+        print(f"  note: {info.note}")
+    for group, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
+        print(f"{group}:")
+        for t in tensors:
+            print(f"  {t.name:30s} {t.shape_text():20s} {t.dtype}")
+    print("layers:")
+    for layer in info.iter_layers():
+        depth = layer.path.count("/")
+        print(
+            f"  {'  ' * depth}{layer.name:{max(1, 30 - 2 * depth)}s} {layer.class_name:24s} "
+            f"{layer.shape_text():22s} {layer.params:>10,}"
+        )
