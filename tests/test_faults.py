@@ -198,7 +198,7 @@ def test_exception_in_a_worker_job(qtbot, window, tmp_path, tripwire_model, kera
     def broken_job(ctx):
         raise fault
 
-    c._submit("fault", broken_job)
+    c.submit("fault", broken_job)
     qtbot.waitUntil(lambda: bool(failures), timeout=30_000)
     kind, message = failures[0]
     assert kind == "fault" and shown in message and "broken_job" in message

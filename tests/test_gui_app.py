@@ -51,7 +51,7 @@ def test_mapping_edit_reruns_and_is_remembered(qtbot, window, tmp_path, model_fi
         window.state.prediction.outputs["probs"], _reference(keras_mod, model_files["rgb"], x), rtol=1e-5
     )
     # reopening the model restores the edited mapping
-    saved = window.controller._saved_mappings(str(model_files["rgb"]))
+    saved = window.controller.prefs.saved_mappings(str(model_files["rgb"]))
     assert saved["image"].scale == "-1..1"
 
 

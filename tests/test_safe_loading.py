@@ -187,7 +187,7 @@ def test_window_refusal_explains_and_runs_nothing(qtbot, window, code_models):
     assert "sneaky (Lambda)" in text and "runs the code" in text and "SHA-256" in text
     assert window.last_error[0] == "Model not loaded" and "sneaky (Lambda)" in window.last_error[1]
     assert window.state.model_info is None and not marker.exists()
-    assert window.controller._trusted() == []
+    assert window.controller.prefs.trusted() == []
     assert window.controller.worker.running
 
 
@@ -212,7 +212,7 @@ def test_window_consent_is_remembered_by_sha256(qtbot, window, code_models, kera
     assert len(answer.asked) == 1 and marker.exists()
     assert window.state.model_info.name == "code.keras"
     first_sha = file_sha256(path)
-    assert window.controller._trusted() == [first_sha]
+    assert window.controller.prefs.trusted() == [first_sha]
     # the refusal came from our config check; the consented load ran on the inference thread
     assert calls == [("maskviewer-inference", False)]
 
@@ -230,7 +230,7 @@ def test_window_consent_is_remembered_by_sha256(qtbot, window, code_models, kera
     qtbot.waitUntil(lambda: len(answer.asked) == 2 and window.last_error is not None, timeout=30_000)
     assert not marker.exists() and len(loads) == 2
     assert window.state.model_info.name == "code.keras"  # the previously loaded model stays
-    assert window.controller._trusted() == [first_sha]
+    assert window.controller.prefs.trusted() == [first_sha]
 
 
 def test_file_swapped_during_the_question_is_asked_about_again(qtbot, window, code_models, keras_mod):
@@ -254,7 +254,7 @@ def test_file_swapped_during_the_question_is_asked_about_again(qtbot, window, co
     qtbot.waitUntil(lambda: len(loads) == 1, timeout=30_000)
     assert len(answer.asked) == 2, "the swapped file was loaded without asking"
     assert other_marker.exists() and not marker.exists()
-    assert set(window.controller._trusted()) == {sha_before, file_sha256(path)}
+    assert set(window.controller.prefs.trusted()) == {sha_before, file_sha256(path)}
 
 
 # -- command line ------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """The controller: wires the session state, the inference worker, settings and the window.
 
 It owns no widgets. The window (or a test) connects to its signals and provides ``confirm``
-for questions that need the user's consent.
+for questions that need the user's consent. Settings live in :mod:`maskviewer.gui.settings`,
+model loading and consent in :mod:`maskviewer.gui.model_loading`, and the model inputs are
+built by :mod:`maskviewer.gui.inputs`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,20 +15,19 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 
-from maskviewer.core.errors import MaskviewerError, UnsafeModelError
+from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.image import ImageData
-from maskviewer.core.mapping import InputMapping, is_image_input, prepare_input, propose_mapping
-from maskviewer.core.model_info import ModelInfo
+from maskviewer.core.mapping import InputMapping
 from maskviewer.core.predictions import read_labels
 from maskviewer.core.state import AppState, Prediction
+from maskviewer.gui.inputs import input_builder, propose_missing
+from maskviewer.gui.model_loading import ModelLoader
+from maskviewer.gui.settings import AppSettings, model_key
 from maskviewer.gui.worker import InferenceWorker, JobContext
 from maskviewer.io.images import load_image
 
-MAX_RECENT = 10
-
-
-def _key(path: str | Path) -> str:
-    return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:16]
+#: the per-model settings key (the masks tool imports it from here)
+_key = model_key
 
 
 class Controller(QObject):
@@ -43,6 +42,10 @@ class Controller(QObject):
     recent_changed = Signal(list)
     model_loading = Signal(str)
 
+    #: Set by the masks tool: ``names -> {name: (H, W) float32 mask}``, copies taken on the
+    #: GUI thread, for mapping sources that feed a mask (see ``maskviewer.core.mask_feed``).
+    mask_provider: Callable[[set[str]], dict] | None = None
+
     def __init__(
         self,
         settings: QSettings,
@@ -51,13 +54,13 @@ class Controller(QObject):
     ) -> None:
         super().__init__(parent)
         self.state = AppState()
+        #: the raw QSettings (tools keep their own keys in it); :attr:`prefs` reads the app's
         self.settings = settings
+        self.prefs = AppSettings(settings)
         self.worker = worker or InferenceWorker(self)
+        #: asks the user a yes/no question needing consent; the window sets it (default: no)
         self.confirm: Callable[[str, str], bool] = lambda title, text: False
-        self.model_path: str | None = None
-        self.model_sha256: str | None = None
-        self._custom_files: list[str] = []
-        self._loading_model = False
+        self.loader = ModelLoader(self)
         self._latest: dict[str, int] = {}
         self._extra_images: dict[str, ImageData] = {}
         self.last_prediction_error = ""
@@ -65,6 +68,10 @@ class Controller(QObject):
         self._predict_timer.setSingleShot(True)
         self._predict_timer.setInterval(30)  # coalesce bursts of edits into one request
         self._predict_timer.timeout.connect(self.run_prediction)
+        self._connect_worker()
+        self.state.mapping_changed.connect(lambda _m: self.schedule_prediction())
+
+    def _connect_worker(self) -> None:
         w = self.worker
         w.backend_loading.connect(lambda: self.backend_status.emit("Loading TensorFlow…"))
         w.backend_ready.connect(self._backend_ready)
@@ -75,7 +82,34 @@ class Controller(QObject):
         w.idle.connect(self._job_done)
         w.job_progress.connect(self._job_progress)
         w.job_started.connect(self._job_started)
-        self.state.mapping_changed.connect(lambda _m: self.schedule_prediction())
+
+    # -- the loaded model (kept by the loader) ------------------------------------------------
+
+    @property
+    def model_path(self) -> str | None:
+        return self.loader.path
+
+    @property
+    def model_sha256(self) -> str | None:
+        return self.loader.sha256
+
+    @property
+    def custom_files(self) -> list[str]:
+        """The custom-object files of the model loaded (or loading)."""
+        return self.loader.custom_files
+
+    @property
+    def loading_model(self) -> bool:
+        """A model is loading: results computed for the current one would be stale."""
+        return self.loader.loading
+
+    #: the name the layers tool reads (``getattr(controller, "_loading_model", False)``)
+    _loading_model = loading_model
+
+    @property
+    def extra_images(self) -> dict[str, ImageData]:
+        """Images opened to feed model inputs (``file:`` sources), by path."""
+        return self._extra_images
 
     # -- backend --------------------------------------------------------------------------------
 
@@ -105,8 +139,7 @@ class Controller(QObject):
             self.error.emit("Cannot open image", str(exc))
             return False
         self.state.set_image(image)
-        self._remember_recent(str(path))
-        self._remember_dir(path)
+        self.remember_file(path)
         self._propose_missing_mappings()
         self.status.emit(f"Opened {Path(path).name}: {image.describe()}")
         self.schedule_prediction()
@@ -138,112 +171,23 @@ class Controller(QObject):
         Custom-object files are Python code: they run only after :attr:`confirm` says yes (or
         ``trust``, the command line's ``--trust``). Returns False if nothing was started.
         """
-        path = str(path)
-        files = list(custom_object_files or [])
-        for f in files:
-            if not trust and not self._consent_to_code(
-                f,
-                "Run custom objects code?",
-                f"Loading custom layers runs the Python file\n\n{f}\n\nwith your permissions. "
-                "Run it only if you trust it.",
-            ):
-                self.status.emit("Custom objects not loaded.")
-                return False
-        self._custom_files = files
-        trusted = set(self._trusted())
-        self._loading_model = True
-        self._predict_timer.stop()
-        self.model_loading.emit(path)
-        self.status.emit(f"Loading {Path(path).name}…")
-
-        def job(ctx: JobContext) -> tuple[ModelInfo, str]:
-            from maskviewer.inference.loading import file_sha256, load_custom_objects
-
-            sha = file_sha256(path)
-            custom = load_custom_objects(files) if files else None
-            ctx.check()
-            safe = not (trust or sha in trusted)
-            try:
-                info = ctx.host.load(path, safe_mode=safe, custom_objects=custom)
-            except UnsafeModelError as exc:
-                exc.sha256 = sha  # type: ignore[attr-defined]
-                exc.path = path  # type: ignore[attr-defined]
-                raise
-            return info, sha
-
-        self.submit("load", job, exclusive=True)
-        return True
-
-    def _consent_to_code(self, path: str, title: str, text: str) -> bool:
-        from maskviewer.inference.loading import file_sha256
-
-        try:
-            sha = file_sha256(path)
-        except OSError as exc:
-            self.error.emit(title, f"{path}: {exc}")
-            return False
-        if sha in self._trusted():
-            return True
-        if self.confirm(title, text):
-            self._trust(sha)
-            return True
-        return False
-
-    def _trusted(self) -> list[str]:
-        value = self.settings.value("trusted_sha256", [])
-        return [value] if isinstance(value, str) else list(value or [])
-
-    def _trust(self, sha: str) -> None:
-        trusted = self._trusted()
-        if sha not in trusted:
-            self.settings.setValue("trusted_sha256", trusted + [sha])
-
-    def _model_loaded(self, info: ModelInfo, sha: str) -> None:
-        self._loading_model = False
-        self.model_path = info.path
-        self.model_sha256 = sha
-        mappings = self._saved_mappings(info.path)
-        for spec in info.inputs:
-            if spec.name not in mappings and is_image_input(spec.shape):
-                mappings[spec.name] = propose_mapping(spec.shape, self.state.image, info.expects_0_255)
-        self.state.set_model(info, mappings)
-        self._remember_recent(info.path)
-        self._remember_dir(info.path)
-        self.status.emit(f"Loaded {info.name} ({info.kind}, {info.total_params:,} parameters)")
-        self.schedule_prediction()
+        return self.loader.open(path, custom_object_files, trust)
 
     def _propose_missing_mappings(self) -> None:
         info = self.state.model_info
         if info is None:
             return
-        for spec in info.inputs:
-            if not is_image_input(spec.shape):
-                continue
-            current = self.state.mappings.get(spec.name)
-            proposed = propose_mapping(spec.shape, self.state.image, info.expects_0_255)
-            # an .npy of the exact input shape is fed as is; otherwise keep the user's choice
-            if current is None or (proposed.scale == "raw") != (current.scale == "raw"):
-                if current is None or current.source == "image":
-                    self.state.mappings[spec.name] = proposed
+        propose_missing(info, self.state.image, self.state.mappings)
         self.state.mapping_changed.emit(self.state.mappings)
 
     def set_mapping(self, input_name: str, mapping: InputMapping) -> None:
+        """Change one input's mapping; it is remembered for this model."""
         self.state.set_mapping(input_name, mapping)
         if self.model_path:
-            data = {k: m.to_dict() for k, m in self.state.mappings.items()}
-            self.settings.setValue(f"mappings/{_key(self.model_path)}", json.dumps(data))
-
-    def _saved_mappings(self, model_path: str) -> dict[str, InputMapping]:
-        raw = self.settings.value(f"mappings/{_key(model_path)}")
-        if not raw:
-            return {}
-        try:
-            data = json.loads(raw)
-            return {k: InputMapping.from_dict(v) for k, v in data.items()}
-        except (ValueError, TypeError, AttributeError):
-            return {}
+            self.prefs.save_mappings(self.model_path, self.state.mappings)
 
     def load_labels(self, path: str | Path) -> bool:
+        """Read class labels (text or JSON) for the predictions; errors are reported."""
         try:
             labels = read_labels(str(path))
         except (OSError, ValueError) as exc:
@@ -260,9 +204,8 @@ class Controller(QObject):
         if self.state.model_info is not None and self.state.image is not None:
             self._predict_timer.start()
 
-    #: Set by the masks tool: ``names -> {name: (H, W) float32 mask}``, copies taken on the
-    #: GUI thread, for mapping sources that feed a mask (see ``maskviewer.core.mask_feed``).
-    mask_provider: Callable[[set[str]], dict] | None = None
+    def stop_scheduled_prediction(self) -> None:
+        self._predict_timer.stop()
 
     def build_inputs(self, masks: dict | None = None) -> Callable[[], tuple[dict, dict]]:
         """A closure computing the model inputs from a snapshot of the current state.
@@ -270,44 +213,21 @@ class Controller(QObject):
         It runs on the worker thread (resizing a large image is not GUI work). ``masks``
         (name -> array) replaces the painted masks, e.g. for the mask ablation.
         """
-        from maskviewer.core.mask_feed import is_mask_source, masks_needed, prepare_masked_input
+        from maskviewer.core.mask_feed import masks_needed
 
         info = self.state.model_info
         image = self.state.image
         mappings = {k: InputMapping.from_dict(v.to_dict()) for k, v in self.state.mappings.items()}
-        extra = dict(self._extra_images)
         if info is None or image is None:
             raise MaskviewerError("Open an image and a model first.")
         needed = masks_needed(mappings)
         if masks is None:
             masks = self.mask_provider(needed) if needed and self.mask_provider else {}
-
-        def build() -> tuple[dict, dict]:
-            arrays, frames = {}, {}
-            for spec in info.inputs:
-                m = mappings.get(spec.name) or propose_mapping(spec.shape, image, info.expects_0_255)
-                src = image
-                if m.source.startswith("file:"):
-                    src = extra.get(m.source[5:]) or load_image(m.source[5:])
-                elif is_mask_source(m.source):
-                    x, frame = prepare_masked_input(image, m, spec.shape, masks)
-                    arrays[spec.name] = x[None]
-                    frames[spec.name] = frame
-                    continue
-                elif m.source != "image":
-                    raise MaskviewerError(
-                        f"Input {spec.name!r}: the source {m.source!r} is not available."
-                    )
-                x, frame = prepare_input(src, m, spec.shape)
-                arrays[spec.name] = x[None]
-                frames[spec.name] = frame
-            return arrays, frames
-
-        return build
+        return input_builder(info, image, mappings, dict(self._extra_images), masks)
 
     def run_prediction(self) -> int | None:
         """Submit a prediction for the current state now; returns its generation."""
-        if self._loading_model or self.state.model_info is None or self.state.image is None:
+        if self.loader.loading or self.state.model_info is None or self.state.image is None:
             return None
         build = self.build_inputs()
 
@@ -333,11 +253,13 @@ class Controller(QObject):
     # -- worker plumbing ------------------------------------------------------------------------
 
     def submit(self, kind: str, fn: Callable[[JobContext], Any], exclusive: bool = False) -> int:
+        """Queue ``fn`` on the worker as the newest job of ``kind``; returns its generation."""
         gen = self.worker.submit(kind, fn, exclusive=exclusive)
         self._latest[kind] = gen
         return gen
 
     def is_latest(self, kind: str, generation: int) -> bool:
+        """Whether ``generation`` is the newest job of ``kind`` submitted (older ones are stale)."""
         return self._latest.get(kind) == generation
 
     def _job_started(self, kind: str, generation: int) -> None:
@@ -357,7 +279,7 @@ class Controller(QObject):
         if not self.is_latest(kind, generation):
             return  # a newer request of this kind is on its way
         if kind == "load":
-            self._model_loaded(*result)
+            self.loader.loaded(*result)
         elif kind == "predict":
             self.last_prediction_error = ""
             self.state.set_prediction(result)
@@ -367,12 +289,7 @@ class Controller(QObject):
         if not self.is_latest(kind, generation):
             return
         if kind == "load":
-            self._loading_model = False
-            if isinstance(exc, UnsafeModelError):
-                self._offer_unsafe_load(exc)
-                return
-            self.error.emit("Cannot open model", message)
-            self.status.emit("The model was not loaded; the previous one stays.")
+            self.loader.failed(message, exc)
         elif kind == "predict":
             self.last_prediction_error = message
             self.prediction_error.emit(message)
@@ -380,42 +297,22 @@ class Controller(QObject):
         else:  # a tool's own job: the tool shows the error in its panel
             self.status.emit(f"{kind.capitalize()} failed: {message}")
 
-    def _offer_unsafe_load(self, exc: UnsafeModelError) -> None:
-        path = getattr(exc, "path", None)
-        question = (
-            f"{exc}\n\nLoad it anyway? This runs the code in the file. Your answer is "
-            "remembered for this exact file (by its SHA-256)."
-        )
-        if path and self.confirm("Model contains code", question):
-            sha = getattr(exc, "sha256", None)
-            if sha:
-                # trust the hash, not the path: the reload checks the file's hash again, so a
-                # file changed while the question was open is asked about anew
-                self._trust(sha)
-            self.open_model(path, self._custom_files, trust=not sha)
-        else:
-            self.error.emit("Model not loaded", str(exc))
-
     def _job_cancelled(self, kind: str, generation: int) -> None:
         self._job_done()
         if kind == "load" and self.is_latest(kind, generation):
-            self._loading_model = False
+            self.loader.loading = False
 
     # -- settings -------------------------------------------------------------------------------
 
     def recent_files(self) -> list[str]:
-        value = self.settings.value("recent", [])
-        return [value] if isinstance(value, str) else [str(v) for v in (value or [])]
+        """Recently opened images and models, newest first."""
+        return self.prefs.recent_files()
 
-    def _remember_recent(self, path: str) -> None:
-        path = str(Path(path).resolve())
-        recent = [p for p in self.recent_files() if p != path]
-        recent.insert(0, path)
-        self.settings.setValue("recent", recent[:MAX_RECENT])
-        self.recent_changed.emit(recent[:MAX_RECENT])
-
-    def _remember_dir(self, path: str | Path) -> None:
-        self.settings.setValue("last_dir", str(Path(path).resolve().parent))
+    def remember_file(self, path: str | Path) -> None:
+        """Note an opened file: first in Open Recent, and its folder for the next picker."""
+        self.recent_changed.emit(self.prefs.remember_recent(path))
+        self.prefs.remember_dir(path)
 
     def last_dir(self) -> str:
-        return str(self.settings.value("last_dir", str(Path.home())))
+        """The folder file pickers start in."""
+        return self.prefs.last_dir()

@@ -43,6 +43,11 @@ class Dialogs:
         answer = QMessageBox.question(self.parent, title, text, yes | no, yes if default_yes else no)
         return answer == yes
 
+    def confirm(self, title: str, text: str) -> bool:
+        """A warning that needs consent (running code, overwriting): True for yes, default no."""
+        yes, no = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
+        return QMessageBox.warning(self.parent, title, text, yes | no, no) == yes
+
     def save_discard_cancel(self, title: str, text: str) -> str:
         """Ask what to do with unsaved work: ``"save"``, ``"discard"`` or ``"cancel"``."""
         b = QMessageBox.StandardButton
@@ -82,6 +87,9 @@ class ScriptedDialogs(Dialogs):
 
     def question(self, title: str, text: str, default_yes: bool = False) -> bool:
         return bool(self._next("question", title, False))
+
+    def confirm(self, title: str, text: str) -> bool:
+        return bool(self._next("confirm", title, False))
 
     def save_discard_cancel(self, title: str, text: str) -> str:
         return str(self._next("save_discard_cancel", title, "cancel"))

@@ -1,4 +1,9 @@
-"""The main window: layout, menus, drag and drop, status bar. No computation here."""
+"""The main window: layout, docks, drag and drop, errors. No computation here.
+
+The menus and their file actions are in :mod:`maskviewer.gui.menus`, the status bar's
+widgets in :mod:`maskviewer.gui.status_bar`; file pickers and questions go through
+``window.dialogs`` (:mod:`maskviewer.gui.dialogs`).
+"""
 
 from __future__ import annotations
 
@@ -6,35 +11,28 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QFrame,
-    QLabel,
     QMainWindow,
-    QMenu,
     QMessageBox,
-    QProgressBar,
-    QPushButton,
     QScrollArea,
     QTabBar,
     QTabWidget,
     QWidget,
 )
 
-from maskviewer import __version__
 from maskviewer.gui.controller import Controller
 from maskviewer.gui.dialogs import Dialogs
 from maskviewer.gui.image_canvas import ImageCanvas
 from maskviewer.gui.mapping_panel import MappingPanel
+from maskviewer.gui.menus import WindowMenus
 from maskviewer.gui.model_panel import ModelPanel
 from maskviewer.gui.predictions_panel import PredictionsPanel
+from maskviewer.gui.status_bar import StatusIndicators
 from maskviewer.inference.loading import MODEL_SUFFIXES, is_savedmodel_dir
 from maskviewer.io.images import IMAGE_SUFFIXES
-
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.npy);;All files (*)"
-MODEL_FILTER = "Keras models (*.keras *.h5 *.hdf5);;All files (*)"
 
 
 class MainWindow(QMainWindow):
@@ -67,16 +65,34 @@ class MainWindow(QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         self._area_docks: dict[Qt.DockWidgetArea, QDockWidget] = {}
         self._overlay_groups: dict[str, pg.ItemGroup] = {}
-        self._build_menus()
-        self.add_panel("Model", self.model_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.add_panel("Input", self.mapping_panel, Qt.DockWidgetArea.LeftDockWidgetArea, tabify=False)
-        self.add_panel("Predictions", self.predictions_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._build_status_bar()
+        self.menus = WindowMenus(self)
+        m = self.menus
+        self.file_menu, self.recent_menu, self.model_menu = m.file_menu, m.recent_menu, m.model_menu
+        self.view_menu, self.help_menu = m.view_menu, m.help_menu
+        self._add_core_panels()
+        self.indicators = StatusIndicators(self.statusBar(), controller)
+        i = self.indicators
+        self.cursor_label, self.progress_bar = i.cursor_label, i.progress_bar
+        self.cancel_button, self.backend_label = i.cancel_button, i.backend_label
+        self._connect_state()
+        self._connect_controller()
+        from maskviewer.gui.tools import install_tools
+
+        self.tools = install_tools(self)
+        self.menus.rebuild_recent()
+        self._restore_layout()
+
+    def _add_core_panels(self) -> None:
+        left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+        self.add_panel("Model", self.model_panel, left)
+        self.add_panel("Input", self.mapping_panel, left, tabify=False)
+        self.add_panel("Predictions", self.predictions_panel, right)
         self.resizeDocks(
             [self.docks["Model"], self.docks["Predictions"]], [340, 420], Qt.Orientation.Horizontal
         )
 
-        c, s = controller, self.state
+    def _connect_state(self) -> None:
+        s = self.state
         s.image_changed.connect(self.canvas.set_image)
         s.image_changed.connect(self._update_title)
         s.model_changed.connect(self.model_panel.set_model)
@@ -85,22 +101,16 @@ class MainWindow(QMainWindow):
         s.mapping_changed.connect(self.mapping_panel.update_mappings)
         s.prediction_changed.connect(self.predictions_panel.set_prediction)
         s.labels_changed.connect(self.predictions_panel.set_labels)
+
+    def _connect_controller(self) -> None:
+        c = self.controller
         self.mapping_panel.mapping_edited.connect(c.set_mapping)
-        self.mapping_panel.pick_file.connect(self._pick_input_file)
-        c.status.connect(lambda msg: self.statusBar().showMessage(msg, 8000))
+        self.mapping_panel.pick_file.connect(self.menus.pick_input_file)
+        self.indicators.connect(c, self.canvas)
         c.error.connect(self.show_error)
         c.prediction_error.connect(self.predictions_panel.show_error)
-        c.backend_status.connect(self.backend_label.setText)
-        c.busy_changed.connect(self._busy_changed)
-        c.progress.connect(self._progress)
-        c.recent_changed.connect(lambda _r: self._rebuild_recent())
+        c.recent_changed.connect(lambda _r: self.menus.rebuild_recent())
         c.confirm = self.confirm
-        self.canvas.cursor_moved.connect(self._cursor_moved)
-        from maskviewer.gui.tools import install_tools
-
-        self.tools = install_tools(self)
-        self._rebuild_recent()
-        self._restore_layout()
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -180,73 +190,6 @@ class MainWindow(QMainWindow):
             dock.show()
             dock.raise_()
 
-    def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        self._action(file_menu, "&Open Image…", self.open_image_dialog, QKeySequence.StandardKey.Open)
-        self._action(file_menu, "Open &Model…", self.open_model_dialog, "Ctrl+Shift+O")
-        self._action(file_menu, "Open &SavedModel Folder…", self.open_savedmodel_dialog)
-        self.recent_menu = QMenu("Open &Recent", self)
-        file_menu.addMenu(self.recent_menu)
-        file_menu.addSeparator()
-        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.file_menu = file_menu
-
-        model_menu = bar.addMenu("&Model")
-        self._action(model_menu, "&Run", self.controller.run_prediction, "F5")
-        self._action(model_menu, "&Cancel", self.controller.cancel, "Esc")
-        model_menu.addSeparator()
-        self._action(model_menu, "Load Custom &Objects…", self.custom_objects_dialog)
-        self._action(model_menu, "Load Class &Labels…", self.labels_dialog)
-        self.model_menu = model_menu
-
-        self.view_menu = bar.addMenu("&View")
-        self._action(self.view_menu, "&Fit Image", self.canvas.fit, "Ctrl+0")
-        self.view_menu.addSeparator()
-
-        self.help_menu = bar.addMenu("&Help")
-        self._action(self.help_menu, "&About maskviewer", self._about)
-
-    def _action(self, menu: QMenu, text: str, slot, shortcut=None) -> QAction:
-        act = QAction(text, self)
-        if shortcut is not None:
-            act.setShortcut(QKeySequence(shortcut))
-        act.triggered.connect(lambda _checked=False: slot())
-        menu.addAction(act)
-        return act
-
-    def _build_status_bar(self) -> None:
-        sb = self.statusBar()
-        self.cursor_label = QLabel("")
-        self.cursor_label.setMinimumWidth(220)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setMaximumWidth(160)
-        self.progress_bar.setTextVisible(False)
-        self.progress_bar.hide()
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Cancel the running job (Esc)")
-        self.cancel_button.clicked.connect(self.controller.cancel)
-        self.cancel_button.hide()
-        self.backend_label = QLabel("Starting…")
-        self.backend_label.setToolTip("Model backend and the device it runs on")
-        sb.addPermanentWidget(self.cursor_label)
-        sb.addPermanentWidget(self.progress_bar)
-        sb.addPermanentWidget(self.cancel_button)
-        sb.addPermanentWidget(self.backend_label)
-
-    def _cursor_moved(self, x: int, y: int, value: str) -> None:
-        self.cursor_label.setText(f"x {x}  y {y}  {value}" if value else "")
-
-    def _busy_changed(self, busy: bool, what: str) -> None:
-        self.progress_bar.setVisible(busy)
-        self.cancel_button.setVisible(busy)
-        if busy:
-            self.progress_bar.setRange(0, 0)  # indeterminate until progress arrives
-
-    def _progress(self, done: int, total: int) -> None:
-        self.progress_bar.setRange(0, max(total, 1))
-        self.progress_bar.setValue(done)
-
     def _update_title(self, *_args) -> None:
         parts = []
         if self.state.image is not None and self.state.image.path:
@@ -255,7 +198,7 @@ class MainWindow(QMainWindow):
             parts.append(self.state.model_info.name)
         self.setWindowTitle(" — ".join(parts + ["maskviewer"]))
 
-    # -- dialogs -------------------------------------------------------------------------------
+    # -- errors and questions --------------------------------------------------------------
 
     def show_error(self, title: str, message: str) -> None:
         """Report an error without blocking (the window keeps working)."""
@@ -268,68 +211,8 @@ class MainWindow(QMainWindow):
         box.open()
 
     def confirm(self, title: str, text: str) -> bool:
-        answer = QMessageBox.warning(
-            self,
-            title,
-            text,
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
-        )
-        return answer == QMessageBox.StandardButton.Yes
-
-    def open_image_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open Image", self.controller.last_dir(), IMAGE_FILTER)
-        if path:
-            self.controller.open_image(path)
-
-    def open_model_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open Model", self.controller.last_dir(), MODEL_FILTER)
-        if path:
-            self.controller.open_model(path)
-
-    def open_savedmodel_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open SavedModel Folder", self.controller.last_dir())
-        if path:
-            self.controller.open_model(path)
-
-    def custom_objects_dialog(self) -> None:
-        if not self.controller.model_path and not self.state.model_info:
-            model, _ = QFileDialog.getOpenFileName(
-                self, "Model that needs the custom objects", self.controller.last_dir(), MODEL_FILTER
-            )
-        else:
-            model = self.controller.model_path
-        if not model:
-            return
-        files, _ = QFileDialog.getOpenFileNames(
-            self, "Python files defining the custom objects", str(Path(model).parent), "Python (*.py)"
-        )
-        if files:
-            self.controller.open_model(model, files)
-
-    def labels_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Class labels", self.controller.last_dir(), "Labels (*.txt *.json);;All files (*)"
-        )
-        if path:
-            self.controller.load_labels(path)
-
-    def _pick_input_file(self, input_name: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, f"Image for input {input_name}", self.controller.last_dir(), IMAGE_FILTER
-        )
-        if path:
-            self.controller.set_input_file(input_name, path)
-        else:  # cancelled: put the source selector back
-            self.mapping_panel.set_model(self.state.model_info, self.state.mappings)
-
-    def _about(self) -> None:
-        QMessageBox.about(
-            self,
-            "About maskviewer",
-            f"<b>maskviewer {__version__}</b><p>See what a Keras model does with an image and a "
-            f"mask.</p><p>Backend: {self.state.device or 'not loaded yet'}</p>",
-        )
+        """A warning needing consent (yes/no, default no), asked through :attr:`dialogs`."""
+        return self.dialogs.confirm(title, text)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -347,15 +230,6 @@ class MainWindow(QMainWindow):
                 "SavedModel folder).",
             )
 
-    def _rebuild_recent(self) -> None:
-        self.recent_menu.clear()
-        recent = self.controller.recent_files()
-        for path in recent:
-            act = self.recent_menu.addAction(Path(path).name)
-            act.setToolTip(path)
-            act.triggered.connect(lambda _c=False, p=path: self.open_path(p))
-        self.recent_menu.setEnabled(bool(recent))
-
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
@@ -369,11 +243,9 @@ class MainWindow(QMainWindow):
     # -- lifetime ------------------------------------------------------------------------------
 
     def _restore_layout(self) -> None:
-        s = self.controller.settings
-        geometry = s.value("window/geometry")
+        geometry, state = self.controller.prefs.window_layout()
         if isinstance(geometry, QByteArray | bytes):
             self.restoreGeometry(geometry)
-        state = s.value("window/state")
         if isinstance(state, QByteArray | bytes):
             self.restoreState(state)
 
@@ -383,9 +255,6 @@ class MainWindow(QMainWindow):
             if hasattr(tool, "can_close") and not tool.can_close():
                 event.ignore()
                 return
-        s = self.controller.settings
-        s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState())
-        s.sync()
+        self.controller.prefs.save_window_layout(self.saveGeometry(), self.saveState())
         self.controller.shutdown()
         super().closeEvent(event)

@@ -5,6 +5,11 @@ image, the input mappings and the tools' view settings. Painted masks are autosa
 seconds (only after a change) and on close into a per-user recovery folder; an autosave whose
 process died without closing the window is offered for recovery on the next start.
 
+This module is the Qt glue: menu actions, the autosave timer, the pickers and the recovery
+question. What is saved and restored and the autosave bookkeeping are in
+:mod:`maskviewer.gui.session_model` (no Qt), the tools' view settings in
+:mod:`maskviewer.gui.session_view`.
+
 The recovery folder is ``MASKVIEWER_RECOVERY_DIR`` when set; with settings kept in an INI file
 (tests, ``MASKVIEWER_SETTINGS``) a folder beside that file, so separate settings never share
 recoveries; otherwise ``recovery`` in the user's application data folder.
@@ -12,34 +17,34 @@ recoveries; otherwise ``recovery`` in the user's application data folder.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QObject, QSettings, QStandardPaths, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.mapping import InputMapping
+from maskviewer.gui.session_model import (
+    AUTOSAVE_PREFIX,
+    SessionModel,
+    model_plan,
+    recovery_text,
+    restore_masks,
+    session_images,
+)
+from maskviewer.gui.session_view import apply_layer_choice, apply_view, view_settings
 from maskviewer.io.session import (
     SESSION_JSON,
     SESSION_SUFFIX,
     Session,
     SessionError,
-    SessionImage,
-    SessionMask,
     load_session,
     save_session,
 )
 
-AUTOSAVE_PREFIX = "autosave-"
 SESSION_FILTER = f"maskviewer sessions (*{SESSION_SUFFIX} {SESSION_JSON});;All files (*)"
 
 
@@ -55,25 +60,12 @@ def recovery_dir(settings: QSettings) -> Path:
     return Path(base or Path.home() / ".maskviewer") / "recovery"
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    except OSError:
-        return False
-    return True
-
-
 class SessionTool(QObject):
     """Save/open sessions, autosave painted masks, offer recovery after a crash.
 
     Hooks a test may replace: :attr:`ask_recover` (``ask_recover(text) -> bool``),
-    :attr:`pick_save_path` and :attr:`pick_open_path` (return a path or ``""``).
+    :attr:`pick_save_path` and :attr:`pick_open_path` (return a path or ``""``); by default
+    they ask through ``window.dialogs``.
     """
 
     #: seconds between autosave checks
@@ -87,31 +79,9 @@ class SessionTool(QObject):
         self.ask_recover: Callable[[str], bool] = self._ask_recover_dialog
         self.pick_save_path: Callable[[], str] = self._pick_save_dialog
         self.pick_open_path: Callable[[], str] = self._pick_open_dialog
-        self.recovery_dir = recovery_dir(self.controller.settings)
-        self.autosave_path = self.recovery_dir / f"{AUTOSAVE_PREFIX}{os.getpid()}-{int(time.time())}"
-        self.last_autosave: float | None = None  # time of the last finished autosave
-        self.recovered: Path | None = None
-        self._changed = False
-        self._thread: threading.Thread | None = None
-        self._thread_error = ""
-        self._pending: Session | None = None  # restored once its model is loaded
-        self._pending_view: dict | None = None
+        self.model = SessionModel(recovery_dir(self.controller.settings))
         self._watched = None
-
-        menu = window.file_menu
-        self.save_action = QAction("Save &Session…", window)
-        self.save_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
-        self.save_action.triggered.connect(lambda _c=False: self.save_dialog())
-        self.open_action = QAction("Open Sess&ion…", window)
-        self.open_action.triggered.connect(lambda _c=False: self.open_dialog())
-        seps = [a for a in menu.actions() if a.isSeparator()]
-        before = seps[0] if seps else None
-        for act in (self.open_action, self.save_action):
-            if before is not None:
-                menu.insertAction(before, act)
-            else:
-                menu.addAction(act)
-
+        self._add_actions(window.file_menu)
         self.timer = QTimer(self)
         self.timer.setInterval(int(self.AUTOSAVE_SECONDS * 1000))
         self.timer.timeout.connect(self._tick)
@@ -122,59 +92,66 @@ class SessionTool(QObject):
         self._watch_masks(self.state.image)
         QTimer.singleShot(0, self.check_recovery)
 
+    def _add_actions(self, menu) -> None:
+        """File → Open Session… and Save Session…, above the menu's first separator."""
+        self.save_action = QAction("Save &Session…", self.window)
+        self.save_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
+        self.save_action.triggered.connect(lambda _c=False: self.save_dialog())
+        self.open_action = QAction("Open Sess&ion…", self.window)
+        self.open_action.triggered.connect(lambda _c=False: self.open_dialog())
+        seps = [a for a in menu.actions() if a.isSeparator()]
+        before = seps[0] if seps else None
+        for act in (self.open_action, self.save_action):
+            if before is not None:
+                menu.insertAction(before, act)
+            else:
+                menu.addAction(act)
+
+    # -- the model's state, as before ------------------------------------------------------------
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.model.recovery_dir
+
+    @property
+    def autosave_path(self) -> Path:
+        return self.model.autosave_path
+
+    @property
+    def last_autosave(self) -> float | None:
+        """When the last autosave finished (None before the first)."""
+        return self.model.last_autosave
+
+    @property
+    def recovered(self) -> Path | None:
+        """The autosave folder recovered at start, if any."""
+        return self.model.recovered
+
     # -- collecting the state -------------------------------------------------------------------
 
+    def _tools(self) -> dict:
+        return getattr(self.window, "tools", {})
+
     def _mask_tool(self) -> Any:
-        return getattr(self.window, "tools", {}).get("masks")
+        return self._tools().get("masks")
 
     def collect(self) -> Session:
         """The window's state now as a :class:`Session` (mask pixels copied)."""
-        s = self.state
-        session = Session(
+        s, c = self.state, self.controller
+        return Session(
             image=s.image.path if s.image is not None else None,
-            model=self.controller.model_path,
-            model_sha256=self.controller.model_sha256,
-            custom_objects=list(getattr(self.controller, "_custom_files", [])),
+            model=c.model_path,
+            model_sha256=c.model_sha256,
+            custom_objects=list(c.custom_files),
             mappings={k: m.to_dict() for k, m in s.mappings.items()},
             labels=list(s.labels) if s.labels else None,
             view=self.view_settings(),
+            images=session_images(getattr(self._mask_tool(), "sets", {}).values()),
         )
-        tool = self._mask_tool()
-        for ms in getattr(tool, "sets", {}).values():
-            if not ms.image_path:
-                continue
-            session.images.append(SessionImage(
-                ms.image_path, ms.height, ms.width,
-                [SessionMask(m.name, m.data.copy(), tuple(m.color), m.visible) for m in ms.masks],
-                ms.active.name if ms.active is not None else None,
-            ))
-        return session
 
     def view_settings(self) -> dict:
         """The tools' settings worth restoring (layer, method, colours, masks, patches, threshold)."""
-        tools = getattr(self.window, "tools", {})
-        view: dict[str, Any] = {}
-        layers = tools.get("layers")
-        if layers is not None:
-            p = layers.panel
-            view["layers"] = {
-                "layer": p.current_path(), "method": p.current_method(), "k": p.k.value(),
-                "channel": p.channel.value(), "colormap": p.colormap.currentData(),
-                "normalisation": p.normalisation.currentData(), "opacity": p.opacity.value(),
-                "class_index": p.class_index.value(), "output": p.output.currentData(),
-            }
-        masks = tools.get("masks")
-        if masks is not None:
-            view["masks"] = {"opacity": masks.opacity, "outline": masks.outline, "tool": masks.tool}
-        patches = tools.get("patches")
-        if patches is not None:
-            sp = patches.spec
-            view["patches"] = {"size": list(sp.size), "stride": list(sp.stride), "rate": list(sp.rate),
-                               "padding": sp.padding}
-        binarise = tools.get("binarise")
-        if binarise is not None:
-            view["binarise"] = {"threshold": float(binarise.threshold), "source": binarise.current}
-        return view
+        return view_settings(self._tools())
 
     # -- restoring ------------------------------------------------------------------------------
 
@@ -198,17 +175,17 @@ class SessionTool(QObject):
             elif not self.controller.open_image(session.image):
                 problems.append(f"the image {session.image} could not be opened")
         self._restore_masks(session)
-        self._pending_view = session.view
+        self.model.pending_view = session.view
         if session.labels:
             self.state.set_labels(list(session.labels))
-        if session.model:
-            if not Path(session.model).exists():
-                problems.append(f"the model {session.model} is missing")
-            elif self.controller.model_path == str(Path(session.model)) and self.state.model_info is not None:
-                self._apply_model_state(session)
-            else:
-                self._pending = session
-                self.controller.open_model(session.model, session.custom_objects or None)
+        plan = model_plan(session, self.controller.model_path, self.state.model_info is not None)
+        if plan == "missing":
+            problems.append(f"the model {session.model} is missing")
+        elif plan == "ready":
+            self._apply_model_state(session)
+        elif plan == "load":
+            self.model.pending = session
+            self.controller.open_model(session.model, session.custom_objects or None)
         else:
             self._apply_view()
         if problems:
@@ -218,38 +195,15 @@ class SessionTool(QObject):
         tool = self._mask_tool()
         if tool is None:
             return
-        from maskviewer.core.masks import MaskSet
-
-        current = self.state.image
-        for im in session.images:
-            if not im.masks:
-                continue
-            if current is not None and current.path == im.path and (current.height, current.width) == (im.height, im.width):
-                ms = tool.maskset
-            else:
-                key = f"{im.path}:{im.height}x{im.width}"
-                ms = tool.sets.get(key) or MaskSet(im.height, im.width, image_path=im.path)
-                tool.sets[key] = ms
-            if ms is None:
-                continue
-            for name in list(ms.names):
-                ms.remove(name)
-            for m in im.masks:
-                mask = ms.add(m.name, m.data, m.color)
-                mask.visible = m.visible
-                mask.dirty = True  # not in any mask file yet: closing still asks
-            if im.active and ms.get(im.active) is not None:
-                ms.set_active(im.active)
-        self._changed = True
+        image = self.state.image
+        key = f"{image.path}:{image.height}x{image.width}" if image is not None else None
+        restore_masks(session, tool.sets, tool.maskset, key)
+        self.model.mark_changed()
 
     def _model_changed(self, info) -> None:
-        s = self._pending
-        if info is None or s is None or s.model is None:
-            return
-        if Path(info.path).resolve() != Path(s.model).resolve():
-            return
-        self._pending = None
-        self._apply_model_state(s)
+        session = self.model.take_pending(info.path if info is not None else None)
+        if session is not None:
+            self._apply_model_state(session)
 
     def _apply_model_state(self, session: Session) -> None:
         info = self.state.model_info
@@ -260,55 +214,17 @@ class SessionTool(QObject):
         self._apply_view()
 
     def _apply_view(self) -> None:
-        view = self._pending_view or {}
-        tools = getattr(self.window, "tools", {})
-        masks = tools.get("masks")
-        mv = view.get("masks") or {}
-        with contextlib.suppress(Exception):  # settings are a courtesy: a bad one is skipped
-            if masks is not None and "opacity" in mv:
-                masks.panel.opacity.setValue(int(round(float(mv["opacity"]) * 100)))
-                masks.panel.outline.setChecked(bool(mv.get("outline", False)))
-        lv = view.get("layers") or {}
-        layers = tools.get("layers")
-        if layers is not None and lv:
-            p = layers.panel
-            with contextlib.suppress(Exception):
-                for combo, key in ((p.colormap, "colormap"), (p.normalisation, "normalisation")):
-                    i = combo.findData(lv.get(key))
-                    if i >= 0:
-                        combo.setCurrentIndex(i)
-                p.opacity.setValue(int(lv.get("opacity", p.opacity.value())))
-                p.k.setValue(int(lv.get("k", p.k.value())))
-        patches = tools.get("patches")
-        pv = view.get("patches")
-        if patches is not None and pv:
-            from maskviewer.core.patches import PatchSpec
-
-            with contextlib.suppress(Exception):
-                patches.set_spec(PatchSpec(tuple(pv["size"]), tuple(pv["stride"]), tuple(pv["rate"]), pv["padding"]))
-        bv = view.get("binarise")
-        binarise = tools.get("binarise")
-        if binarise is not None and bv and bv.get("threshold") is not None:
-            with contextlib.suppress(Exception):
-                binarise.set_threshold(float(bv["threshold"]))
-        if not lv:
-            self._pending_view = None
+        if not apply_view(self._tools(), self.model.pending_view or {}):
+            self.model.pending_view = None
 
     def _job_finished(self, kind: str, generation: int, _result: Any) -> None:
         # the layer list arrives after the model: then the saved layer and method can be chosen
-        lv = (self._pending_view or {}).get("layers")
-        layers = getattr(self.window, "tools", {}).get("layers")
+        lv = (self.model.pending_view or {}).get("layers")
+        layers = self._tools().get("layers")
         if kind != "layers_info" or not lv or layers is None or not self.controller.is_latest(kind, generation):
             return
-        self._pending_view = None
-        with contextlib.suppress(Exception):
-            if lv.get("layer") in layers.entries:
-                layers.select_layer(lv["layer"])
-            p = layers.panel
-            p.channel.setValue(int(lv.get("channel", 0)))
-            if lv.get("method"):
-                p.set_method(lv["method"])
-            layers.request()
+        self.model.pending_view = None
+        apply_layer_choice(layers, lv)
 
     # -- saving ---------------------------------------------------------------------------------
 
@@ -342,76 +258,40 @@ class SessionTool(QObject):
 
     def _pick_save_dialog(self) -> str:
         start = str(Path(self.controller.last_dir()) / f"session{SESSION_SUFFIX}")
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save session", start, SESSION_FILTER)
-        return path
+        return self.window.dialogs.save_file("Save session", start, SESSION_FILTER) or ""
 
     def _pick_open_dialog(self) -> str:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open session", self.controller.last_dir(), SESSION_FILTER)
-        return path
+        return self.window.dialogs.open_file("Open session", self.controller.last_dir(), SESSION_FILTER) or ""
 
     # -- autosave -------------------------------------------------------------------------------
 
     def _watch_masks(self, _image) -> None:
         """Follow the current image's masks: any edit marks the session changed."""
-        tool = self._mask_tool()
-        ms = getattr(tool, "maskset", None)
+        ms = getattr(self._mask_tool(), "maskset", None)
+        mark = self.model.mark_changed
         if self._watched is not None and self._watched is not ms:
-            self._watched.changed.disconnect(self._mask_edited)
-            self._watched.masks_changed.disconnect(self._masks_edited)
+            self._watched.changed.disconnect(mark)
+            self._watched.masks_changed.disconnect(mark)
         if ms is not None and ms is not self._watched:
-            ms.changed.connect(self._mask_edited)
-            ms.masks_changed.connect(self._masks_edited)
+            ms.changed.connect(mark)
+            ms.masks_changed.connect(mark)
         self._watched = ms
 
-    def _mask_edited(self, _mask, _box) -> None:
-        self._changed = True
-
-    def _masks_edited(self) -> None:
-        self._changed = True
-
-    def _has_masks(self, session: Session) -> bool:
-        return any(np.any(m.data) for im in session.images for m in im.masks)
-
     def _tick(self) -> None:
-        if self._thread is not None and not self._thread.is_alive():
-            self._thread = None
-            if self._thread_error:
-                self.window.statusBar().showMessage(f"Autosave failed: {self._thread_error}", 8000)
-        if self._changed and self._thread is None:
+        error = self.model.poll()
+        if error:
+            self.window.statusBar().showMessage(f"Autosave failed: {error}", 8000)
+        if self.model.autosave_due():
             self.autosave_now()
 
     def autosave_now(self, clean: bool = False, wait: bool = False) -> None:
         """Write the recovery copy (pixels copied here, written on a helper thread)."""
-        session = self.collect()
-        if not self._has_masks(session) and not self.autosave_path.exists():
-            self._changed = False  # nothing painted: nothing worth recovering
-            return
-        session.autosave = {"pid": os.getpid(), "clean": bool(clean), "time": time.time()}
-        self._changed = False
-        path = self.autosave_path
-
-        def write() -> None:
-            try:
-                self.recovery_dir.mkdir(parents=True, exist_ok=True)
-                save_session(path, session, durable=True)
-                self.last_autosave = time.time()
-                self._thread_error = ""
-            except (SessionError, OSError) as exc:
-                self._thread_error = str(exc)
-                self._changed = True  # try again at the next tick
-
-        if self._thread is not None:
-            self._thread.join()
-        if wait:
-            write()
-            return
-        self._thread = threading.Thread(target=write, name="maskviewer-autosave", daemon=True)
-        self._thread.start()
+        self.model.autosave(self.collect(), clean=clean, wait=wait)
 
     def can_close(self) -> bool:
         """Closing: write the last autosave, marked clean (the next start does not offer it)."""
         self.timer.stop()
-        if self._changed or self.autosave_path.exists():
+        if self.model.changed or self.autosave_path.exists():
             self.autosave_now(clean=True, wait=True)
         return True
 
@@ -419,26 +299,7 @@ class SessionTool(QObject):
 
     def recoverable(self) -> list[tuple[Path, Session]]:
         """Autosaves of processes that died without closing the window, newest first."""
-        found = []
-        if not self.recovery_dir.is_dir():
-            return found
-        for folder in self.recovery_dir.glob(f"{AUTOSAVE_PREFIX}*"):
-            if folder == self.autosave_path or not (folder / SESSION_JSON).exists():
-                continue
-            try:
-                session = load_session(folder)
-            except SessionError:
-                continue
-            info = session.autosave or {}
-            pid = int(info.get("pid", 0) or 0)
-            if info.get("clean"):
-                shutil.rmtree(folder, ignore_errors=True)
-                continue
-            if pid == os.getpid() or _pid_alive(pid):
-                continue  # another window still running: its autosave is not ours to take
-            found.append((folder, session))
-        found.sort(key=lambda fs: (fs[1].autosave or {}).get("time", 0), reverse=True)
-        return found
+        return self.model.recoverable()
 
     def check_recovery(self) -> bool:
         """Offer to recover the newest autosave of a crashed session; True if recovered."""
@@ -446,26 +307,16 @@ class SessionTool(QObject):
         if not candidates:
             return False
         folder, session = candidates[0]
-        n_masks = sum(len(im.masks) for im in session.images)
-        what = Path(session.image).name if session.image else "no image"
-        text = (
-            f"maskviewer did not close properly last time. An autosave from {session.saved or 'then'} "
-            f"holds {n_masks} mask(s) for {what}. Recover it?"
-        )
-        if self.ask_recover(text):
+        recovered = None
+        if self.ask_recover(recovery_text(session)):
             self.apply(session)
-            self.recovered = folder
+            recovered = folder
             self.window.statusBar().showMessage("Recovered the autosaved masks.", 10000)
-        for old, _s in candidates:  # recovered or declined: offered once
-            shutil.rmtree(old, ignore_errors=True)
+        self.model.finish_recovery(candidates, recovered)
         return self.recovered is not None
 
     def _ask_recover_dialog(self, text: str) -> bool:
-        answer = QMessageBox.question(
-            self.window, "Recover autosaved masks?", text,
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes,
-        )
-        return answer == QMessageBox.StandardButton.Yes
+        return self.window.dialogs.question("Recover autosaved masks?", text, default_yes=True)
 
 
 def install(window) -> SessionTool:
@@ -473,4 +324,4 @@ def install(window) -> SessionTool:
     return SessionTool(window)
 
 
-__all__ = ["SessionTool", "install", "recovery_dir", "MaskviewerError"]
+__all__ = ["AUTOSAVE_PREFIX", "SessionTool", "install", "recovery_dir", "MaskviewerError"]

@@ -1,0 +1,137 @@
+"""The main window's menus and the actions behind them (File, Model, View, Help).
+
+The file actions ask for paths through ``window.dialogs`` and hand them to the controller;
+tools add their own actions to the menus this builds (``window.file_menu`` and so on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMenu, QMessageBox
+
+from maskviewer import __version__
+
+if TYPE_CHECKING:
+    from maskviewer.gui.main_window import MainWindow
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.npy);;All files (*)"
+MODEL_FILTER = "Keras models (*.keras *.h5 *.hdf5);;All files (*)"
+LABELS_FILTER = "Labels (*.txt *.json);;All files (*)"
+
+
+def add_action(window, menu: QMenu, text: str, slot: Callable[[], object], shortcut=None) -> QAction:
+    """Add an action calling ``slot()`` (without Qt's ``checked`` argument) to ``menu``."""
+    act = QAction(text, window)
+    if shortcut is not None:
+        act.setShortcut(QKeySequence(shortcut))
+    act.triggered.connect(lambda _checked=False: slot())
+    menu.addAction(act)
+    return act
+
+
+class WindowMenus:
+    """Builds the menu bar on ``window`` and carries out its file actions.
+
+    The menus are kept on the window too (``window.file_menu``, ``recent_menu``,
+    ``model_menu``, ``view_menu``, ``help_menu``): tools add their actions there.
+    """
+
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        self.controller = window.controller
+        bar = window.menuBar()
+        self.file_menu = bar.addMenu("&File")
+        self.recent_menu = QMenu("Open &Recent", window)
+        self.model_menu = bar.addMenu("&Model")
+        self.view_menu = bar.addMenu("&View")
+        self.help_menu = bar.addMenu("&Help")
+        self._fill_file_menu()
+        self._fill_model_menu()
+        add_action(window, self.view_menu, "&Fit Image", window.canvas.fit, "Ctrl+0")
+        self.view_menu.addSeparator()
+        add_action(window, self.help_menu, "&About maskviewer", self.about)
+
+    def _fill_file_menu(self) -> None:
+        w, menu = self.window, self.file_menu
+        add_action(w, menu, "&Open Image…", self.open_image, QKeySequence.StandardKey.Open)
+        add_action(w, menu, "Open &Model…", self.open_model, "Ctrl+Shift+O")
+        add_action(w, menu, "Open &SavedModel Folder…", self.open_savedmodel)
+        menu.addMenu(self.recent_menu)
+        menu.addSeparator()
+        add_action(w, menu, "&Quit", w.close, QKeySequence.StandardKey.Quit)
+
+    def _fill_model_menu(self) -> None:
+        w, menu, c = self.window, self.model_menu, self.controller
+        add_action(w, menu, "&Run", c.run_prediction, "F5")
+        add_action(w, menu, "&Cancel", c.cancel, "Esc")
+        menu.addSeparator()
+        add_action(w, menu, "Load Custom &Objects…", self.custom_objects)
+        add_action(w, menu, "Load Class &Labels…", self.labels)
+
+    # -- file actions ----------------------------------------------------------------------
+
+    def open_image(self) -> None:
+        path = self.window.dialogs.open_file("Open Image", self.controller.last_dir(), IMAGE_FILTER)
+        if path:
+            self.controller.open_image(path)
+
+    def open_model(self) -> None:
+        path = self.window.dialogs.open_file("Open Model", self.controller.last_dir(), MODEL_FILTER)
+        if path:
+            self.controller.open_model(path)
+
+    def open_savedmodel(self) -> None:
+        path = self.window.dialogs.folder("Open SavedModel Folder", self.controller.last_dir())
+        if path:
+            self.controller.open_model(path)
+
+    def custom_objects(self) -> None:
+        """Reload the model (or one picked now) with custom-object files picked now."""
+        c, dialogs = self.controller, self.window.dialogs
+        if not c.model_path and not c.state.model_info:
+            model = dialogs.open_file("Model that needs the custom objects", c.last_dir(), MODEL_FILTER)
+        else:
+            model = c.model_path
+        if not model:
+            return
+        files = dialogs.open_files(
+            "Python files defining the custom objects", str(Path(model).parent), "Python (*.py)"
+        )
+        if files:
+            c.open_model(model, files)
+
+    def labels(self) -> None:
+        path = self.window.dialogs.open_file("Class labels", self.controller.last_dir(), LABELS_FILTER)
+        if path:
+            self.controller.load_labels(path)
+
+    def pick_input_file(self, input_name: str) -> None:
+        """Feed a model input from another image file (the Input panel's "file…" source)."""
+        c = self.controller
+        path = self.window.dialogs.open_file(f"Image for input {input_name}", c.last_dir(), IMAGE_FILTER)
+        if path:
+            c.set_input_file(input_name, path)
+        else:  # cancelled: put the source selector back
+            self.window.mapping_panel.set_model(c.state.model_info, c.state.mappings)
+
+    def rebuild_recent(self) -> None:
+        """List the recent files in File → Open Recent."""
+        self.recent_menu.clear()
+        recent = self.controller.recent_files()
+        for path in recent:
+            act = self.recent_menu.addAction(Path(path).name)
+            act.setToolTip(path)
+            act.triggered.connect(lambda _c=False, p=path: self.window.open_path(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def about(self) -> None:
+        QMessageBox.about(
+            self.window,
+            "About maskviewer",
+            f"<b>maskviewer {__version__}</b><p>See what a Keras model does with an image and a "
+            f"mask.</p><p>Backend: {self.controller.state.device or 'not loaded yet'}</p>",
+        )
