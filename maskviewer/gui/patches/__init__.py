@@ -1,3 +1,7 @@
-"""The patches tool (being moved here from maskviewer.gui.patch_tool)."""
+"""The Patches tool: cut the image into patches, step through them, run them all, combine."""
 
-from maskviewer.gui.patch_tool import install  # noqa: F401
+
+def install(window):
+    from maskviewer.gui.patches.tool import install as _install
+
+    return _install(window)
