@@ -222,7 +222,7 @@ class ActivationProbe:
         return {p: to_layer_maps(p, self._static_shape(p), reduction.method, reduced[p]) for p in paths}
 
     def _static_shape(self, path: str) -> tuple | None:
-        from maskviewer.inference.loading import _layer_output_shape
+        from maskviewer.inference.describe import _layer_output_shape
 
         shape = _layer_output_shape(self.layer(path))
         return None if shape is None or (shape and isinstance(shape[0], tuple)) else shape
@@ -362,7 +362,7 @@ def describe_layers(host: Any, inputs: Any | None = None) -> list[LayerEntry]:
     inputs : packed inputs, optional
         What to run the model on to measure shapes; zeros of the input shapes otherwise.
     """
-    from maskviewer.inference.loading import _layer_output_shape
+    from maskviewer.inference.describe import _layer_output_shape
 
     probe = get_probe(host)
     info: ModelInfo = host.info
