@@ -1,3 +1,7 @@
-"""The kernels tool (being moved here from maskviewer.gui.kernel_tool)."""
+"""The Kernels tool: view a Conv2D layer's kernels and mask them in a copy of the model."""
 
-from maskviewer.gui.kernel_tool import install  # noqa: F401
+
+def install(window):
+    from maskviewer.gui.kernels.tool import install as _install
+
+    return _install(window)

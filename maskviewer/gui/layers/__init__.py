@@ -1,3 +1,7 @@
-"""The layers tool (being moved here from maskviewer.gui.layers_tool)."""
+"""The Layers tool: activation maps, attention maps and Grad-CAM of a layer over the image."""
 
-from maskviewer.gui.layers_tool import install  # noqa: F401
+
+def install(window):
+    from maskviewer.gui.layers.tool import install as _install
+
+    return _install(window)
