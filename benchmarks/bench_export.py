@@ -148,7 +148,7 @@ def keras_pictures_loop(paths: list[Path], batch: int, check_against: Path | Non
 
 def export_in_process(folder: Path, out: Path, batch: int, *extra: str) -> tuple[float, float, dict]:
     """(image-loop seconds from the manifest, wall seconds of the whole call, manifest)."""
-    from maskviewer.export_cli import export_main
+    from maskviewer.cli.export import export_main
 
     t0 = time.perf_counter()
     rc = export_main([str(folder), "--model", str(MODEL), "--out", str(out), "--batch-size", str(batch), "--quiet", *extra])

@@ -239,7 +239,8 @@ def test_a_batch_reports_a_taken_file_in_its_place(tmp_path, rng):
 
 
 def test_stacked_npy_rows_and_no_partial_file(tmp_path, rng):
-    from maskviewer.io.npy import NpyStack, read_npy_header
+    from maskviewer.io.export.writing import NpyStack
+    from maskviewer.io.npy import read_npy_header
 
     rows = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(11)]
     stack = NpyStack(tmp_path / "s.npy", (4, 3), np.float32)

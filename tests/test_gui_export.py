@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from PySide6.QtGui import QKeySequence
 
-from maskviewer.export_cli import export_main
+from maskviewer.cli.export import export_main
+from maskviewer.gui.dialogs import ScriptedDialogs
 from maskviewer.io.export import iter_files, load_npy, read_manifest
 from tests.conftest import wait_prediction
 
@@ -94,9 +95,10 @@ def test_export_everything_shown_from_the_menu(window, qtbot, tmp_path):
     assert export.action.shortcut() == QKeySequence("Ctrl+E")
     assert export.action in window.file_menu.actions()
     assert export.action in export.context_menu().actions()  # the right-click on the image
-    export.pick_folder = lambda: str(tmp_path / "out")
+    window.dialogs = ScriptedDialogs(str(tmp_path / "out"))
     export.legend_action.setChecked(True)
     export.action.trigger()
+    assert window.dialogs.asked == [("folder", "Export the view into…")]
     manifest = read_manifest(tmp_path / "out")
     assert {e["kind"] for e in manifest["artifacts"]} >= {"activation", "mask", "patch"}
     for entry in manifest["artifacts"]:
@@ -120,16 +122,16 @@ def test_never_overwrites_without_asking(window, qtbot, tmp_path):
     _open_demo(qtbot, window)
     _show(qtbot, window, "conv3", "max")
     export = window.tools["export"]
-    asked = []
-    export.ask_overwrite = lambda paths: asked.append(paths) or False
-    assert export.export_to(tmp_path) is not None and not asked
+    window.dialogs = ScriptedDialogs(False, True)  # "no" to the first question, then "yes"
+    assert export.export_to(tmp_path) is not None and not window.dialogs.asked
     entry = _entries(read_manifest(tmp_path), "activation")[0]
     before = (tmp_path / entry["png"]).read_bytes()
     window.tools["layers"].panel.set_colormap("turbo")  # a different picture of the same map
     assert export.export_to(tmp_path) is None
-    assert asked and (tmp_path / entry["png"]).read_bytes() == before
-    export.ask_overwrite = lambda paths: True
+    assert window.dialogs.asked == [("question", "Overwrite files?")]
+    assert (tmp_path / entry["png"]).read_bytes() == before
     assert export.export_to(tmp_path) is not None
+    assert len(window.dialogs.asked) == 2
     assert (tmp_path / entry["png"]).read_bytes() != before
 
 

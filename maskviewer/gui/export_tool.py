@@ -10,26 +10,18 @@ computed, and the user waits for the files anyway.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
+from PySide6.QtWidgets import QMenu
 
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.mapping import Frame
-from maskviewer.io.export import (
-    MANIFEST_NAME,
-    ArtifactWriter,
-    ExportItem,
-    ExportStyle,
-    export_items,
-    planned,
-    safe_name,
-)
+from maskviewer.io.export import ArtifactWriter, ExportItem, ExportStyle, export_items
+from maskviewer.io.export.naming import existing, image_prefix
 
 SETTINGS_DIR = "export/last_dir"
 SETTINGS_LEGEND = "export/legend"
@@ -160,8 +152,8 @@ def binarise_items(tool: Any) -> list[ExportItem]:
 class ExportTool(QObject):
     """File → Export… and the right-click menu of the image view.
 
-    Hooks a test may replace: :attr:`pick_folder` (returns a folder or ``""``) and
-    :attr:`ask_overwrite` (``ask_overwrite(paths) -> bool``).
+    The folder and the overwrite question are asked through ``window.dialogs``
+    (:meth:`pick_folder`, :meth:`ask_overwrite`).
     """
 
     def __init__(self, window) -> None:
@@ -169,8 +161,6 @@ class ExportTool(QObject):
         self.window = window
         self.controller = window.controller
         self.settings = self.controller.settings
-        self.pick_folder: Callable[[], str] = self._pick_folder_dialog
-        self.ask_overwrite: Callable[[list[Path]], bool] = self._ask_overwrite_dialog
         self.last_manifest: Path | None = None
 
         menu = window.file_menu
@@ -264,11 +254,9 @@ class ExportTool(QObject):
         folder = Path(folder)
         style = self.style()
         images = {state.image.path: state.image}
-        prefix = safe_name(Path(state.image.path).stem) if state.image.path else "image"
+        prefix = image_prefix(state.image.path)
         if overwrite is None:
-            taken = [p for p in planned(ArtifactWriter(folder, style), items, images, prefix) if p.exists()]
-            if (folder / MANIFEST_NAME).exists():
-                taken.append(folder / MANIFEST_NAME)
+            taken = existing(ArtifactWriter(folder, style), items, images, prefix)
             if taken and not self.ask_overwrite(taken):
                 self.window.statusBar().showMessage("Export cancelled: nothing was overwritten.", 8000)
                 return None
@@ -294,17 +282,16 @@ class ExportTool(QObject):
     def last_folder(self) -> str:
         return str(self.settings.value(SETTINGS_DIR, "") or self.controller.last_dir())
 
-    def _pick_folder_dialog(self) -> str:
-        return QFileDialog.getExistingDirectory(self.window, "Export the view into…", self.last_folder())
+    def pick_folder(self) -> str:
+        """The folder to export into, asked of the user (``""`` when cancelled)."""
+        return self.window.dialogs.folder("Export the view into…", self.last_folder()) or ""
 
-    def _ask_overwrite_dialog(self, paths: list[Path]) -> bool:
+    def ask_overwrite(self, paths: list[Path]) -> bool:
+        """Whether to replace ``paths``, which exist already (the user's answer)."""
         shown = "\n".join(str(p) for p in paths[:5]) + ("\n…" if len(paths) > 5 else "")
-        answer = QMessageBox.question(
-            self.window, "Overwrite files?",
-            f"{len(paths)} file(s) of the export exist already:\n\n{shown}\n\nReplace them?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+        return self.window.dialogs.question(
+            "Overwrite files?", f"{len(paths)} file(s) of the export exist already:\n\n{shown}\n\nReplace them?"
         )
-        return answer == QMessageBox.StandardButton.Yes
 
 
 def install(window) -> ExportTool:

@@ -1,59 +1,8 @@
-"""Writing patches and the per-patch table: PNG per patch, one NPY batch, CSV."""
+"""Writing patches and the per-patch table: moved to :mod:`maskviewer.io.export.patches`.
 
-from __future__ import annotations
+Kept so that ``from maskviewer.io.patch_export import ...`` goes on working.
+"""
 
-import csv
-import io
-import os
-from pathlib import Path
+from maskviewer.io.export.patches import export_npy, export_patch_pngs, export_table_csv
 
-import numpy as np
-
-from maskviewer.core.patches import PatchGrid
-from maskviewer.io.atomic import atomic_write
-from maskviewer.io.images import save_image
-
-
-def _displayable(patch: np.ndarray, value_max: float) -> np.ndarray:
-    """uint8/uint16 stay as they are; anything else is scaled to uint8 by the full-scale value."""
-    if patch.dtype in (np.uint8, np.uint16):
-        out = patch
-    else:
-        scaled = np.clip(patch.astype(np.float32) / np.float32(value_max), 0.0, 1.0)
-        out = (scaled * 255.0 + 0.5).astype(np.uint8)
-    if out.ndim == 3 and out.shape[2] == 2:  # grey + alpha: PNG writer wants L, RGB or RGBA
-        out = out[:, :, :1]
-    return out
-
-
-def export_patch_pngs(
-    folder: str | os.PathLike, patches: np.ndarray, grid: PatchGrid, value_max: float = 255.0
-) -> list[Path]:
-    """Write each patch ``(kh, kw, C)`` as ``patch_NNNN_rR_cC.png`` in ``folder``; returns the paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    width = max(4, len(str(len(patches) - 1)))
-    paths = []
-    for n, patch in enumerate(patches):
-        r, c = grid.position(n)
-        path = folder / f"patch_{n:0{width}d}_r{r}_c{c}.png"
-        save_image(path, _displayable(patch, value_max))
-        paths.append(path)
-    return paths
-
-
-def export_npy(path: str | os.PathLike, batch: np.ndarray) -> None:
-    """Write one array (a batch of patches or of model inputs) as ``.npy``, atomically."""
-    with atomic_write(path) as fh:
-        np.save(fh, np.asarray(batch), allow_pickle=False)
-
-
-def export_table_csv(path: str | os.PathLike, header: list[str], rows: list[list]) -> None:
-    """Write the per-patch table as CSV (UTF-8, floats with full precision), atomically."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
-    with atomic_write(path) as fh:
-        fh.write(text.getvalue().encode("utf-8"))
+__all__ = ["export_npy", "export_patch_pngs", "export_table_csv"]
