@@ -1,3 +1,7 @@
-"""The binarise tool (being moved here from maskviewer.gui.binarise_tool)."""
+"""The Binarise tool: threshold an image-shaped output, score it against a reference, export."""
 
-from maskviewer.gui.binarise_tool import install  # noqa: F401
+
+def install(window):
+    from maskviewer.gui.binarise.tool import install as _install
+
+    return _install(window)

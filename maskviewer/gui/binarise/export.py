@@ -1,0 +1,100 @@
+"""The Binarise tool's files, without Qt: the exact binary mask and the score record."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from maskviewer.core.metrics import DICE_EPS
+from maskviewer.io.atomic import atomic_write
+
+MASK_FILTER = "PNG 0/255 (*.png);;NumPy bool (*.npy)"
+SCORES_FILTER = "JSON (*.json);;CSV (*.csv)"
+
+
+class UnsupportedFormat(ValueError):
+    """The file name's suffix is not one the export writes (the message says which are)."""
+
+
+def write_mask(path: str | Path, mask: np.ndarray) -> None:
+    """Write ``mask`` exactly: ``.png`` as 0/255 grey, ``.npy`` as bool.
+
+    Raises
+    ------
+    UnsupportedFormat
+        For any other suffix.
+    OSError
+        When the file cannot be written (nothing is left half-written).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        with atomic_write(path) as fh:
+            np.save(fh, mask, allow_pickle=False)
+    elif suffix == ".png":
+        from PIL import Image
+
+        with atomic_write(path) as fh:
+            Image.fromarray(mask.astype(np.uint8) * 255).save(fh, format="PNG")
+    else:
+        raise UnsupportedFormat(f"{path.name}: save the mask as .png or .npy.")
+
+
+def scores_text(path: str | Path, record: dict) -> str:
+    """``record`` as the text of ``path``: indented ``.json`` or a two-column ``.csv``."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return json.dumps(record, indent=2) + "\n"
+    if suffix == ".csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["name", "value"])
+        for k, v in record.items():
+            writer.writerow([k, "" if v is None else v])
+        return buf.getvalue()
+    raise UnsupportedFormat(f"{path.name}: save the scores as .json or .csv.")
+
+
+def write_scores(path: str | Path, record: dict) -> None:
+    """Write ``record`` (see :meth:`BinariseModel.score_record`) as ``.json`` or ``.csv``.
+
+    Raises
+    ------
+    UnsupportedFormat
+        For any other suffix (checked before anything is written).
+    OSError
+        When the file cannot be written.
+    """
+    text = scores_text(path, record)
+    with atomic_write(Path(path), "w") as fh:
+        fh.write(text)
+
+
+def score_record(model) -> dict:
+    """What the scores export writes for a :class:`~maskviewer.gui.binarise.model.BinariseModel`:
+    the source, threshold, method, polarity, map size and non-finite counts, the scores and the
+    best Dice (non-finite numbers as None)."""
+    cache = model.cache
+    rec = {
+        "source": model.current,
+        "threshold": model.threshold,
+        "method": model.method_used or "manual",
+        "invert": model.invert,
+        "foreground": "value <= threshold" if model.invert else "value > threshold",
+        "reference": model.reference_name or None,
+        "dice_eps": DICE_EPS,
+    }
+    if cache is not None:
+        nf = cache.counts.nonfinite
+        rec.update(height=int(cache.values.shape[0]), width=int(cache.values.shape[1]),
+                   nan=nf.nan, posinf=nf.posinf, neginf=nf.neginf)
+    if model.scores is not None:
+        rec.update({k: v for k, v in model.scores.to_dict().items() if k != "eps"})
+    if model.curve is not None:
+        rec.update(best_threshold=model.curve.best_threshold, best_dice=model.curve.best_dice)
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in rec.items()}
