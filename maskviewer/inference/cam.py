@@ -181,15 +181,7 @@ def grad_cam(
             "map, so there is nothing to draw a CAM on. Pick a convolutional layer."
         )
     a = act[0].astype(np.float64)
-    g = grads[0].astype(np.float64)
-    if plus:
-        g2 = g**2
-        g3 = g2 * g
-        denom = 2.0 * g2 + a.sum(axis=(0, 1)) * g3
-        alpha = np.divide(g2, denom, out=np.zeros_like(g2), where=denom != 0)
-        weights = (alpha * np.maximum(g, 0.0)).sum(axis=(0, 1))
-    else:
-        weights = g.mean(axis=(0, 1))
+    weights = channel_weights(a, grads[0].astype(np.float64), plus)
     raw = np.maximum(a @ weights, 0.0)
     top = raw.max()
     heatmap = raw / top if top > 0 else np.zeros_like(raw)
@@ -203,3 +195,27 @@ def grad_cam(
         score=score,
         method="gradcam++" if plus else "gradcam",
     )
+
+
+def channel_weights(a: np.ndarray, g: np.ndarray, plus: bool = False) -> np.ndarray:
+    """Each channel's CAM weight from one item's activation and gradient.
+
+    Parameters
+    ----------
+    a, g : ndarray
+        ``(H, W, C)`` float64: the layer output and the class score's gradient with respect to it.
+    plus : bool
+        Grad-CAM++ weights (``sum_ij alpha relu(g)``) instead of the averaged gradients.
+
+    Returns
+    -------
+    ndarray
+        ``(C,)`` float64.
+    """
+    if not plus:
+        return g.mean(axis=(0, 1))
+    g2 = g**2
+    g3 = g2 * g
+    denom = 2.0 * g2 + a.sum(axis=(0, 1)) * g3
+    alpha = np.divide(g2, denom, out=np.zeros_like(g2), where=denom != 0)
+    return (alpha * np.maximum(g, 0.0)).sum(axis=(0, 1))
