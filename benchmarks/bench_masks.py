@@ -92,7 +92,7 @@ def bench_screen() -> None:
 
     from maskviewer.core.image import ImageData
     from maskviewer.gui.image_canvas import ImageCanvas
-    from maskviewer.gui.mask_overlay import MaskOverlayItem
+    from maskviewer.gui.masks.overlay import MaskOverlayItem
 
     app = QApplication.instance() or QApplication([])
     canvas = ImageCanvas()

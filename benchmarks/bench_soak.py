@@ -140,7 +140,7 @@ def run_window_level(cycles: int) -> dict:
 
     from maskviewer.demo import open_demo
     from maskviewer.gui.app import create_window
-    from maskviewer.gui.mask_tool import MaskTool
+    from maskviewer.gui.masks.tool import MaskTool
 
     app = QApplication.instance() or QApplication([])
     settings_path = Path(os.environ.get("TMPDIR", "/tmp")) / "mv_soak_settings.ini"

@@ -1,3 +1,7 @@
-"""The masks tool (being moved here from maskviewer.gui.mask_tool)."""
+"""The masks tool: paint, load and save masks, feed them to the model, run the mask ablation."""
 
-from maskviewer.gui.mask_tool import install  # noqa: F401
+
+def install(window):
+    from maskviewer.gui.masks.tool import install as _install
+
+    return _install(window)
