@@ -237,3 +237,21 @@ def test_cancel_a_long_run(loaded, qtbot, monkeypatch):
         qtbot.mouseClick(tool.panel.cancel_button, Qt.MouseButton.LeftButton)
     assert tool.probs is None
     assert not tool.panel.progress.isVisible() and not tool.panel.cancel_button.isEnabled()
+
+
+def test_exports_ask_where_through_the_dialog_service(loaded, tmp_path):
+    from maskviewer.gui.dialogs import ScriptedDialogs
+
+    window, tool = loaded
+    assert _set_fields(tool, "18", "10", "1")
+    count = tool.grid.count
+    window.dialogs = ScriptedDialogs(str(tmp_path / "png"), str(tmp_path / "p.npy"), None, str(tmp_path / "t.csv"))
+    tool.export_png_dialog()
+    assert len(list((tmp_path / "png").glob("*.png"))) == count
+    tool.export_npy_dialog()
+    assert np.load(tmp_path / "p.npy").shape[0] == count
+    tool.export_npy_dialog(inputs=True)  # cancelled: nothing written
+    assert not (tmp_path / "patch_inputs.npy").exists()
+    tool.export_csv_dialog()  # nothing run yet: an error, no file
+    assert window.last_error[0] == "Export patch table" and not (tmp_path / "t.csv").exists()
+    assert [method for method, _title in window.dialogs.asked] == ["folder", "save_file", "save_file", "save_file"]
