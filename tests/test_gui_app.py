@@ -170,3 +170,23 @@ def test_tool_tabs_show_their_whole_names(window, qtbot):
     assert {"Layers", "Masks", "Predictions"} <= titles
     for bar in bars:
         assert bar.elideMode() == Qt.TextElideMode.ElideNone and bar.usesScrollButtons()
+
+
+def test_file_actions_and_consent_ask_through_the_dialog_service(qtbot, window, tmp_path, model_files):
+    from maskviewer.gui.dialogs import ScriptedDialogs
+
+    save_image(tmp_path / "picked.png", np.zeros((28, 28), np.uint8))
+    window.dialogs = ScriptedDialogs(str(tmp_path / "picked.png"), None, None)
+    open_image = next(a for a in window.file_menu.actions() if a.text() == "&Open Image…")
+    open_image.trigger()
+    assert window.state.image.path == str(tmp_path / "picked.png")
+    assert window.controller.last_dir() == str(tmp_path.resolve())
+    next(a for a in window.file_menu.actions() if a.text() == "Open &Model…").trigger()  # cancelled
+    next(a for a in window.model_menu.actions() if a.text() == "Load Class &Labels…").trigger()
+    assert window.dialogs.asked == [("open_file", "Open Image"), ("open_file", "Open Model"),
+                                    ("open_file", "Class labels")]
+    assert window.state.model_info is None and not window.state.labels
+    # the controller's consent questions are the window's, asked through the same service
+    window.dialogs = ScriptedDialogs(False)
+    assert window.controller.confirm("Run code?", "really?") is False
+    assert window.dialogs.asked == [("confirm", "Run code?")]

@@ -150,6 +150,26 @@ def test_window_session_round_trip(window, qtbot, tmp_path):
     np.testing.assert_allclose(x, img * saved[roi.name], atol=1e-6)
 
 
+def test_session_pickers_and_recovery_question_use_the_dialog_service(qtbot, settings, tmp_path):
+    from maskviewer.gui.app import create_window
+    from maskviewer.gui.dialogs import ScriptedDialogs
+
+    win = create_window(settings, start_backend=False)
+    qtbot.addWidget(win)
+    try:
+        session = win.tools["session"]
+        win.dialogs = ScriptedDialogs(str(tmp_path / "work"), None)
+        out = session.save_dialog()
+        assert out == tmp_path / "work.mvsession" and out.exists()  # the suffix is added
+        assert session.open_dialog() is False  # cancelled
+        assert [m for m, _t in win.dialogs.asked] == ["save_file", "open_file"]
+        win.dialogs = ScriptedDialogs(False)
+        assert session.ask_recover("Recover?") is False
+        assert win.dialogs.asked == [("question", "Recover autosaved masks?")]
+    finally:
+        win.close()
+
+
 PAINTER = textwrap.dedent(
     """
     import os, sys, time
