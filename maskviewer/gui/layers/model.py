@@ -5,28 +5,27 @@ k, channel, output and class for Grad-CAM, ranking inside the mask), the display
 (colour map, opacity, scaling, the input drawn over) and the latest probe outcome. It turns
 that outcome into a :class:`Drawing` (the colour indices of the heatmap, the channel grid,
 the bars, the channel ranking) with numpy only, so the widgets merely copy pixels and the
-whole tool can be tested without a QApplication.
+whole tool can be tested without a QApplication (see :mod:`maskviewer.gui.layers.drawing`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from maskviewer.core.events import Event
-from maskviewer.core.heatmap import (
-    COLORMAPS,
-    NORMALISATIONS,
-    channel_grid,
-    colorize,
-    default_cam_layer,
-    normalize,
-    to_indices,
-    upsample_to_frame,
-)
+from maskviewer.core.heatmap import COLORMAPS, NORMALISATIONS, default_cam_layer
 from maskviewer.core.mapping import Frame, is_image_input
+from maskviewer.gui.layers.drawing import (
+    Drawing,
+    Heatmap,
+    current_frame,
+    current_map,
+    describe,
+    make_drawing,
+    make_heatmap,
+)
 from maskviewer.gui.layers.probe import CAM_METHODS, METHOD_LABELS, ProbeOutcome, ProbeRequest
 
 NO_SPATIAL_NOTE = (
@@ -36,44 +35,6 @@ NO_SPATIAL_NOTE = (
 #: the spin boxes' limits, which the values are clamped to as the widgets would
 K_MAX = 1024
 CLASS_MAX = 100_000
-
-
-@dataclass
-class Heatmap:
-    """The map over the image: colour-table indices at display size, where, and its range."""
-
-    indices: np.ndarray  # (H, W) uint8
-    frame: Frame
-    lo: float
-    hi: float
-    caption: str
-
-
-@dataclass
-class Ranking:
-    """Channels best first with their values (and their means inside the mask)."""
-
-    order: np.ndarray
-    values: np.ndarray
-    scores: np.ndarray | None = None
-    bold: int = 0
-    value_label: str = "Mean"
-
-
-@dataclass
-class Drawing:
-    """Everything the dock and the canvas show for one outcome.
-
-    ``view`` names the picture under the controls: ``"grid"`` (``grid_rgba``, with the
-    selected tile at ``highlight``), ``"bars"`` (``bars``) or ``"none"``.
-    """
-
-    heatmap: Heatmap | None
-    view: str
-    bars: np.ndarray | None = None
-    grid_rgba: np.ndarray | None = None
-    highlight: tuple[float, float, float, float] | None = None
-    ranking: Ranking | None = None
 
 
 class LayersModel:
@@ -320,107 +281,26 @@ class LayersModel:
 
     def current_map(self) -> tuple[np.ndarray | None, tuple[float, float] | None]:
         """The map to draw (layer resolution) and the shared range, from the latest result."""
-        o = self.outcome
-        if o is None or o.error:
-            return None, None
-        if o.cam is not None:
-            return o.cam.heatmap, (0.0, 1.0)
-        if o.maps is not None and o.maps.spatial:
-            return o.maps.map, o.maps.value_range
-        return None, None
+        return current_map(self.outcome)
 
     def current_frame(self) -> Frame | None:
         """Where the map lies over the image: the frame of the input drawn over."""
-        o = self.outcome
-        if o is None or not o.frames:
-            return None
-        return o.frames.get(self.input) or next(iter(o.frames.values()))
+        return current_frame(self.outcome, self.input)
 
     def heatmap(self) -> Heatmap | None:
         """The current map normalised and upsampled to colour-table indices, or None."""
-        o = self.outcome
-        values, shared = self.current_map()
-        frame = self.current_frame()
-        if values is None or frame is None or o is None:
-            return None
-        mode = self.normalisation
-        unit, (lo, hi) = normalize(values, mode, vrange=shared if mode == "shared" else None)
-        idx = to_indices(upsample_to_frame(unit, frame))
-        caption = "relative to the maximum" if o.cam is not None else METHOD_LABELS[o.request.method].lower()
-        return Heatmap(idx, frame, lo, hi, caption)
+        return make_heatmap(self.outcome, self.normalisation, self.input)
 
     def drawing(self) -> Drawing | None:
         """What to show for the latest outcome (None without one, or after an error).
 
-        Remembers the channel grid drawn, for :meth:`click_tile`.
+        Remembers the channel grid drawn, for :meth:`click_tile` (bars leave it as it was).
         """
-        o = self.outcome
-        if o is None or o.error:
-            return None
-        lm = o.maps
-        heat = self.heatmap()
-        if lm is not None and not lm.spatial:
-            return Drawing(heat, "bars", bars=lm.vector.reshape(-1)[:4096])
-        out = Drawing(heat, "none")
-        if lm is not None and lm.maps is not None:
-            mode = self.normalisation
-            grid, layout = channel_grid(lm.maps, mode, vrange=lm.value_range if mode == "shared" else None)
-            rgba = colorize(np.nan_to_num(grid), self.colormap)
-            rgba[np.isnan(grid), 3] = 0
-            self.grid_layout, self.grid_channels = layout, lm.channels
-            out.view, out.grid_rgba = "grid", rgba
-            out.highlight = self._highlight(lm.method)
-        else:
-            self.grid_layout, self.grid_channels = None, None
-        out.ranking = self._ranking(o)
+        out = make_drawing(self.outcome, self.colormap, self.normalisation, self.input, self.channel)
+        if out is not None and out.view != "bars":
+            self.grid_layout, self.grid_channels = out.grid_layout, out.grid_channels
         return out
-
-    def _highlight(self, method: str) -> tuple[float, float, float, float] | None:
-        layout = self.grid_layout
-        if layout is None or method != "grid":
-            return None
-        hits = np.nonzero(self.grid_channels == self.channel)[0]
-        if not len(hits):
-            return None
-        x, y = layout.tile_origin(int(hits[0]))
-        return (x - 0.5, y - 0.5, layout.tile_w + 1, layout.tile_h + 1)
-
-    @staticmethod
-    def _ranking(o: ProbeOutcome) -> Ranking | None:
-        lm = o.maps
-        if lm is not None and lm.channel_means is not None:
-            masked = lm.rank_scores is not None and not np.array_equal(lm.rank_scores, lm.channel_means)
-            order = np.argsort(-lm.rank_scores, kind="stable")
-            bold = min(o.request.k, len(order)) if o.request.method == "topk" else 0
-            return Ranking(order, lm.channel_means, lm.rank_scores if masked else None, bold)
-        if o.cam is not None:
-            w = o.cam.weights
-            return Ranking(np.argsort(-w, kind="stable"), w, None, value_label="CAM weight")
-        return None
 
     def describe(self, labels: list[str] | None = None) -> str | None:
         """The description of the map shown (None without a result); ``labels`` name classes."""
-        o = self.outcome
-        if o is None or o.error:
-            return None
-        parts = []
-        if o.cam is not None:
-            labels = labels or []
-            cls = o.cam.class_index
-            name = f" ({labels[cls]})" if cls < len(labels) else ""
-            parts.append(
-                f"{'Grad-CAM++' if o.cam.method == 'gradcam++' else 'Grad-CAM'} of {o.cam.output} "
-                f"class {cls}{name} (score {o.cam.score:.4g}) on {o.cam.layer}"
-            )
-        elif o.maps is not None:
-            shape = "×".join(str(d) for d in o.maps.shape)
-            if o.maps.spatial:
-                parts.append(f"{o.maps.path} · {shape} · {METHOD_LABELS[o.maps.method].lower()}")
-                if o.maps.method == "topk":
-                    parts.append("top channels: " + ", ".join(str(int(c)) for c in o.maps.channels))
-                elif o.maps.method in ("channel", "grid"):
-                    parts.append(f"channel {o.request.channel}")
-            else:
-                parts.append(f"{o.maps.path} · {shape}: not spatial, shown as bars")
-        parts.extend(o.notes)
-        return "\n".join(parts)
+        return describe(self.outcome, labels)

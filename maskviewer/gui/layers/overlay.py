@@ -6,7 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 
 from maskviewer.core.heatmap import colormap_lut
-from maskviewer.gui.layers.model import Heatmap
+from maskviewer.gui.layers.drawing import Heatmap
 
 
 class HeatmapOverlay(pg.ImageItem):

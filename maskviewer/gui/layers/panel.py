@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from maskviewer.core.heatmap import COLORMAP_LABELS, COLORMAPS, NORMALISATION_LABELS, NORMALISATIONS
-from maskviewer.gui.layers.model import CLASS_MAX, K_MAX, Drawing, LayersModel
+from maskviewer.gui.layers.drawing import Drawing
+from maskviewer.gui.layers.model import CLASS_MAX, K_MAX, LayersModel
 from maskviewer.gui.layers.probe import CAM_METHODS, METHOD_LABELS, RANKED_METHODS
 from maskviewer.gui.layers.widgets import ColorBar, GridView, RankingTable
 

@@ -59,7 +59,7 @@ class ProbeOutcome:
 
 
 def run_probe(ctx: Any, info: Any, build: Callable, req: ProbeRequest, mask: np.ndarray | None) -> ProbeOutcome:
-    """The probe job, on the inference thread.
+    """The probe job, on the inference thread; a layer that cannot be probed sets ``error``.
 
     Parameters
     ----------
@@ -73,11 +73,6 @@ def run_probe(ctx: Any, info: Any, build: Callable, req: ProbeRequest, mask: np.
         What to compute.
     mask
         The painted mask (image pixels) to rank channels inside, or None.
-
-    Returns
-    -------
-    ProbeOutcome
-        With ``error`` set, rather than raised, when the layer cannot be probed.
     """
     from maskviewer.inference.cam import grad_cam
     from maskviewer.inference.probe import Reduction, get_probe

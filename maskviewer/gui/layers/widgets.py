@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from maskviewer.core.heatmap import colormap_lut
-from maskviewer.gui.layers.model import Ranking
+from maskviewer.gui.layers.drawing import Ranking
 
 #: most channels listed in the ranking table
 MAX_RANKED = 512
