@@ -8,6 +8,7 @@ results (the final class, the table, the map over the image) is computed here fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +108,7 @@ class PatchResults:
         Each as its name says; ``problem`` carries a message for the tool's message line.
     """
 
-    def __init__(self, labels: Any) -> None:
+    def __init__(self, labels: Callable[[], list[str] | None]) -> None:
         self._labels = labels
         self.outputs: dict[str, np.ndarray] | None = None
         self.probs: np.ndarray | None = None
