@@ -79,22 +79,22 @@ def score_record(model) -> dict:
     """What the scores export writes for a :class:`~maskviewer.gui.binarise.model.BinariseModel`:
     the source, threshold, method, polarity, map size and non-finite counts, the scores and the
     best Dice (non-finite numbers as None)."""
-    cache = model.cache
+    cache, scoring = model.cache, model.scoring
     rec = {
         "source": model.current,
         "threshold": model.threshold,
         "method": model.method_used or "manual",
         "invert": model.invert,
         "foreground": "value <= threshold" if model.invert else "value > threshold",
-        "reference": model.reference_name or None,
+        "reference": scoring.name or None,
         "dice_eps": DICE_EPS,
     }
     if cache is not None:
         nf = cache.counts.nonfinite
         rec.update(height=int(cache.values.shape[0]), width=int(cache.values.shape[1]),
                    nan=nf.nan, posinf=nf.posinf, neginf=nf.neginf)
-    if model.scores is not None:
-        rec.update({k: v for k, v in model.scores.to_dict().items() if k != "eps"})
-    if model.curve is not None:
-        rec.update(best_threshold=model.curve.best_threshold, best_dice=model.curve.best_dice)
+    if scoring.scores is not None:
+        rec.update({k: v for k, v in scoring.scores.to_dict().items() if k != "eps"})
+    if scoring.curve is not None:
+        rec.update(best_threshold=scoring.curve.best_threshold, best_dice=scoring.curve.best_dice)
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in rec.items()}

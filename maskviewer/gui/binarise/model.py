@@ -22,28 +22,20 @@ import numpy as np
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.events import Event
 from maskviewer.core.mapping import Frame
-from maskviewer.core.metrics import (
-    DiceCurve,
-    ReferenceScorer,
-    Scores,
-    reference_to_mask,
-    resize_nearest,
-)
+from maskviewer.core.metrics import ReferenceScorer, reference_to_mask
 from maskviewer.core.threshold import METHOD_LABELS, ThresholdCache, binarise
-from maskviewer.gui.binarise.reference import (
-    NO_REFERENCE_NOTE,
-    counts_note,
-    resize_question,
-    sample_image_mask,
-    unused_note,
-)
+from maskviewer.gui.binarise.reference import ReferenceScoring
 from maskviewer.gui.binarise.side_by_side import SideBySide, plan_side_by_side
 from maskviewer.gui.binarise.sources import (
     NO_SOURCE_NOTE,
     PREPARING_NOTE,
     Source,
+    cache_job,
     describe,
-    image_sources,
+    map_source,
+    pick_source,
+    prediction_sources,
+    slider_range,
 )
 
 KIND_CACHE = "binarise-cache"
@@ -82,7 +74,7 @@ class BinariseModel:
     curve_changed()
         The Dice curve was recomputed (or dropped).
     notes_changed()
-        :attr:`info`, :attr:`warning`, :attr:`reference_note` or :attr:`method_note` changed.
+        :attr:`info`, :attr:`warning`, :attr:`method_note` or ``scoring.note`` changed.
     display_changed()
         The view, opacity or TP/FP/FN setting changed.
     gallery_changed()
@@ -108,21 +100,11 @@ class BinariseModel:
         self.caches: dict[str, ThresholdCache] = {}
         self.current: str | None = None
         self.prediction: Any = None  # the last prediction (inputs and outputs), for side by side
-        self.reference: np.ndarray | None = None  # as given (any size)
-        self.reference_name = ""
-        self.ref_for_map: np.ndarray | None = None  # on the current map's grid
-        self._ref_resize_ok = False
-        self._ref_is_image_mask = False
-        self.scorer: ReferenceScorer | None = None
-        self.scores: Scores | None = None
-        self.curve: DiceCurve | None = None
+        self.scoring = ReferenceScoring()  # the reference, its scores and Dice curve
         self.above: np.ndarray | None = None  # display bins wholly above the threshold
-        self.inside: np.ndarray | None = None  # display-code layers inside/outside the reference
-        self.outside: np.ndarray | None = None
-        # what the panel's labels say
+        # what the panel's labels say (and self.scoring.note)
         self.info = NO_SOURCE_NOTE
         self.warning = ""
-        self.reference_note = "No reference."
         self.method_note = ""
         # how the canvas shows the map
         self.view = VIEWS[0]
@@ -157,7 +139,7 @@ class BinariseModel:
         """A new model or image: the old maps no longer apply (the reference stays)."""
         self.cancel(KIND_CACHE)
         self.sources, self.extra_sources, self.caches, self.current = {}, {}, {}, None
-        self.scorer = self.scores = self.curve = None
+        self.scoring.drop()
         self._sync_sources()
         self._refresh_all()
 
@@ -166,25 +148,15 @@ class BinariseModel:
         self.prediction = prediction
         if prediction is None:
             return
-        sources = {s.name: s for s in image_sources(prediction.outputs)}
-        for s in sources.values():
-            s.frame = frame
-        sources.update(self.extra_sources)
-        self.sources = sources
-        self._build_caches({k: s for k, s in sources.items() if s.values is not None})
+        self.sources = prediction_sources(prediction.outputs, frame, self.extra_sources)
+        self._build_caches({k: s for k, s in self.sources.items() if s.values is not None})
 
     def add_source(self, name: str, array: np.ndarray, frame: Frame | None = None) -> None:
         """Offer another map for binarising (an activation map, say).
 
         ``array`` is ``(H, W)`` or ``(H, W, 1)``; ``frame`` says where it lies on the image.
         """
-        a = np.asarray(array)
-        if a.ndim == 3 and a.shape[2] == 1:
-            a = a[:, :, 0]
-        if a.ndim != 2:
-            src = Source(name, None, f"“{name}” has shape {tuple(np.shape(array))}: binarising needs a 2-D map.")
-        else:
-            src = Source(name, a, frame=frame)
+        src = map_source(name, array, frame)
         self.extra_sources[name] = src
         self.sources[name] = src
         if src.values is not None:
@@ -202,24 +174,12 @@ class BinariseModel:
             if self.current is None:
                 self._refresh_all()
             return
-
-        def job(ctx) -> dict:
-            out = dict(previous)
-            for i, (name, values) in enumerate(maps.items()):
-                ctx.progress(i, len(maps))
-                out[name] = ThresholdCache(values, check=ctx.check)
-            return out
-
         self._set_notes(info=PREPARING_NOTE)
-        self.submit(KIND_CACHE, job)
+        self.submit(KIND_CACHE, cache_job(maps, previous))
 
     def _sync_sources(self) -> None:
         """Tell the views the list changed and select the current source (or the first usable)."""
-        names = list(self.sources)
-        pick = None
-        if names:
-            usable = [n for n in names if self.sources[n].values is not None]
-            pick = self.current if self.current in names else (usable[0] if usable else names[0])
+        pick = pick_source(self.sources, self.current)
         self.sources_changed.emit(pick)
         if pick is not None:
             self.select_source(pick)
@@ -230,9 +190,9 @@ class BinariseModel:
             return
         self.current = name
         src, cache = self.sources.get(name), self.caches.get(name)
-        self.scorer = self.scores = self.curve = None
-        self.ref_for_map = None
-        if src is not None and src.values is not None and cache is not None and self.reference is not None:
+        self.scoring.drop()
+        self.scoring.fitted = None
+        if src is not None and src.values is not None and cache is not None and self.scoring.mask is not None:
             self._apply_reference(ask=False)
         self._refresh_all()
 
@@ -240,11 +200,7 @@ class BinariseModel:
 
     def value_range(self) -> tuple[float, float] | None:
         """The slider's range: the finite values' range, widened when the map is constant."""
-        cache = self.cache
-        if cache is None:
-            return None
-        lo, hi = cache.lo, cache.hi
-        return (lo - 0.5, hi + 0.5) if hi <= lo else (lo, hi)
+        return None if self.cache is None else slider_range(self.cache)
 
     def set_threshold(self, value: float, source: str = "") -> None:
         """Set the threshold; ``source`` (``"slider"``, ``"spin"``, ``"line"``) marks a hand-set one."""
@@ -271,9 +227,7 @@ class BinariseModel:
                 other = self.caches.get(name)
                 if other is not None and other is not cache:
                     other.set_threshold(self.threshold)
-        if rescore:
-            self._update_curve()
-        self._update_scores()
+        self.scoring.update(self.threshold, self.invert, rescore)
 
     def _threshold_changed(self, rescore: bool = False, skip: str = "") -> None:
         self._update_threshold(rescore)
@@ -307,8 +261,9 @@ class BinariseModel:
 
     def use_best(self) -> None:
         """Move to the threshold of the best Dice (with a reference)."""
-        if self.curve is not None:
-            self.set_threshold(self.curve.best_threshold)
+        curve = self.scoring.curve
+        if curve is not None:
+            self.set_threshold(curve.best_threshold)
 
     def binary_mask(self) -> np.ndarray | None:
         """The exact binary mask of the current source at the current threshold."""
@@ -333,72 +288,32 @@ class BinariseModel:
         """Score against ``mask`` (bool). A mask of another size than the map is resized
         (nearest neighbour) if the user agrees; an image-sized painted mask (``image_mask``)
         is sampled through the input's frame."""
-        self.reference = np.asarray(mask, dtype=bool)
-        self.reference_name = name
-        self._ref_resize_ok = False
-        self._ref_is_image_mask = image_mask
+        self.scoring.set(mask, name, image_mask)
         ok = self._apply_reference(ask=True)
         self._refresh_all()
         return ok
 
     def clear_reference(self) -> None:
-        self.reference = None
-        self.reference_name = ""
-        self.ref_for_map = None
-        self.scorer = self.scores = self.curve = None
-        if self.cache is not None:
-            self.cache.clear_layers()
+        self.scoring.clear(self.cache)
         self._refresh_all()
 
-    def _fit_reference(self, ask: bool) -> np.ndarray | None:
-        """The reference on the current map's grid, or None when the user declines a resize."""
-        ref, shape, src = self.reference, self.cache.values.shape, self.source
-        if self._ref_is_image_mask and src is not None and src.frame is not None:
-            return sample_image_mask(ref, src.frame, shape)
-        if ref.shape == shape:
-            return ref
-        if not self._ref_resize_ok:
-            question = resize_question(self.reference_name, ref.shape, self.current, shape)
-            if not ask or not self.confirm("Reference size differs", question):
-                return None
-            self._ref_resize_ok = True
-        return resize_nearest(ref, shape)
-
     def _apply_reference(self, ask: bool) -> bool:
-        cache, ref = self.cache, self.reference
-        if cache is None or ref is None:
+        """Fit the reference to the current map and score it on the worker."""
+        cache, src = self.cache, self.source
+        if cache is None or self.scoring.mask is None:
             return False
-        fitted = self._fit_reference(ask)
+        frame = None if src is None else src.frame
+        fitted = self.scoring.fit(cache, frame, self.current, self.confirm, ask)
+        self.notes_changed.emit()
         if fitted is None:
-            self.reference_note = unused_note(self.reference_name, ref.shape, cache.values.shape)
-            self.ref_for_map = None
-            self.scorer = None
-            self.notes_changed.emit()
             return False
-        self.ref_for_map = fitted
-        self.scorer = None  # the old reference's scores no longer apply
-        cache.clear_layers()
-        self.inside = cache.add_layer(fitted)  # copies of the codes, patched as they are
-        self.outside = cache.add_layer(~fitted)
         values, name = cache.values, self.current
 
         def job(_ctx) -> tuple[str, ReferenceScorer]:
             return name, ReferenceScorer(values, fitted)
 
-        self._set_notes(reference_note=f"{self.reference_name}: scoring…")
         self.submit(KIND_SCORE, job)
         return True
-
-    def _update_curve(self) -> None:
-        self.curve = None if self.scorer is None else self.scorer.dice_curve(invert=self.invert)
-
-    def _update_scores(self) -> None:
-        if self.scorer is None:
-            self.scores = None
-            return
-        self.scores = self.scorer.scores(self.threshold, self.invert)
-        if self.ref_for_map is not None:
-            self.reference_note = counts_note(self.reference_name, self.ref_for_map)
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -412,7 +327,7 @@ class BinariseModel:
         elif kind == KIND_SCORE:
             name, scorer = result
             if name == self.current:
-                self.scorer = scorer
+                self.scoring.scorer = scorer
                 self._threshold_changed(rescore=True)
         elif kind == KIND_METHOD:
             name, method, value = result
@@ -432,12 +347,8 @@ class BinariseModel:
 
     def _refresh_all(self) -> None:
         self.info, self.warning = describe(self.source, self.cache)
-        if self.reference is None:
-            self.reference_note = NO_REFERENCE_NOTE
-        elif self.ref_for_map is not None:
-            self.reference_note = counts_note(self.reference_name, self.ref_for_map)
-        self._update_curve()
-        self._update_threshold(rescore=False)
+        self.scoring.refresh_note()
+        self._update_threshold(rescore=True)
         self.refreshed.emit()
 
     def set_display(self, view: str | None = None, opacity: int | None = None, show_errors: bool | None = None) -> None:
@@ -453,7 +364,7 @@ class BinariseModel:
     def errors_shown(self) -> bool:
         """Whether the TP/FP/FN layers are drawn (asked for, scored, and laid over the codes)."""
         cache = self.cache
-        return self.show_errors and self.scorer is not None and cache is not None and bool(cache._layers)
+        return self.show_errors and self.scoring.scorer is not None and cache is not None and bool(cache._layers)
 
     # -- side by side ---------------------------------------------------------------------------
 

@@ -69,8 +69,8 @@ class BinariseOverlay:
             show_codes(self.map_item, cache.codes, self._map_lut(), f)
         if m.errors_shown():
             t, inv, above = m.threshold, m.invert, m.above
-            show_codes(self.err_in, m.inside, cache.binary_lut(t, inv, TP_COLOUR, FN_COLOUR, FN_COLOUR, above), f)
-            show_codes(self.err_out, m.outside, cache.binary_lut(t, inv, FP_COLOUR, CLEAR, CLEAR, above), f)
+            show_codes(self.err_in, m.scoring.inside, cache.binary_lut(t, inv, TP_COLOUR, FN_COLOUR, FN_COLOUR, above), f)
+            show_codes(self.err_out, m.scoring.outside, cache.binary_lut(t, inv, FP_COLOUR, CLEAR, CLEAR, above), f)
         else:
             self.err_in.hide()
             self.err_out.hide()

@@ -112,7 +112,7 @@ class BinarisePanel(QWidget):
         self.painted_ref = QPushButton("Painted mask")
         self.painted_ref.setToolTip("Use the mask painted on the image as the reference")
         self.clear_ref = QPushButton("Clear")
-        self.ref_label = QLabel(self.model.reference_note)
+        self.ref_label = QLabel(self.model.scoring.note)
         self.ref_label.setWordWrap(True)
         self.errors = QCheckBox("TP / FP / FN on the image")
         self.errors.setToolTip("Green: true positive, red: false positive, blue: false negative")
@@ -240,7 +240,7 @@ class BinarisePanel(QWidget):
         self.hist_plot.show_histogram(edges, hist, self.log_counts.isChecked(), self.model.value_range())
 
     def _show_curve(self) -> None:
-        c = self.model.curve
+        c = self.model.scoring.curve
         self.curve_plot.show_curve(c)
         self.hist_plot.show_best(None if c is None else c.best_threshold)
         self.best_label.setText("" if c is None else f"Best Dice {c.best_dice:.4f} at {c.best_threshold:.6g}")
@@ -264,7 +264,8 @@ class BinarisePanel(QWidget):
             self._syncing = False
         self.curve_plot.thr_line.setValue(m.threshold)
         for r, key in enumerate(ROWS):
-            self.table.item(r, 1).setText("—" if m.scores is None else format_score(getattr(m.scores, key)))
+            scores = m.scoring.scores
+            self.table.item(r, 1).setText("—" if scores is None else format_score(getattr(scores, key)))
         self._show_notes()
         self._enable()
 
@@ -273,7 +274,7 @@ class BinarisePanel(QWidget):
         self.info.setText(m.info)
         self.warning.setText(m.warning)
         self.warning.setVisible(bool(m.warning))
-        self.ref_label.setText(m.reference_note)
+        self.ref_label.setText(m.scoring.note)
         self.method_label.setText(m.method_note)
 
     def _enable(self) -> None:
@@ -282,12 +283,12 @@ class BinarisePanel(QWidget):
         for w in (self.slider, self.spin, self.method, self.apply_method, self.reset, self.invert,
                   self.export_mask, self.hist_plot):
             w.setEnabled(has)
-        has_ref = has and m.scorer is not None
+        has_ref = has and m.scoring.scorer is not None
         for w in (self.errors, self.table, self.curve_plot, self.use_best, self.export_scores):
             w.setEnabled(has_ref)
         self.painted_ref.setEnabled(has)
         self.load_ref.setEnabled(has)
-        self.clear_ref.setEnabled(m.reference is not None)
+        self.clear_ref.setEnabled(m.scoring.mask is not None)
 
     def shown_score(self, key: str) -> str:
         """The text shown for a score (``"dice"``, ``"iou"``, …)."""

@@ -3,7 +3,9 @@ how a map is described under the source list."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -70,3 +72,50 @@ def describe(source: Source | None, cache: ThresholdCache | None) -> tuple[str, 
     info = f"{w}×{h} {cache.values.dtype}, values {cache.lo:.4g} … {cache.hi:.4g}"
     warning = BROKEN_NOTE if cache.counts.n_finite == 0 else cache.counts.nonfinite.describe()
     return info, warning
+
+
+def map_source(name: str, array: np.ndarray, frame: Frame | None) -> Source:
+    """A map offered by another tool: ``(H, W)`` or ``(H, W, 1)``, else explained."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim != 2:
+        return Source(name, None, f"“{name}” has shape {tuple(np.shape(array))}: binarising needs a 2-D map.")
+    return Source(name, a, frame=frame)
+
+
+def prediction_sources(outputs: dict[str, np.ndarray], frame: Frame | None, extra: dict[str, Source]) -> dict[str, Source]:
+    """The sources of a prediction's ``outputs`` (drawn over ``frame``), then the ``extra`` maps."""
+    sources = {s.name: s for s in image_sources(outputs)}
+    for s in sources.values():
+        s.frame = frame
+    sources.update(extra)
+    return sources
+
+
+def pick_source(sources: dict[str, Source], current: str | None) -> str | None:
+    """``current`` if it is still offered, else the first usable source (or the first)."""
+    names = list(sources)
+    if not names:
+        return None
+    usable = [n for n in names if sources[n].values is not None]
+    return current if current in names else (usable[0] if usable else names[0])
+
+
+def cache_job(maps: dict[str, np.ndarray], previous: dict[str, ThresholdCache]) -> Callable[[Any], dict]:
+    """A worker job preparing a :class:`ThresholdCache` per map, added to ``previous``."""
+
+    def job(ctx) -> dict[str, ThresholdCache]:
+        out = dict(previous)
+        for i, (name, values) in enumerate(maps.items()):
+            ctx.progress(i, len(maps))
+            out[name] = ThresholdCache(values, check=ctx.check)
+        return out
+
+    return job
+
+
+def slider_range(cache: ThresholdCache) -> tuple[float, float]:
+    """The threshold widgets' range: the finite values' range, widened when the map is constant."""
+    lo, hi = cache.lo, cache.hi
+    return (lo - 0.5, hi + 0.5) if hi <= lo else (lo, hi)

@@ -15,6 +15,7 @@ to the window: its panels, canvas overlay, jobs, dialogs and menu. Hooks for oth
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,9 @@ from maskviewer.gui.binarise.panel import BinarisePanel
 from maskviewer.gui.jobs import JobClient
 
 
-def _model_attribute(name: str) -> property:
-    return property(lambda self: getattr(self.model, name), doc=f"The model's ``{name}``.")
+def _model_attribute(path: str) -> property:
+    get = attrgetter(path)
+    return property(lambda self: get(self.model), doc=f"The model's ``{path}``.")
 
 
 class BinariseTool(QObject):
@@ -93,11 +95,11 @@ class BinariseTool(QObject):
     caches = _model_attribute("caches")
     current = _model_attribute("current")
     cache = _model_attribute("cache")
-    scorer = _model_attribute("scorer")
-    scores = _model_attribute("scores")
-    curve = _model_attribute("curve")
-    reference = _model_attribute("reference")
-    reference_name = _model_attribute("reference_name")
+    scorer = _model_attribute("scoring.scorer")
+    scores = _model_attribute("scoring.scores")
+    curve = _model_attribute("scoring.curve")
+    reference = _model_attribute("scoring.mask")
+    reference_name = _model_attribute("scoring.name")
     difference = _model_attribute("difference")
 
     @property
