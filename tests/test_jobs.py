@@ -99,3 +99,23 @@ def test_progress_errors_and_cancel(qtbot, controller):
     gate.set()
     assert not client.is_running()
     qtbot.waitUntil(lambda: ("cancelled", "run") in events)
+
+
+def test_a_job_dropped_before_it_ran_is_reported_cancelled(qtbot, controller):
+    """A model load drops every pending job: the tool that asked must not wait for it forever."""
+    client = JobClient(controller, ["probe"])
+    events = _record(client)
+    gate, started = threading.Event(), threading.Event()
+
+    def blocker(ctx):
+        started.set()
+        gate.wait(5)
+
+    controller.worker.submit("other", blocker)
+    started.wait(5)
+    client.submit("probe", lambda ctx: "never")
+    controller.worker.submit("load", lambda ctx: "model", exclusive=True)
+    gate.set()
+    qtbot.waitUntil(lambda: not client.is_running())
+    assert ("cancelled", "probe") in events
+    assert not [e for e in events if e[0] == "done"]

@@ -61,10 +61,16 @@ class JobClient(QObject):
         return generation
 
     def cancel(self, kind: str | None = None) -> None:
-        """Cancel the pending and running jobs of ``kind`` (every kind of ours when None)."""
-        for k in self.kinds if kind is None else (kind,):
+        """Cancel the pending and running jobs of ``kind`` (every kind of ours when None).
+
+        :attr:`cancelled` is emitted at once for each kind that was running; whatever the worker
+        still reports for those jobs afterwards is dropped.
+        """
+        for k in sorted(self.kinds) if kind is None else (kind,):
             self.controller.worker.cancel(k)
-            self._set_running(k, False)
+            if k in self.running:
+                self._set_running(k, False)
+                self.cancelled.emit(k)
 
     def is_running(self, kind: str | None = None) -> bool:
         return bool(self.running) if kind is None else kind in self.running
@@ -72,7 +78,8 @@ class JobClient(QObject):
     # -- delivery ----------------------------------------------------------------------------
 
     def _latest(self, kind: str, generation: int) -> bool:
-        return kind in self.kinds and self.controller.is_latest(kind, generation)
+        """The newest request of one of our kinds, still outstanding (not cancelled by us)."""
+        return kind in self.running and self.controller.is_latest(kind, generation)
 
     def _set_running(self, kind: str, running: bool) -> None:
         before = bool(self.running)

@@ -155,8 +155,7 @@ class InferenceWorker(QObject):
             victims = list(self._pending.values()) if exclusive else [self._pending.get(kind)]
             for old in victims:
                 if old is not None:
-                    old.cancel_event.set()
-                    self._pending.pop(old.kind, None)
+                    self._drop(old)
             if self._current is not None and (exclusive or self._current.kind == kind):
                 self._current.cancel_event.set()
             self._pending[kind] = job
@@ -168,9 +167,15 @@ class InferenceWorker(QObject):
         with self._cond:
             for k in list(self._pending):
                 if kind is None or k == kind:
-                    self._pending.pop(k).cancel_event.set()
+                    self._drop(self._pending[k])
             if self._current is not None and (kind is None or self._current.kind == kind):
                 self._current.cancel_event.set()
+
+    def _drop(self, job: Job) -> None:
+        """Drop a pending job (lock held): it never runs, and its requester hears so."""
+        job.cancel_event.set()
+        self._pending.pop(job.kind, None)
+        self._post(self.job_cancelled, job.kind, job.generation)
 
     def busy(self) -> bool:
         """A job is waiting or running, or its results are not yet delivered to the GUI."""
