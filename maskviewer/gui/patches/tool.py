@@ -235,7 +235,7 @@ class PatchTool(QObject):
     # -- running ---------------------------------------------------------------------------------
 
     def _job_parts(self) -> tuple:
-        return self.model.job_parts(getattr(self.controller, "_extra_images", {}))
+        return self.model.job_parts(self.controller.extra_images)
 
     def _predict_current(self) -> None:
         self.current_jobs.submit(KIND_CURRENT, current_patch_job(*self._job_parts(), self.model.index))
