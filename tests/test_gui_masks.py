@@ -374,3 +374,28 @@ def test_lasso_eraser_and_brush_cursor(qtbot, window, rgb_png):
     qtbot.keyClick(window, Qt.Key.Key_H)  # pan: no cursor, the mouse pans again
     qtbot.mouseMove(vp, view_pos(window, 25.5, 20.5))
     assert not tool.cursor.isVisible()
+
+
+def test_mask_files_and_closing_ask_through_the_dialog_service(qtbot, window, rgb_png, tmp_path):
+    from maskviewer.gui.dialogs import ScriptedDialogs
+    from maskviewer.io.masks import load_mask
+
+    path, _ = rgb_png
+    window.controller.open_image(path)
+    tool = window.tools["masks"]
+    del tool.ask_unsaved  # the fixture's answer: ask the dialog service instead
+    tool.maskset.rectangle(2, 2, 8, 8)
+    painted = tool.current_mask().copy()
+    out = tmp_path / "out"
+    out.mkdir()
+    window.dialogs = ScriptedDialogs(str(out / "m.png"), str(out / "m.png"), "save", str(out))
+    tool.actions["save"].trigger()
+    np.testing.assert_array_equal(load_mask(out / "m.png"), painted)
+    tool.clear()
+    tool.actions["load"].trigger()
+    np.testing.assert_array_equal(tool.current_mask(), painted)
+    tool.maskset.rectangle(20, 20, 25, 25)
+    assert tool.can_close()
+    assert [m for m, _t in window.dialogs.asked] == ["save_file", "open_file", "save_discard_cancel", "folder"]
+    np.testing.assert_array_equal(load_mask(out / "photo_mask.png"), tool.current_mask())
+    assert not tool.maskset.dirty
