@@ -1,8 +1,9 @@
 """The bundled demos: which model, which inputs, what each one shows and how well it scores.
 
 ``resources/demo/demos.json`` is written by ``scripts/build_demos.py``; this module reads it
-(numpy and the standard library only). Opening a demo in the window is
-:func:`maskviewer.gui.demo_gallery.open_demo_in_window`.
+(the standard library and :mod:`maskviewer.core` only: no Qt, and nothing from :mod:`maskviewer.gui`, which depends on
+this module and not the other way round). Opening a demo in the window is
+:func:`maskviewer.gui.demo_gallery.open_demo`.
 """
 
 from __future__ import annotations
@@ -159,10 +160,21 @@ def get_demo(name: str | None) -> Demo:
     )
 
 
-def open_demo(window, name: str | None) -> Demo:
-    """Open a demo's first image, masks, labels and model in ``window`` and show its view."""
-    from maskviewer.gui.demo_gallery import open_demo_in_window
+def open_demo(window: Any, name: str | None) -> Demo:
+    """Open the demo called ``name`` in ``window`` with the window's demos tool.
 
+    Kept for callers that open demos from here; the window side is
+    :func:`maskviewer.gui.demo_gallery.open_demo`. The tool is reached through the window
+    (``window.tools["demos"]``), so this module imports nothing from the GUI.
+
+    Raises
+    ------
+    MaskviewerError
+        No such demo, or the window has no demos tool.
+    """
     demo = get_demo(name)
-    open_demo_in_window(window, demo)
+    tool = getattr(window, "tools", {}).get("demos")
+    if tool is None:
+        raise MaskviewerError("This window has no demos tool to open the demo with.")
+    tool.open(demo)
     return demo

@@ -3,6 +3,9 @@
 Opening a demo opens its first image, its labels and its model; once the model has loaded it
 feeds the demo's other inputs from their files, feeds its mask, and puts the view the demo
 shows (Layers, Masks, Kernels, Patches, Binarise) in front, set up on what the demo is about.
+
+This module depends on :mod:`maskviewer.demo` (the Qt-free demo index), never the other way
+round: :func:`open_demo` is the window-side way to open a demo by name.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.mapping import InputMapping
-from maskviewer.demo import Demo, list_demos
+from maskviewer.demo import Demo, get_demo, list_demos
 
 THUMB = 160
 
@@ -348,6 +351,24 @@ def demo_tool(window) -> DemoTool:
 def open_demo_in_window(window, demo: Demo) -> bool:
     """Open ``demo`` in ``window`` with its view in front."""
     return demo_tool(window).open(demo)
+
+
+def open_demo(window, name: str | None) -> Demo:
+    """Open the demo called ``name`` (the first for None or ``""``) in ``window``.
+
+    Returns
+    -------
+    Demo
+        The demo opened (its model is still loading).
+
+    Raises
+    ------
+    MaskviewerError
+        No demos are installed, or none has that name.
+    """
+    demo = get_demo(name)
+    open_demo_in_window(window, demo)
+    return demo
 
 
 def install(window) -> DemoTool:
