@@ -112,3 +112,13 @@ def test_command_line_demo_without_a_name_shows_the_gallery(qtbot, window):
     gallery = demo_tool(window).show_gallery("patches")
     assert gallery.isVisible() and gallery.current().name == "patches"
     gallery.close()
+
+
+def test_the_gallery_module_opens_a_demo_by_name(qtbot, window):
+    from maskviewer.gui.demo_gallery import open_demo
+
+    demo = open_demo(window, "digits")
+    assert demo.name == "digits" and window.tools["demos"].demo is demo
+    qtbot.waitUntil(lambda: window.state.model_info is not None, timeout=60_000)
+    assert window.state.model_info.path == str(demo.path(demo.model))
+    assert window.docks[demo.view].isVisible()
