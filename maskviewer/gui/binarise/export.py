@@ -1,4 +1,5 @@
-"""The Binarise tool's files, without Qt: the exact binary mask and the score record."""
+"""The Binarise tool's files, without Qt: the exact binary mask and the score record
+(written atomically through :mod:`maskviewer.io.export.writing`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from maskviewer.core.metrics import DICE_EPS
-from maskviewer.io.atomic import atomic_write
+from maskviewer.io.export.writing import save_bytes, save_npy, save_png
 
 MASK_FILTER = "PNG 0/255 (*.png);;NumPy bool (*.npy)"
 SCORES_FILTER = "JSON (*.json);;CSV (*.csv)"
@@ -33,13 +34,9 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        with atomic_write(path) as fh:
-            np.save(fh, mask, allow_pickle=False)
+        save_npy(path, np.asarray(mask, dtype=bool))
     elif suffix == ".png":
-        from PIL import Image
-
-        with atomic_write(path) as fh:
-            Image.fromarray(mask.astype(np.uint8) * 255).save(fh, format="PNG")
+        save_png(path, np.asarray(mask, dtype=np.uint8) * 255)
     else:
         raise UnsupportedFormat(f"{path.name}: save the mask as .png or .npy.")
 
@@ -70,9 +67,7 @@ def write_scores(path: str | Path, record: dict) -> None:
     OSError
         When the file cannot be written.
     """
-    text = scores_text(path, record)
-    with atomic_write(Path(path), "w") as fh:
-        fh.write(text)
+    save_bytes(path, scores_text(path, record).encode("utf-8"))
 
 
 def score_record(model) -> dict:

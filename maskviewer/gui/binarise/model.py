@@ -22,9 +22,9 @@ import numpy as np
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.events import Event
 from maskviewer.core.mapping import Frame
-from maskviewer.core.metrics import ReferenceScorer, reference_to_mask
+from maskviewer.core.metrics import ReferenceScorer
 from maskviewer.core.threshold import METHOD_LABELS, ThresholdCache, binarise
-from maskviewer.gui.binarise.reference import ReferenceScoring
+from maskviewer.gui.binarise.reference import ReferenceScoring, read_reference
 from maskviewer.gui.binarise.side_by_side import SideBySide, plan_side_by_side
 from maskviewer.gui.binarise.sources import (
     NO_SOURCE_NOTE,
@@ -50,6 +50,16 @@ FAST_METHODS = ("otsu", "yen", "isodata")  # from the cached histogram: microsec
 Submit = Callable[[str, Callable[[Any], Any]], Any]
 
 
+def _method_job(name: str | None, cache: ThresholdCache, method: str) -> Callable[[Any], tuple]:
+    """A worker job: ``(name, method, threshold)`` of a slow method on the map ``name``."""
+    return lambda ctx: (name, method, cache.threshold(method, check=ctx.check))
+
+
+def _score_job(name: str | None, values: np.ndarray, reference: np.ndarray) -> Callable[[Any], tuple]:
+    """A worker job: ``(name, scorer)`` scoring the map ``name`` against ``reference``."""
+    return lambda _ctx: (name, ReferenceScorer(values, reference))
+
+
 class BinariseModel:
     """What the Binarise tool shows and how it changes.
 
@@ -63,24 +73,7 @@ class BinariseModel:
     confirm
         ``confirm(title, text) -> bool`` asks the user (whether to resize a reference).
 
-    Events
-    ------
-    sources_changed(pick)
-        The list of sources changed; ``pick`` is the one about to be selected (or None).
-    refreshed()
-        Everything may have changed (another source, reference or prediction).
-    threshold_changed(skip)
-        The threshold, polarity or scores changed; ``skip`` names the widget that set it.
-    curve_changed()
-        The Dice curve was recomputed (or dropped).
-    notes_changed()
-        :attr:`info`, :attr:`warning`, :attr:`method_note` or ``scoring.note`` changed.
-    display_changed()
-        The view, opacity or TP/FP/FN setting changed.
-    gallery_changed()
-        The side-by-side dock should be rebuilt.
-    error(title, message)
-        Something the user asked for failed.
+    The events (:class:`~maskviewer.core.events.Event`) are listed in ``__init__``.
     """
 
     def __init__(
@@ -115,14 +108,14 @@ class BinariseModel:
         self.gallery_names: list[str] = []  # maps shown as binary tiles (they follow the threshold)
         self.difference: np.ndarray | None = None  # |input - reconstruction| when shown
 
-        self.sources_changed = Event()
-        self.refreshed = Event()
-        self.threshold_changed = Event()
-        self.curve_changed = Event()
-        self.notes_changed = Event()
-        self.display_changed = Event()
-        self.gallery_changed = Event()
-        self.error = Event()
+        self.sources_changed = Event()  # (pick): new list; ``pick`` is about to be selected
+        self.refreshed = Event()  # (): anything may have changed (source, reference, prediction)
+        self.threshold_changed = Event()  # (skip): threshold, polarity or scores; ``skip``: who set it
+        self.curve_changed = Event()  # (): the Dice curve was recomputed (or dropped)
+        self.notes_changed = Event()  # (): info, warning, method_note or scoring.note
+        self.display_changed = Event()  # (): view, opacity or TP/FP/FN
+        self.gallery_changed = Event()  # (): rebuild the side-by-side dock
+        self.error = Event()  # (title, message): something the user asked for failed
 
     # -- sources --------------------------------------------------------------------------------
 
@@ -246,13 +239,8 @@ class BinariseModel:
         if method in FAST_METHODS:
             self._method_done(method, cache.threshold(method))
             return
-        name = self.current
-
-        def job(ctx) -> tuple[str, str, float]:
-            return name, method, cache.threshold(method, check=ctx.check)
-
         self._set_notes(method_note=f"Computing {METHOD_LABELS[method]}…")
-        self.submit(KIND_METHOD, job)
+        self.submit(KIND_METHOD, _method_job(self.current, cache, method))
 
     def _method_done(self, method: str, value: float) -> None:
         self.set_threshold(value)
@@ -274,11 +262,8 @@ class BinariseModel:
 
     def load_reference(self, path: str | Path) -> bool:
         """Load a reference mask file (PNG/BMP/TIFF: non-zero is foreground; NPY)."""
-        from maskviewer.io.images import load_image
-
         try:
-            image = load_image(path)
-            mask = reference_to_mask(image.raw if image.raw is not None else image.array)
+            mask = read_reference(path)
         except (MaskviewerError, ValueError) as exc:
             self.error.emit("Cannot use this reference", f"{Path(path).name}: {exc}")
             return False
@@ -307,12 +292,7 @@ class BinariseModel:
         self.notes_changed.emit()
         if fitted is None:
             return False
-        values, name = cache.values, self.current
-
-        def job(_ctx) -> tuple[str, ReferenceScorer]:
-            return name, ReferenceScorer(values, fitted)
-
-        self.submit(KIND_SCORE, job)
+        self.submit(KIND_SCORE, _score_job(self.current, cache.values, fitted))
         return True
 
     # -- jobs -----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ sampled through the map's frame), scored, and the notes that say how it went."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -12,12 +13,27 @@ from maskviewer.core.metrics import (
     DiceCurve,
     ReferenceScorer,
     Scores,
+    reference_to_mask,
     resize_nearest,
     sample_on_frame,
 )
 from maskviewer.core.threshold import ThresholdCache
 
 NO_REFERENCE_NOTE = "No reference. Load a mask, or use the painted one."
+
+
+def read_reference(path: str | os.PathLike) -> np.ndarray:
+    """A reference mask file as bool: PNG/BMP/TIFF (non-zero is foreground) or NPY.
+
+    Raises
+    ------
+    MaskviewerError, ValueError
+        The file cannot be read or holds no usable mask (the message says why).
+    """
+    from maskviewer.io.images import load_image
+
+    image = load_image(path)
+    return reference_to_mask(image.raw if image.raw is not None else image.array)
 
 
 def sample_image_mask(mask: np.ndarray, frame: Frame, shape: tuple[int, int]) -> np.ndarray:
