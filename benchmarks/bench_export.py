@@ -25,12 +25,20 @@ pictures only, raw maps only, and the whole pipeline with the file writing skipp
 writer replaced by a no-op in this process). The whole command line as a fresh process
 (TensorFlow import and model loading included) is timed too. ``--tmp /dev/shm`` puts the
 files on a RAM disk, to tell the disk's share from the program's.
-Figures are noisy on a shared machine. Run: ``python benchmarks/bench_export.py [--images N]``.
+
+``--encoders`` times only the PNG encoding: the export's own encoder
+(:func:`maskviewer.io.export.encoding.encode_png`) against Pillow's on the pictures an export
+writes (heatmaps, overlays and legends of the same folder), at equal output (the same decoded
+pixels; Pillow both at the same zlib levels and at its default), and reports the ratio.
+Figures are noisy on a shared machine. Run: ``python benchmarks/bench_export.py [--images N]
+[--encoders]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import io
 import json
 import os
 import shutil
@@ -158,12 +166,54 @@ def export_in_process(folder: Path, out: Path, batch: int, *extra: str) -> tuple
     return manifest["seconds"], wall, manifest
 
 
+def encoder_comparison(folder: Path, out: Path, batch: int, repeats: int) -> None:
+    """Time the export's PNG encoder against Pillow's on the pictures of an export of ``folder``."""
+    from PIL import Image
+
+    from maskviewer.io.export.encoding import encode_png, encode_png_pillow
+
+    export_in_process(folder, out, batch, "--legend")
+    pictures = [np.asarray(Image.open(p)) for p in sorted(out.rglob("*.png"))]
+    encoders = {
+        "export's encoder": encode_png,
+        "Pillow, same zlib levels": encode_png_pillow,
+        "Pillow, default level 6": lambda a: encode_png_pillow(a, 6),
+    }
+    groups: dict[str, list[np.ndarray]] = collections.defaultdict(list)
+    for a in pictures:
+        groups[f"{a.shape[1]}x{a.shape[0]}x{a.shape[2] if a.ndim == 3 else 1}"].append(a)
+    groups["all"] = pictures
+    sizes = {}
+    for name, encode in encoders.items():  # equal output: every picture decodes to its pixels
+        data = [encode(a) for a in pictures]
+        sizes[name] = sum(len(b) for b in data)
+        for a, b in zip(pictures, data, strict=True):
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(b))), a), name
+    print(f"PNG encoding of {len(pictures)} export pictures, best of {repeats}; time / export's encoder")
+    for kind, group in groups.items():
+        times: dict[str, list[float]] = {name: [] for name in encoders}
+        for _ in range(repeats):  # alternate, so all see the same machine load
+            for name, encode in encoders.items():
+                t0 = time.perf_counter()
+                for a in group:
+                    encode(a)
+                times[name].append(time.perf_counter() - t0)
+        base = min(times["export's encoder"])
+        print(f"  {len(group)} pictures {kind}:")
+        for name, runs in times.items():
+            best = min(runs)
+            size = f"{sizes[name] / 1024:6.0f} KiB" if kind == "all" else " " * 10
+            print(f"    {name:26s} {best / len(group) * 1e6:8.1f} us/picture {size}  ratio {best / base:5.2f}"
+                  "   runs (ms): " + ", ".join(f"{t * 1e3:.1f}" for t in runs))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each side; the best is reported")
     ap.add_argument("--tmp", default=None, help="folder for the images and exports (default: the system's temporary folder)")
+    ap.add_argument("--encoders", action="store_true", help="only compare the PNG encoders (the export's and Pillow's)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_export_", dir=args.tmp))
@@ -171,6 +221,9 @@ def main() -> None:
         folder = tmp / "images"
         folder.mkdir()
         paths = make_folder(folder, args.images)
+        if args.encoders:
+            encoder_comparison(folder, tmp / "out_encoders", args.batch, max(args.repeats, 5))
+            return
         from maskviewer.inference.backend import init_backend
 
         device = init_backend()

@@ -279,3 +279,59 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_only_the_naming_module_makes_file_names():
+    """No module of the export but naming spells a file suffix or joins a relative path."""
+    import ast
+    from pathlib import Path
+
+    import maskviewer.io.export as package
+
+    root = Path(package.__file__).parent
+    suffixes = (".png", ".npy", ".json", "_overlay.", "_legend.", "_grid.")
+    found = []
+    for path in sorted(root.glob("*.py")):
+        if path.name == "naming.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef) and n.body
+                      and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                text = node.value
+                if any(s in text for s in suffixes) and " " not in text:
+                    found.append(f"{path.name}:{node.lineno}: {text!r}")
+            if isinstance(node, ast.JoinedStr):
+                parts = [p.value for p in node.values if isinstance(p, ast.Constant)]
+                if any("/" in p or any(s in p for s in suffixes) for p in parts):
+                    found.append(f"{path.name}:{node.lineno}: f-string {parts!r}")
+    assert found == []
+
+
+def test_written_files_are_the_planned_names(tmp_path, rng):
+    from maskviewer.io.export import naming
+
+    image = ImageData(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), "dir/my image.png")
+    frame = Frame(0, 0, 8, 8)
+    items = [
+        ExportItem("activation", "block/conv 1", rng.random((4, 4)).astype(np.float32), frame, "top3",
+                   image=image.path),
+        ExportItem("cam", "conv", rng.random((4, 4)).astype(np.float32), frame, "gradcam++", 2, image.path),
+        ExportItem("activation", "c", rng.random((3, 2, 2)).astype(np.float32), frame, "grid", image=image.path,
+                   tiles=rng.random((3, 2, 2)).astype(np.float32)),
+        ExportItem("mask", "m", (rng.random((8, 8)) > 0.5).astype(np.float32), frame, image=image.path),
+        ExportItem("prediction", "probs", rng.random(3).astype(np.float32), None, "scores", image=image.path),
+    ]
+    style = ExportStyle(legend=True)
+    prefix = naming.image_prefix(image.path)
+    assert prefix == "my_image"
+    manifest = export_items(tmp_path, items, {image.path: image}, style=style, prefix=prefix)
+    written = {p for p in tmp_path.rglob("*") if p.is_file() and p != manifest}
+    planned = set(naming.planned(ArtifactWriter(tmp_path, style), items, {image.path: image}, prefix))
+    assert written and written <= planned
+    for item, entry in zip(items, read_manifest(manifest)["artifacts"], strict=True):
+        stem = naming.prefixed(prefix, item.stem())
+        for role, rec in iter_files(entry):
+            assert rec["path"] == naming.file_name(stem, role)

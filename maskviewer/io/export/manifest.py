@@ -86,7 +86,8 @@ class Manifest:
     def __init__(self, out_dir: str | os.PathLike, name: str = MANIFEST_NAME) -> None:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / name
-        fd, spool = tempfile.mkstemp(prefix=f".{name}.", suffix=".jsonl", dir=self.out_dir)
+        suffix, prefix = naming.spool_affixes(name)
+        fd, spool = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=self.out_dir)
         self._spool_path = Path(spool)
         self._spool = os.fdopen(fd, "w", encoding="utf-8")
         self.count = 0

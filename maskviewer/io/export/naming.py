@@ -88,6 +88,11 @@ def patch_png_name(n: int, count: int, row: int, col: int) -> str:
     return f"patch_{n:0{width}d}_r{row}_c{col}.png"
 
 
+def spool_affixes(manifest_name: str) -> tuple[str, str]:
+    """The suffix and prefix of the hidden file a manifest's entries are spooled to."""
+    return ".jsonl", f".{manifest_name}."
+
+
 def native_path(root: str, rel: str) -> str:
     """``rel`` (``/``-separated) under ``root`` (a folder path ending in the separator)."""
     return root + (rel if os.sep == "/" else rel.replace("/", os.sep))
