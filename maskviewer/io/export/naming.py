@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from maskviewer.io.export.items import ExportItem, ExportStyle
+    from maskviewer.io.export.writing import ArtifactWriter
 
 MANIFEST_NAME = "manifest.json"
 #: the file suffix of each role a manifest entry's ``files`` lists
@@ -124,8 +125,8 @@ def planned_paths(
     return [base.with_name(file_name(base.name, role)) for role in planned_roles(item, style, with_image)]
 
 
-def planned(writer, items: Iterable[ExportItem], images: dict, prefix: str = "") -> list[Path]:
-    """Every file an export of ``items`` by ``writer`` (an ArtifactWriter) would write."""
+def planned(writer: ArtifactWriter, items: Iterable[ExportItem], images: dict, prefix: str = "") -> list[Path]:
+    """Every file an export of ``items`` by ``writer`` would write (``images``: path -> image)."""
     out = []
     for item in items:
         stem = prefixed(prefix, item.stem())
@@ -133,7 +134,7 @@ def planned(writer, items: Iterable[ExportItem], images: dict, prefix: str = "")
     return out
 
 
-def existing(writer, items: Iterable[ExportItem], images: dict, prefix: str = "") -> list[Path]:
+def existing(writer: ArtifactWriter, items: Iterable[ExportItem], images: dict, prefix: str = "") -> list[Path]:
     """The files of an export of ``items`` (and its manifest) that exist already."""
     taken = [p for p in planned(writer, items, images, prefix) if p.exists()]
     manifest = Path(writer.out_dir) / MANIFEST_NAME
