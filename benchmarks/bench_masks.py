@@ -209,8 +209,8 @@ def bench_release_to_prediction() -> None:
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from maskviewer.demo import open_demo
     from maskviewer.gui.app import create_window
+    from maskviewer.gui.demo_gallery import open_demo
 
     app = QApplication.instance() or QApplication([])
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_masks_settings.ini"

@@ -138,8 +138,8 @@ def run_window_level(cycles: int) -> dict:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from maskviewer.demo import open_demo
     from maskviewer.gui.app import create_window
+    from maskviewer.gui.demo_gallery import open_demo
     from maskviewer.gui.masks.tool import MaskTool
 
     app = QApplication.instance() or QApplication([])

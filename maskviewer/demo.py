@@ -158,23 +158,3 @@ def get_demo(name: str | None) -> Demo:
     raise MaskviewerError(
         f"No demo called {name!r}. Available: {', '.join(d.name for d in demos)}."
     )
-
-
-def open_demo(window: Any, name: str | None) -> Demo:
-    """Open the demo called ``name`` in ``window`` with the window's demos tool.
-
-    Kept for callers that open demos from here; the window side is
-    :func:`maskviewer.gui.demo_gallery.open_demo`. The tool is reached through the window
-    (``window.tools["demos"]``), so this module imports nothing from the GUI.
-
-    Raises
-    ------
-    MaskviewerError
-        No such demo, or the window has no demos tool.
-    """
-    demo = get_demo(name)
-    tool = getattr(window, "tools", {}).get("demos")
-    if tool is None:
-        raise MaskviewerError("This window has no demos tool to open the demo with.")
-    tool.open(demo)
-    return demo

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("path", nargs="?", default="maskviewer")
     ap.add_argument("--top", type=int, default=5)
     args = ap.parse_args(argv)
-    for title, rows in zip(("modules", "classes", "functions"), measure(Path(args.path))):
+    for title, rows in zip(("modules", "classes", "functions"), measure(Path(args.path)), strict=True):
         print(f"largest {title}:")
         for size, name in sorted(rows, reverse=True)[: args.top]:
             print(f"  {size:5d}  {name}")

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import maskviewer
-from maskviewer.core.errors import MaskviewerError
 
 PKG = Path(maskviewer.__file__).parent
 HEAVY = ("PySide6", "shiboken6", "pyqtgraph", "tensorflow", "keras", "jax")
@@ -95,32 +94,3 @@ def test_importing_imports_neither_qt_nor_tensorflow(module):
     ).stdout.split()
     assert module in out
     assert not {m for m in out if m.split(".")[0] in HEAVY}
-
-
-class _FakeTool:
-    def __init__(self) -> None:
-        self.opened: list = []
-
-    def open(self, demo) -> bool:
-        self.opened.append(demo)
-        return True
-
-
-class _FakeWindow:
-    def __init__(self, tools: dict) -> None:
-        self.tools = tools
-
-
-def test_open_demo_from_the_index_goes_through_the_windows_demos_tool():
-    from maskviewer.demo import list_demos, open_demo
-
-    demos = list_demos()
-    if not demos:
-        pytest.skip("no demos installed")
-    tool = _FakeTool()
-    demo = open_demo(_FakeWindow({"demos": tool}), demos[0].name)
-    assert demo.name == demos[0].name and tool.opened == [demo]
-    with pytest.raises(MaskviewerError, match="no demos tool"):
-        open_demo(_FakeWindow({}), demos[0].name)
-    with pytest.raises(MaskviewerError, match="No demo called"):
-        open_demo(_FakeWindow({"demos": tool}), "no-such-demo")

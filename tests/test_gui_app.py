@@ -149,7 +149,7 @@ def test_other_image_as_second_input(qtbot, window, tmp_path, keras_mod):
 
 
 def test_demo_opens_and_predicts_its_digit(qtbot, window):
-    from maskviewer.demo import open_demo
+    from maskviewer.gui.demo_gallery import open_demo
 
     demo = open_demo(window, "digits")
     pred = wait_prediction(qtbot, window)

@@ -56,7 +56,7 @@ def run_app(
 
                 demo_tool(window).show_gallery()
             elif demo is not None:
-                from maskviewer.demo import open_demo
+                from maskviewer.gui.demo_gallery import open_demo
 
                 open_demo(window, demo)
             if image:

@@ -22,12 +22,9 @@ from maskviewer.core.predictions import read_labels
 from maskviewer.core.state import AppState, Prediction
 from maskviewer.gui.inputs import input_builder, propose_missing
 from maskviewer.gui.model_loading import ModelLoader
-from maskviewer.gui.settings import AppSettings, model_key
+from maskviewer.gui.settings import AppSettings
 from maskviewer.gui.worker import InferenceWorker, JobContext
 from maskviewer.io.images import load_image
-
-#: the per-model settings key (the masks tool imports it from here)
-_key = model_key
 
 
 class Controller(QObject):
@@ -102,9 +99,6 @@ class Controller(QObject):
     def loading_model(self) -> bool:
         """A model is loading: results computed for the current one would be stale."""
         return self.loader.loading
-
-    #: the name the layers tool reads (``getattr(controller, "_loading_model", False)``)
-    _loading_model = loading_model
 
     @property
     def extra_images(self) -> dict[str, ImageData]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QColorDialog, QFileDialog, QInputDialog, QMessageBox, QWidget
 
 
 class Dialogs:
@@ -56,6 +57,18 @@ class Dialogs:
         )
         return {b.Save: "save", b.Discard: "discard"}.get(answer, "cancel")
 
+    def text(self, title: str, label: str, default: str = "") -> str | None:
+        """A line of text (a name); None when cancelled."""
+        value, ok = QInputDialog.getText(self.parent, title, label, text=default)
+        return value if ok else None
+
+    def color(
+        self, title: str, initial: tuple[int, int, int]
+    ) -> tuple[int, int, int] | None:
+        """An RGB colour; None when cancelled."""
+        chosen = QColorDialog.getColor(QColor(*initial), self.parent, title)
+        return (chosen.red(), chosen.green(), chosen.blue()) if chosen.isValid() else None
+
 
 class ScriptedDialogs(Dialogs):
     """Answers queued in advance, for tests: ``dialogs.answers.append("/tmp/x.png")``.
@@ -93,3 +106,9 @@ class ScriptedDialogs(Dialogs):
 
     def save_discard_cancel(self, title: str, text: str) -> str:
         return str(self._next("save_discard_cancel", title, "cancel"))
+
+    def text(self, title: str, label: str, default: str = "") -> str | None:
+        return self._next("text", title)
+
+    def color(self, title: str, initial: tuple[int, int, int]) -> tuple[int, int, int] | None:
+        return self._next("color", title)

@@ -115,7 +115,7 @@ class LayersTool(QObject):
         m = self.model
         info = self.state.model_info
         req = m.current_request()
-        loading = getattr(self.controller, "_loading_model", False)  # its results would be stale
+        loading = self.controller.loading_model  # its results would be stale
         if info is None or not info.probe_supported or req is None or loading:
             return None
         if self.state.image is None:

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtGui import QAction, QColor, QKeySequence
-from PySide6.QtWidgets import QColorDialog, QInputDialog
+from PySide6.QtGui import QAction, QKeySequence
 
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.mask_feed import MaskFeed
@@ -45,9 +44,9 @@ class SettingsFeedMemory(FeedMemory):
         self.controller = controller
 
     def _key(self, info: Any) -> str:
-        from maskviewer.gui.controller import _key
+        from maskviewer.gui.settings import model_key
 
-        return f"mask_feed/{_key(info.path)}"
+        return f"mask_feed/{model_key(info.path)}"
 
     def was_chosen(self, info: Any) -> bool:
         return self.controller.settings.value(self._key(info)) is not None
@@ -223,9 +222,9 @@ class MaskTool(QObject):
         ms = self.model.maskset
         if ms is None or ms.active is None:
             return
-        color = QColorDialog.getColor(QColor(*ms.active.color), self.window, "Mask colour")
-        if color.isValid():
-            self.model.set_color((color.red(), color.green(), color.blue()))
+        color = self.window.dialogs.color("Mask colour", tuple(ms.active.color))
+        if color is not None:
+            self.model.set_color(color)
 
     # -- files and closing ------------------------------------------------------------------------
 
@@ -317,8 +316,7 @@ class MaskTool(QObject):
         return self.window.dialogs.folder("Folder for the unsaved masks", self.controller.last_dir()) or ""
 
     def _ask_text(self, title: str, label: str, text: str) -> str | None:
-        value, ok = QInputDialog.getText(self.window, title, label, text=text)
-        return value if ok else None
+        return self.window.dialogs.text(title, label, text)
 
     # -- ablation ---------------------------------------------------------------------------------
 

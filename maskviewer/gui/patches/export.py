@@ -27,7 +27,7 @@ def all_patches(model: PatchModel) -> np.ndarray:
 
 def export_pngs(model: PatchModel, folder: str | Path) -> list[Path]:
     """Write every patch as a PNG file into ``folder``."""
-    from maskviewer.io.patch_export import export_patch_pngs
+    from maskviewer.io.export.patches import export_patch_pngs
 
     return export_patch_pngs(folder, all_patches(model), model.grid, model.state.image.value_max)
 
@@ -36,7 +36,7 @@ def export_npy(model: PatchModel, path: str | Path, inputs: bool = False) -> np.
     """Write all patches as one ``(N, kh, kw, C)`` NPY (``inputs``: as the model's batch)."""
     from maskviewer.core.patches import prepare_patches
     from maskviewer.inference.patch_runner import plan_feed
-    from maskviewer.io.patch_export import export_npy as write_npy
+    from maskviewer.io.export.patches import export_npy as write_npy
 
     batch = all_patches(model)
     if inputs:
@@ -53,7 +53,7 @@ def export_npy(model: PatchModel, path: str | Path, inputs: bool = False) -> np.
 
 def export_csv(model: PatchModel, path: str | Path) -> None:
     """Write the per-patch table (probabilities, occlusion drops) as CSV."""
-    from maskviewer.io.patch_export import export_table_csv
+    from maskviewer.io.export.patches import export_table_csv
 
     table = model.results.table(model.grid)
     if table is None:
