@@ -198,6 +198,7 @@ def test_reset_drops_the_maps_and_cancels_their_preparation(y):
     model.set_prediction(_prediction(mask=y), Frame(0, 0, 30, 20))
     model.reset()
     assert not jobs.queue and model.sources == {} and model.current is None
+    assert model.prediction is None  # side by side shows nothing of the image before
     assert model.info.startswith("Run a model")
 
 

@@ -261,3 +261,17 @@ def test_errors_are_said_and_clear_the_drawing(model):
     assert m.drawing() is None and m.describe() is None and m.current_map() == (None, None)
     m.clear()
     assert m.outcome is None
+
+
+def test_a_new_model_does_not_keep_the_last_layers_channel_limits(model):
+    """k set before the new model's layers are read (a session restore) is not cut to the old layer."""
+    model.select_layer("att")  # one channel: k is limited to 1
+    model.set_k(8)
+    assert model.k == 1
+    model.set_model(_info())
+    assert model.channel_count == 1 and model.selected is None
+    model.set_k(8)
+    assert model.k == 8
+    model.set_layers(_entries(), _info())
+    model.select_layer("conv2")  # six channels
+    assert model.k == 6

@@ -268,3 +268,33 @@ def test_killed_while_painting_recovers_the_autosave(qtbot, tmp_path):
     qtbot.addWidget(win2)
     assert win2.tools["session"].recoverable() == []
     win2.close()
+
+
+def test_a_session_opened_in_a_new_window_restores_the_layer_view(window, qtbot, tmp_path, settings):
+    """k and the method come back even though the view is applied before the layer list arrives."""
+    from maskviewer.gui.app import create_window
+
+    c = window.controller
+    c.open_image(str(DEMO / "digit_2.png"))
+    c.open_model(str(DEMO / "digits_cnn.keras"))
+    wait_prediction(qtbot, window)
+    layers = window.tools["layers"]
+    qtbot.waitUntil(lambda: "conv2" in layers.entries, timeout=30_000)
+    layers.select_layer("conv2")
+    layers.panel.set_method("topk")
+    layers.panel.k.setValue(8)
+    window.tools["masks"].ask_unsaved = lambda: "discard"
+    path = window.tools["session"].save_to(tmp_path / "view.mvsession")
+    assert path is not None
+
+    other = create_window(settings)
+    qtbot.addWidget(other)
+    try:
+        other.tools["masks"].ask_unsaved = lambda: "discard"
+        assert other.tools["session"].open_session(path)
+        panel = other.tools["layers"].panel
+        qtbot.waitUntil(lambda: panel.current_path() == "conv2", timeout=60_000)
+        assert panel.current_method() == "topk"
+        assert panel.k.value() == 8 and other.tools["layers"].model.k == 8
+    finally:
+        other.close()

@@ -132,6 +132,7 @@ class BinariseModel:
         """A new model or image: the old maps no longer apply (the reference stays)."""
         self.cancel(KIND_CACHE)
         self.sources, self.extra_sources, self.caches, self.current = {}, {}, {}, None
+        self.prediction = None  # the side-by-side view must not show the old image's input
         self.scoring.drop()
         self._sync_sources()
         self._refresh_all()

@@ -95,6 +95,8 @@ class LayersModel:
         """Forget the layers of the model before; True when ``info``'s layers can be read."""
         self.model_note = ""
         self.entries, self.selected = {}, None
+        # no layer yet: k and channel are bounded by the next layer chosen, not the last one
+        self.channel_count, self._k_max = 1, K_MAX
         self.layers_changed.emit()
         self.clear()
         if info is None:

@@ -275,8 +275,9 @@ class LayersPanel(QWidget):
         try:
             _fill(self.output, m.outputs, m.output)
             _fill(self.input, m.inputs, m.input)
-            self.channel.setMaximum(max(0, m.channel_count - 1))
-            self.k.setMaximum(max(1, m.channel_count))
+            if m.selected is not None:  # the limits are the chosen layer's channels
+                self.channel.setMaximum(max(0, m.channel_count - 1))
+                self.k.setMaximum(max(1, m.channel_count))
         finally:
             self._updating = False
         self.input.setVisible(len(m.inputs) > 1)
