@@ -74,6 +74,43 @@ def full_scale(array: np.ndarray) -> float:
     return 1.0 if hi <= 1.0 else (255.0 if hi <= 255.0 else hi)
 
 
+def display_range(array: np.ndarray, value_max: float) -> tuple[float, float]:
+    """The values shown as black and white: ``0..value_max``, or a float array's own range
+    when its values fall outside that (normalised model inputs, negative data).
+
+    A constant array outside ``0..value_max`` gives ``lo == hi``: :func:`display_uint8` shows
+    it as flat grey.
+    """
+    lo, hi = 0.0, float(value_max)
+    if array.dtype.kind == "f" and array.size:
+        amin, amax = float(np.min(array)), float(np.max(array))
+        if amin < 0.0 or amax > hi:
+            lo, hi = amin, amax
+    return lo, hi
+
+
+def display_uint8(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``array`` mapped from ``lo..hi`` to 0..255 (uint8, clipped); never NaN.
+
+    A range too narrow to divide by in float32 (a constant image) shows as flat mid grey
+    (128): every pixel has the same value, and black would read as "no data".
+    """
+    span = float(hi) - float(lo)
+    if not (np.isfinite(span) and np.float32(hi) > np.float32(lo)):
+        return np.full(array.shape, 128, dtype=np.uint8)
+    # a span past float32's range (values near ±3.4e38) is worked in halves
+    k = 1.0 if span <= float(np.finfo(np.float32).max) else 0.5
+    with np.errstate(over="ignore", invalid="ignore"):  # any overflow left saturates below
+        x = array.astype(np.float32)
+        if k != 1.0:
+            x *= np.float32(k)
+        x -= np.float32(lo * k)
+        x /= np.float32(span * k)
+    np.nan_to_num(x, copy=False, nan=0.5, posinf=1.0, neginf=0.0)
+    np.clip(x, 0.0, 1.0, out=x)
+    return (x * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+
+
 def convert_channels(array: np.ndarray, channels: int, alpha_value: float = 1.0) -> np.ndarray:
     """Convert an ``(H, W, C)`` float array to ``channels`` channels (grey <-> RGB <-> RGBA).
 

@@ -11,22 +11,15 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Signal
 from PySide6.QtWidgets import QGraphicsItem
 
-from maskviewer.core.image import ImageData
+from maskviewer.core.image import ImageData, display_range, display_uint8
 
 
 def display_array(image: ImageData) -> np.ndarray:
     """The image as uint8 for display (``(H, W)`` or ``(H, W, 3|4)``): the fast pyqtgraph path."""
     a = image.array
-    if a.dtype == np.uint8:
-        out = a
-    else:
-        lo, hi = 0.0, float(image.value_max)
-        if a.dtype.kind == "f":  # arrays such as normalised model inputs: show their own range
-            amin, amax = float(a.min()), float(a.max())
-            if amin < 0.0 or amax > hi:
-                lo, hi = amin, max(amax, amin + 1e-12)
-        scaled = np.clip((a.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
-        out = (scaled * 255.0 + 0.5).astype(np.uint8)
+    # floats outside 0..full scale (normalised model inputs) show their own range; a constant
+    # one shows flat grey (display_uint8 never divides by a zero span)
+    out = a if a.dtype == np.uint8 else display_uint8(a, *display_range(a, image.value_max))
     if out.shape[2] == 1:
         return out[:, :, 0]
     if out.shape[2] == 2:

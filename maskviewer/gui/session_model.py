@@ -34,6 +34,8 @@ from maskviewer.io.session import (
 )
 
 AUTOSAVE_PREFIX = "autosave-"
+#: a damaged autosave is renamed with this prefix: kept, reported once, never offered
+DAMAGED_PREFIX = "damaged-"
 
 
 def pid_alive(pid: int) -> bool:
@@ -46,9 +48,15 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, another user's
         return True
-    except OSError:
+    except (OSError, OverflowError):  # OverflowError: beyond pid_t
         return False
     return True
+
+
+def folder_pid(folder: Path) -> int | None:
+    """The process id in an autosave folder's name (``autosave-PID-TIME``), if it has one."""
+    pid, _, _rest = folder.name.removeprefix(AUTOSAVE_PREFIX).partition("-")
+    return int(pid) if pid.isdigit() and len(pid) < 11 else None
 
 
 # -- what a session holds ---------------------------------------------------------------------
@@ -163,6 +171,7 @@ class SessionModel:
         self.recovered_event = Event()
         self._thread: threading.Thread | None = None
         self._thread_error = ""
+        self.skipped: list[str] = []  # damaged autosaves put aside by the last recoverable()
 
     # -- autosave --------------------------------------------------------------------------
 
@@ -220,9 +229,12 @@ class SessionModel:
     def recoverable(self) -> list[tuple[Path, Session]]:
         """Autosaves of processes that died without closing the window, newest first.
 
-        Clean autosaves found on the way are deleted.
+        Clean autosaves found on the way are deleted. A damaged one (it fails the session
+        schema) is put aside as ``damaged-…`` and its message added to :attr:`skipped`, so it
+        is reported once and never stops a good autosave from being offered.
         """
         found: list[tuple[Path, Session]] = []
+        self.skipped = []
         if not self.recovery_dir.is_dir():
             return found
         for folder in self.recovery_dir.glob(f"{AUTOSAVE_PREFIX}*"):
@@ -230,7 +242,8 @@ class SessionModel:
                 continue
             try:
                 session = load_session(folder)
-            except SessionError:
+            except SessionError as exc:
+                self._put_aside(folder, str(exc))
                 continue
             info = session.autosave or {}
             pid = int(info.get("pid", 0) or 0)
@@ -242,6 +255,18 @@ class SessionModel:
             found.append((folder, session))
         found.sort(key=lambda fs: (fs[1].autosave or {}).get("time", 0), reverse=True)
         return found
+
+    def _put_aside(self, folder: Path, message: str) -> None:
+        """Rename a damaged autosave out of the way (kept for the user), unless a live window owns it."""
+        owner = folder_pid(folder)
+        if owner is not None and owner != self.pid and pid_alive(owner):
+            return  # being written by a running window: not ours to judge
+        target = folder.with_name(f"{DAMAGED_PREFIX}{folder.name}")
+        try:
+            folder.rename(target)
+        except OSError:
+            return  # cannot move it: skipped silently this time, tried again next start
+        self.skipped.append(f"{message} It was moved to {target}.")
 
     def finish_recovery(self, candidates: list[tuple[Path, Session]], recovered: Path | None) -> None:
         """Forget the offered autosaves (recovered or declined, each is offered once)."""

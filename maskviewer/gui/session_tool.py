@@ -304,6 +304,8 @@ class SessionTool(QObject):
     def check_recovery(self) -> bool:
         """Offer to recover the newest autosave of a crashed session; True if recovered."""
         candidates = self.recoverable()
+        if self.model.skipped:  # put aside, so this is said once
+            self.window.show_error("Damaged autosave skipped", "\n".join(self.model.skipped))
         if not candidates:
             return False
         folder, session = candidates[0]

@@ -85,14 +85,17 @@ class AppSettings:
 
     def saved_mappings(self, model_path: str | Path) -> dict[str, InputMapping]:
         """The mappings last chosen for this model (empty when none or unreadable)."""
+        from maskviewer.core.schema import SchemaError, parse_json
+        from maskviewer.io.session_schema import MAPPINGS
+
         raw = self.store.value(f"mappings/{model_key(model_path)}")
-        if not raw:
+        if not raw or not isinstance(raw, (str, bytes)):
             return {}
-        try:
-            data = json.loads(raw)
-            return {k: InputMapping.from_dict(v) for k, v in data.items()}
-        except (ValueError, TypeError, AttributeError):
+        try:  # an edited or damaged settings file: forget the mappings, propose new ones
+            data = MAPPINGS.check(parse_json(raw), "mappings")
+        except SchemaError:
             return {}
+        return {k: InputMapping.from_dict(v) for k, v in data.items()}
 
     def save_mappings(self, model_path: str | Path, mappings: dict[str, InputMapping]) -> None:
         data = {k: m.to_dict() for k, m in mappings.items()}

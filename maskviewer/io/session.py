@@ -16,14 +16,19 @@ import io
 import json
 import os
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from maskviewer.core.errors import MaskviewerError
+from maskviewer.core.schema import SchemaError, parse_json
 from maskviewer.io.atomic import atomic_write
+from maskviewer.io.npy import read_npy_header_from
+from maskviewer.io.session_schema import SESSION
 
 SESSION_SUFFIX = ".mvsession"
 SESSION_JSON = "session.json"
@@ -31,6 +36,11 @@ FORMAT = "maskviewer-session"
 VERSION = 1
 #: the most bytes a session's JSON may have (a crafted file cannot exhaust memory)
 MAX_JSON_BYTES = 32 * 2**20
+#: the largest mask a session holds (as io.masks.MAX_PIXELS) and all its masks together, as float32
+MAX_MASK_PIXELS = 200_000_000
+MAX_MASK_BYTES = 4 * 2**30
+#: room for an .npy header (numpy itself refuses headers over 10 000 bytes)
+NPY_HEADER_BYTES = 64 * 1024
 
 
 class SessionError(MaskviewerError):
@@ -236,7 +246,13 @@ def _save_file(path: Path, session: Session, durable: bool) -> Path:
 
 
 class _Reader:
-    """Reads files of a session folder or archive by their name inside it."""
+    """Reads files of a session folder or archive by their name inside it, within a budget.
+
+    Every read first looks at the declared size (the zip directory's uncompressed size, or the
+    file's size on disk) and refuses one over the caller's limit before a byte is read; the
+    reads themselves stop at the limit too, so a zip entry whose directory lies is bounded
+    as well.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -247,27 +263,48 @@ class _Reader:
             self.base = path.parent
             try:
                 self.zip = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, OSError) as exc:
+            except (zipfile.BadZipFile, OSError, ValueError) as exc:
                 raise SessionError(
                     f"{path.name}: not a maskviewer session (a .mvsession file is a zip archive; "
                     "this one cannot be read, it may be damaged)."
                 ) from exc
 
-    def read(self, name: str, limit: int | None = None) -> bytes:
-        if "/.." in f"/{name}" or name.startswith("/"):
+    def _check_name(self, name: str) -> None:
+        if "/.." in f"/{name}" or name.startswith(("/", "\\")) or ":" in name or "\\" in name:
             raise SessionError(f"The session refers to a file outside itself ({name}).")
+
+    def size(self, name: str) -> int:
+        """The declared (uncompressed) size of ``name``, read from the directory only."""
+        self._check_name(name)
         try:
             if self.zip is not None:
-                with self.zip.open(name) as fh:
-                    data = fh.read(limit + 1 if limit else -1)
-            else:
-                with open(self.base / name, "rb") as fh:
-                    data = fh.read(limit + 1 if limit else -1)
+                return int(self.zip.getinfo(name).file_size)
+            return (self.base / name).stat().st_size
         except KeyError:
             raise SessionError(f"{self.path.name}: {name} is missing from the session.") from None
         except OSError as exc:
             raise SessionError(f"{self.path.name}: {name} cannot be read ({exc.strerror or exc}).") from exc
-        if limit and len(data) > limit:
+
+    @contextlib.contextmanager
+    def open(self, name: str, limit: int) -> Iterator[BinaryIO]:
+        """``name`` opened for reading, after its declared size was checked against ``limit``."""
+        declared = self.size(name)
+        if declared > limit:
+            raise SessionError(
+                f"{self.path.name}: {name} declares {declared:,} bytes, more than the "
+                f"{limit:,} the session allows for it; the file is damaged or crafted."
+            )
+        try:
+            with (self.zip.open(name) if self.zip is not None else open(self.base / name, "rb")) as fh:
+                yield fh
+        except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise SessionError(f"{self.path.name}: {name} cannot be read ({exc}).") from exc
+
+    def read(self, name: str, limit: int) -> bytes:
+        """All of ``name`` (at most ``limit`` bytes)."""
+        with self.open(name, limit) as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
             raise SessionError(f"{self.path.name}: {name} is too large for a session file.")
         return data
 
@@ -277,29 +314,78 @@ class _Reader:
 
 
 def _load_mask(reader: _Reader, name: str, shape: tuple[int, int]) -> np.ndarray:
-    data = reader.read(name)
-    try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as exc:
-        raise SessionError(f"{reader.path.name}: the mask {name} is damaged ({exc}).") from exc
-    if arr.shape != tuple(shape) or not (np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.bool_):
-        raise SessionError(
-            f"{reader.path.name}: the mask {name} has shape {arr.shape} ({arr.dtype}); the session "
-            f"says {shape[1]}×{shape[0]} float."
-        )
-    arr = arr.astype(np.float32)
+    """One mask: header checked against the session's ``(H, W)``, then exactly its bytes read."""
+    h, w = shape
+    where = f"{reader.path.name}: the mask {name}"
+    with reader.open(name, h * w * 8 + NPY_HEADER_BYTES) as fh:  # float64 is the widest accepted
+        try:
+            arr_shape, fortran, dtype = read_npy_header_from(fh)
+        except ValueError as exc:
+            raise SessionError(f"{where} is damaged ({exc}).") from exc
+        if arr_shape != (h, w) or dtype.hasobject or dtype.kind not in "fb":
+            raise SessionError(
+                f"{where} has shape {arr_shape} ({dtype}); the session says {w}×{h} float."
+            )
+        n = h * w * dtype.itemsize
+        data = fh.read(n)
+    if len(data) != n:
+        raise SessionError(f"{where} is damaged (cut short: {len(data)} of {n} bytes).")
+    arr = np.frombuffer(data, dtype).reshape((h, w), order="F" if fortran else "C").astype(np.float32)
     if not np.all(np.isfinite(arr)) or arr.size and (arr.min() < 0 or arr.max() > 1):
-        raise SessionError(f"{reader.path.name}: the mask {name} has values outside 0..1.")
+        raise SessionError(f"{where} has values outside 0..1.")
     return arr
+
+
+def _check_budget(path: Path, images: list[dict]) -> None:
+    """Refuse a session whose masks, as declared, exceed the pixel budget (before reading any)."""
+    total = 0
+    for i, entry in enumerate(images):
+        pixels = entry["height"] * entry["width"]
+        n = len(entry.get("masks") or [])
+        if n and pixels > MAX_MASK_PIXELS:
+            raise SessionError(
+                f"{path.name}: images[{i}] is {entry['width']}×{entry['height']} pixels; masks of "
+                f"at most {MAX_MASK_PIXELS // 1_000_000} megapixels are read."
+            )
+        total += pixels * n * 4
+    if total > MAX_MASK_BYTES:
+        raise SessionError(
+            f"{path.name}: its masks would take {total / 2**30:.1f} GiB in memory (at most "
+            f"{MAX_MASK_BYTES / 2**30:.1f} GiB are read from a session)."
+        )
+
+
+def read_document(reader: _Reader) -> dict:
+    """``session.json`` parsed and checked: format, version, then every field's type and range."""
+    name = reader.path.name
+    try:
+        doc = parse_json(reader.read(SESSION_JSON, MAX_JSON_BYTES))
+    except SchemaError as exc:
+        raise SessionError(f"{name}: session.json is {exc}.") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise SessionError(f"{name}: not a maskviewer session.")
+    version = doc.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise SessionError(
+            f"{name}: saved by a newer maskviewer (session version {version}); "
+            "update maskviewer to open it."
+        )
+    try:
+        return SESSION.check(doc)
+    except SchemaError as exc:
+        raise SessionError(f"{name}: {exc}.") from None
 
 
 def load_session(path: str | os.PathLike) -> Session:
     """Read a session folder (or its ``session.json``) or a ``.mvsession`` file.
 
+    ``session.json`` is checked against :data:`maskviewer.io.session_schema.SESSION` and the
+    masks' declared sizes against a budget before any mask is read.
+
     Raises
     ------
     SessionError
-        Missing, damaged or foreign files; the message says which.
+        Missing, damaged, foreign or oversized files; the message names the file and field.
     """
     path = Path(path)
     if path.name == SESSION_JSON and path.is_file():
@@ -308,29 +394,15 @@ def load_session(path: str | os.PathLike) -> Session:
         raise SessionError(f"{path}: no such session file or folder.")
     reader = _Reader(path)
     try:
-        raw = reader.read(SESSION_JSON, MAX_JSON_BYTES)
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise SessionError(f"{path.name}: session.json is not valid JSON ({exc}).") from exc
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise SessionError(f"{path.name}: not a maskviewer session.")
-        if int(doc.get("version", 0)) > VERSION:
-            raise SessionError(
-                f"{path.name}: saved by a newer maskviewer (session version {doc.get('version')}); "
-                "update maskviewer to open it."
-            )
+        doc = read_document(reader)
         base = reader.base
+        _check_budget(path, doc.get("images") or [])
         images = []
         for entry in doc.get("images") or []:
-            h, w = int(entry["height"]), int(entry["width"])
+            h, w = entry["height"], entry["width"]
             masks = [
-                SessionMask(
-                    str(m["name"]),
-                    _load_mask(reader, str(m["file"]), (h, w)),
-                    tuple(int(c) for c in m.get("color", (255, 60, 60)))[:3],
-                    bool(m.get("visible", True)),
-                )
+                SessionMask(m["name"], _load_mask(reader, m["file"], (h, w)),
+                            tuple(m.get("color", (255, 60, 60)))[:3], m.get("visible", True))
                 for m in entry.get("masks") or []
             ]
             images.append(SessionImage(_resolve(entry, base), h, w, masks, entry.get("active")))
@@ -339,15 +411,15 @@ def load_session(path: str | os.PathLike) -> Session:
             image=_resolve(doc.get("image"), base),
             images=images,
             model=_resolve(model, base),
-            model_sha256=model.get("sha256") if isinstance(model, dict) else None,
+            model_sha256=model.get("sha256") if model else None,
             custom_objects=[p for p in (_resolve(r, base) for r in doc.get("custom_objects") or []) if p],
-            mappings={str(k): dict(v) for k, v in (doc.get("mappings") or {}).items()},
+            mappings=dict(doc.get("mappings") or {}),
             labels=doc.get("labels"),
             view=dict(doc.get("view") or {}),
             autosave=doc.get("autosave"),
-            saved=str(doc.get("saved", "")),
+            saved=str(doc.get("saved") or ""),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SessionError(f"{path.name}: the session file is damaged ({type(exc).__name__}: {exc}).") from exc
+    except MemoryError:
+        raise SessionError(f"{path.name}: not enough memory to open this session.") from None
     finally:
         reader.close()
