@@ -89,6 +89,7 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
         Unknown layer or output, a reduction a layer cannot take, options that do not fit.
     """
     info = host.info
+    _check_inputs(info)
     reduce = parse_reduce(args.reduce)
     notes: list[str] = []
     layers = _plan_layers(args, host)
@@ -114,6 +115,20 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
         combine=COMBINE_ALIASES[args.combine], threshold=threshold, binarise_output=binarise_output,
         invert=args.invert, labels=_read_labels(args), resize=args.resize, scale=args.scale, notes=notes,
     )
+
+
+def _check_inputs(info: Any) -> None:
+    """Refuse a model with an input that is not an image before any image is read (every one
+    would fail the same way: the export feeds images only)."""
+    from maskviewer.core.mapping import is_image_input
+
+    other = [t for t in info.inputs if not is_image_input(t.shape)]
+    if other:
+        listed = ", ".join(f"{t.name} {t.shape_text()}" for t in other)
+        raise UsageError(
+            f"The model has input{'s' if len(other) > 1 else ''} that {'are' if len(other) > 1 else 'is'} "
+            f"not an image ({listed}); maskviewer export feeds images (H, W, C) only."
+        )
 
 
 def _plan_layers(args: argparse.Namespace, host: Any) -> _Layers:

@@ -49,16 +49,65 @@ def output_kind(shape: tuple) -> str:
     return "tensor"
 
 
-def read_labels(path: str) -> list[str]:
-    """A labels file: one label per line, or a JSON list / {index: label} mapping."""
-    import json
+#: the largest labels file read, and the most labels (a class index beyond is refused)
+MAX_LABELS_BYTES = 16 * 2**20
+MAX_LABELS = 100_000
 
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
+
+def _label_index(key: str, where: str) -> None:
+    from maskviewer.core.schema import SchemaError
+
+    if not (key.isdigit() and len(key) <= 6 and int(key) < MAX_LABELS):
+        raise SchemaError(f"{where} keys must be class indices 0 to {MAX_LABELS - 1}, got {key!r}")
+
+
+def read_labels(path: str) -> list[str]:
+    """A labels file: one label per line, or a JSON list / ``{index: label}`` object.
+
+    Labels are text (numbers are written as text); a mapping with gaps gets its missing
+    classes named by their index.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    ValueError
+        (:class:`~maskviewer.core.schema.SchemaError`) The file is too large, not UTF-8, or
+        JSON of another shape (nested lists, objects as labels...); the message says which.
+    """
+    from maskviewer.core.schema import AnyOf, List, Map, Num, SchemaError, Str, parse_json
+
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_LABELS_BYTES + 1)
+    if len(data) > MAX_LABELS_BYTES:
+        raise SchemaError(f"larger than {MAX_LABELS_BYTES // 2**20} MB; a labels file has one name per line")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     stripped = text.strip()
-    if stripped.startswith(("[", "{")):
-        data = json.loads(stripped)
-        if isinstance(data, dict):
-            return [str(data[k]) for k in sorted(data, key=lambda k: int(k))]
-        return [str(v) for v in data]
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    if not stripped.startswith(("[", "{")):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if len(lines) > MAX_LABELS:
+            raise SchemaError(f"has {len(lines)} labels (at most {MAX_LABELS})")
+        return lines
+    label = AnyOf(Str(max_len=4096), Num(-1e300, 1e300), what="a class name (text)")
+    doc = parse_json(stripped)
+    if isinstance(doc, list):
+        labels = List(label, MAX_LABELS).check(doc, "labels")
+    else:
+        labels = Map(label, MAX_LABELS, key=_label_index, what="a list of class names or an "
+                     "object of class index → name").check(doc, "labels")
+    if isinstance(labels, list):
+        return [_text(v) for v in labels]
+    out = [str(i) for i in range(max((int(k) for k in labels), default=-1) + 1)]
+    for k, v in labels.items():
+        out[int(k)] = _text(v)
+    return out
+
+
+def _text(value: str | float) -> str:
+    """A label as text: numbers read from JSON lose a trailing ``.0`` (``3.0`` -> ``"3"``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

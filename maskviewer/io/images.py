@@ -101,6 +101,7 @@ def load_image(path: str | os.PathLike) -> ImageData:
 
 
 def _finish(array: np.ndarray, path: Path, raw: np.ndarray | None = None) -> ImageData:
+    _refuse_complex(array.dtype, path)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.dtype == np.bool_:
@@ -117,6 +118,15 @@ def _finish(array: np.ndarray, path: Path, raw: np.ndarray | None = None) -> Ima
     return ImageData(np.ascontiguousarray(array), str(path), full_scale(array), raw)
 
 
+def _refuse_complex(dtype: np.dtype, path: Path) -> None:
+    """Complex values have no pixel meaning: refused, never silently cut to their real part."""
+    if dtype.kind == "c":
+        raise ImageLoadError(
+            f"{path.name}: holds complex numbers ({dtype}); an image needs real values. Save "
+            "the magnitude (np.abs) or the real part explicitly."
+        )
+
+
 def _load_npy(path: Path) -> ImageData:
     try:  # the header first: shape and dtype are checked before anything is allocated
         shape, dtype = read_npy_header(path)
@@ -126,6 +136,7 @@ def _load_npy(path: Path) -> ImageData:
         raise ImageLoadError(f"{path.name}: holds Python objects; only numeric arrays are read.")
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise ImageLoadError(f"{path.name}: dtype {dtype} is not numeric.")
+    _refuse_complex(dtype, path)
     display_shape = tuple(d for d in shape)
     while len(display_shape) > 3 and display_shape[0] == 1:
         display_shape = display_shape[1:]

@@ -85,6 +85,8 @@ def load_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
         if path.suffix.lower() == ".npy":
             mask = _load_npy(path)
         else:
+            if path.suffix.lower() in (".tif", ".tiff"):
+                _refuse_complex_tiff(path)
             mask = _load_picture(path)
     except MaskLoadError:
         raise
@@ -139,10 +141,25 @@ def _load_npy(path: Path) -> np.ndarray:
         raise MaskLoadError(f"{path.name}: not a valid .npy file ({exc}).") from exc
     if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise MaskLoadError(f"{path.name}: dtype {dtype} is not numeric; a mask needs numbers.")
+    if dtype.kind == "c":  # the imaginary part would be dropped without a word
+        raise MaskLoadError(f"{path.name}: holds complex numbers ({dtype}); a mask needs real values in 0..1.")
     if int(np.prod(shape)) > MAX_PIXELS:
         raise MaskLoadError(f"{path.name}: an array of shape {shape} is too large for a mask.")
     arr = _squeeze(np.load(path, allow_pickle=False), path)
     return _check_range(arr, path)
+
+
+def _refuse_complex_tiff(path: Path) -> None:
+    """A complex TIFF is named as such (Pillow would only say it cannot identify the file)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            dtype = tif.pages[0].dtype if tif.pages else None
+    except Exception:  # not a TIFF tifffile reads: Pillow reports what is wrong
+        return
+    if dtype is not None and np.dtype(dtype).kind == "c":
+        raise MaskLoadError(f"{path.name}: holds complex numbers ({dtype}); a mask needs real values in 0..1.")
 
 
 def _load_picture(path: Path) -> np.ndarray:
@@ -176,6 +193,8 @@ def _load_picture(path: Path) -> np.ndarray:
             arr = np.asarray(im)
     if arr.ndim != 2:
         raise MaskLoadError(f"{path.name}: an image of shape {arr.shape} is not a mask.")
+    if arr.dtype.kind == "c":
+        raise MaskLoadError(f"{path.name}: holds complex numbers ({arr.dtype}); a mask needs real values in 0..1.")
     if arr.dtype == np.uint8:
         if arr.max(initial=0) <= 1:  # stored as 0/1 labels
             return arr.astype(np.float32)

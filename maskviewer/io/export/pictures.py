@@ -19,7 +19,7 @@ from maskviewer.core.heatmap import (
     normalize,
     to_indices,
 )
-from maskviewer.core.image import ImageData
+from maskviewer.core.image import ImageData, display_range, display_uint8
 from maskviewer.core.mapping import Frame
 from maskviewer.io.export.items import ExportItem, ExportStyle
 
@@ -40,13 +40,7 @@ def image_rgb(image: ImageData) -> np.ndarray:
     if a.dtype == np.uint8:
         out = a
     else:
-        lo, hi = 0.0, float(image.value_max)
-        if a.dtype.kind == "f":
-            amin, amax = float(a.min()), float(a.max())
-            if amin < 0.0 or amax > hi:
-                lo, hi = amin, max(amax, amin + 1e-12)
-        scaled = np.clip((a.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
-        out = (scaled * 255.0 + 0.5).astype(np.uint8)
+        out = display_uint8(a, *display_range(a, image.value_max))  # a constant image: flat grey, never NaN
     c = out.shape[2]
     if c in (1, 2):
         return np.repeat(out[:, :, :1], 3, axis=2)
