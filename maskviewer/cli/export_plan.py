@@ -103,7 +103,7 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
     out_names = [t.name for t in info.outputs]
     if args.output is not None and args.output not in out_names:
         raise UsageError(f"--output {args.output}: the model has no such output; its outputs are {', '.join(out_names)}.")
-    cam_layers = _plan_cam(args, info, layers) if args.cam else []
+    cam_layers = _plan_cam(args, info, layers, notes) if args.cam else []
     feed = _plan_mask_feed(args, info, notes)
     patch_spec = _plan_patches(args)
     threshold, binarise_output = _plan_threshold(args, info)
@@ -148,11 +148,42 @@ def _plan_layers(args: argparse.Namespace, host: Any) -> _Layers:
     if unknown:
         if not info.probe_supported:
             raise UsageError(f"{info.note or 'This model cannot be probed.'} (asked for --layer {', '.join(unknown)})")
-        raise UsageError(
-            f"Unknown layer{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. "
-            f"Layers with a spatial map in this model: {', '.join(spatial) or '(none)'}."
-        )
+        raise UsageError(unknown_layer_message(unknown, list(by_path), args.model))
     return _Layers(by_path, spatial, list(dict.fromkeys(args.layer)))
+
+
+#: the most names an unknown ``--layer`` message suggests
+MAX_SUGGESTIONS = 5
+
+
+def suggest_layers(name: str, paths: list[str], limit: int = MAX_SUGGESTIONS) -> list[str]:
+    """The layer paths a mistyped or unqualified ``name`` most likely means, best first.
+
+    Nested paths whose last component is ``name`` (``block_13_expand`` ->
+    ``mobilenetv2_1.00_96/block_13_expand``) come first, then the closest paths and last
+    components by :func:`difflib.get_close_matches`.
+    """
+    import difflib
+
+    nested = [p for p in paths if p.rsplit("/", 1)[-1] == name or p.endswith("/" + name)]
+    by_last: dict[str, list[str]] = {}
+    for p in paths:
+        by_last.setdefault(p.rsplit("/", 1)[-1], []).append(p)
+    close = difflib.get_close_matches(name, paths, n=limit, cutoff=0.6)
+    for last in difflib.get_close_matches(name.rsplit("/", 1)[-1], list(by_last), n=limit, cutoff=0.6):
+        close.extend(by_last[last])
+    return list(dict.fromkeys(nested + close))[:limit]
+
+
+def unknown_layer_message(unknown: list[str], paths: list[str], model: str) -> str:
+    """A short message for ``--layer`` names the model lacks: a few suggestions each, and
+    where to find every layer."""
+    parts = []
+    for name in unknown:
+        hints = suggest_layers(name, paths)
+        parts.append(f"{name} (did you mean {' or '.join(hints)}?)" if hints else name)
+    plural = "s" if len(unknown) > 1 else ""
+    return f"Unknown layer{plural}: {'; '.join(parts)}. `maskviewer info {model}` lists all layers."
 
 
 def _check_reduction(reduce: ReduceSpec, layers: _Layers) -> None:
@@ -169,20 +200,26 @@ def _check_reduction(reduce: ReduceSpec, layers: _Layers) -> None:
             )
 
 
-def _plan_cam(args: argparse.Namespace, info: Any, layers: _Layers) -> list[str]:
-    """The layers ``--cam`` draws on (``--layer``, or the last spatial layer); checks ``--class``."""
-    from maskviewer.core.heatmap import default_cam_layer
+def _plan_cam(args: argparse.Namespace, info: Any, layers: _Layers, notes: list[str]) -> list[str]:
+    """The layers ``--cam`` draws on (``--layer``, or the last spatial layer larger than 1×1
+    that the explained output is computed from); checks ``--class``."""
+    from maskviewer.core.heatmap import default_cam_layer, is_one_by_one
+
+    explained = args.output or (info.outputs[0].name if info.outputs else None)
 
     if args.layer:
         flat = [p for p in args.layer if not layers.by_path[p].spatial]
         if flat:
-            raise UsageError(f"--cam needs spatial layers; {', '.join(flat)} {'has' if len(flat) == 1 else 'have'} no (H, W, C) output. Spatial layers: {', '.join(layers.spatial)}.")
+            raise UsageError(f"--cam needs spatial layers; {', '.join(flat)} {'has' if len(flat) == 1 else 'have'} no (H, W, C) output. `maskviewer info {args.model}` lists the layers and their shapes.")
         cam_layers = list(dict.fromkeys(args.layer))
+        _check_cam_layers(cam_layers, info, explained, notes)
     else:
-        default = default_cam_layer(info)
+        default = default_cam_layer(info, explained)
         if default is None:
             raise UsageError("--cam: the model has no spatial layer to draw a CAM on.")
         cam_layers = [default.path]
+        if is_one_by_one(default):
+            notes.append(f"--cam: every layer {explained} is computed from is 1×1 here; the CAM on {default.path} is a single value.")
     if args.class_index is not None:
         wanted = args.output or info.outputs[0].name
         spec = next((t for t in info.outputs if t.name == wanted), None)
@@ -190,6 +227,24 @@ def _plan_cam(args: argparse.Namespace, info: Any, layers: _Layers) -> list[str]
         if isinstance(n, int) and not 0 <= args.class_index < n:
             raise UsageError(f"--class {args.class_index}: the output {spec.name} has {n} classes (0 to {n - 1}).")
     return cam_layers
+
+
+def _check_cam_layers(paths: list[str], info: Any, output: str | None, notes: list[str]) -> None:
+    """Refuse a ``--layer`` the explained output is not computed from; note 1×1 layers."""
+    from maskviewer.core.heatmap import is_one_by_one
+
+    for path in paths:
+        layer = info.find_layer(path)
+        if layer is None:
+            continue
+        if output is not None and layer.feeds is not None and output not in layer.feeds:
+            feeds = ", ".join(layer.feeds) or "no output"
+            raise UsageError(
+                f"--cam: the output {output} is not computed from layer {path} (it feeds {feeds}); "
+                "choose a layer on the way to that output, or another --output."
+            )
+        if is_one_by_one(layer):
+            notes.append(f"--cam: layer {path} is 1×1, so its CAM is a single value; choose an earlier layer for a map.")
 
 
 def _plan_mask_feed(args: argparse.Namespace, info: Any, notes: list[str]) -> Any:

@@ -311,21 +311,46 @@ def spatial_layers(info: ModelInfo) -> list[LayerInfo]:
     return [layer for layer in info.iter_layers() if layer.is_spatial]
 
 
-def default_cam_layer(info: ModelInfo) -> LayerInfo | None:
-    """The layer Grad-CAM uses by default: the last spatial layer before the head.
+def default_cam_layer(info: ModelInfo, output: str | None = None) -> LayerInfo | None:
+    """The layer Grad-CAM uses by default: the last spatial layer before the head that the
+    explained output is computed from, and whose map is larger than 1×1.
+
+    Parameters
+    ----------
+    info : ModelInfo
+    output : str, optional
+        The output the CAM explains (default: the first). Layers that do not feed it are
+        skipped where the graph tells (``LayerInfo.feeds``).
 
     Layers that are model outputs themselves (a segmentation head) are skipped; nested
-    models are looked into, so the innermost last spatial layer wins.
+    models are looked into, so the innermost last spatial layer wins. When every layer
+    feeding the output is 1×1 (after a global pooling) the last of those is returned.
     """
     outputs = {t.name for t in info.outputs}
-    candidates = [layer for layer in spatial_layers(info) if layer.name not in outputs]
+    wanted = output if output is not None else (info.outputs[0].name if info.outputs else None)
+
+    def feeds(layer: LayerInfo) -> bool:
+        return layer.feeds is None or wanted is None or wanted in layer.feeds
+
+    feeding = [layer for layer in spatial_layers(info) if layer.name not in outputs and feeds(layer)]
+    larger = [layer for layer in feeding if not is_one_by_one(layer)]
+    candidates = larger or feeding
     if not candidates:
         return None
     last = candidates[-1]
     # a nested model's last child is the same tensor as the model's output: prefer the layer
     while last.children:
-        spatial_children = [c for c in last.children if c.is_spatial]
+        spatial_children = [c for c in last.children if c.is_spatial and feeds(c)]
+        if larger:
+            spatial_children = [c for c in spatial_children if not is_one_by_one(c)]
         if not spatial_children:
             break
         last = spatial_children[-1]
     return last
+
+
+def is_one_by_one(layer: LayerInfo) -> bool:
+    """A spatial layer whose map is a single pixel (after a global pooling): a CAM on it is
+    one flat value."""
+    shape = layer.output_shape
+    return bool(layer.is_spatial and shape is not None and shape[1] == 1 and shape[2] == 1)

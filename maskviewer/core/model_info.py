@@ -36,6 +36,8 @@ class LayerInfo:
     params: int = 0
     trainable_params: int = 0
     children: list[LayerInfo] = field(default_factory=list)
+    #: the model outputs computed from this layer's output; None when unknown (no graph)
+    feeds: tuple[str, ...] | None = None
 
     def shape_text(self) -> str:
         if self.output_shape is None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from maskviewer.core.errors import ModelLoadError
 from maskviewer.core.model_info import LayerInfo, ModelInfo, TensorInfo
+from maskviewer.inference.graph_info import annotate_feeds
 
 
 @dataclass
@@ -130,6 +131,7 @@ def describe_model(model: Any, path: str | Path) -> LoadedModel:
             else ""
         ),
     )
+    annotate_feeds(model, info)  # which outputs each layer feeds (the CAM layer's default)
     return LoadedModel(model, info, structure, keys, out_keys)
 
 

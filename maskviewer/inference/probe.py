@@ -128,7 +128,12 @@ class ActivationProbe:
     # -- the forward pass ---------------------------------------------------------------------
 
     def forward(
-        self, inputs: Any, paths: list[str] | tuple[str, ...], hooks: dict[str, Hook] | None = None
+        self,
+        inputs: Any,
+        paths: list[str] | tuple[str, ...],
+        hooks: dict[str, Hook] | None = None,
+        *,
+        require_all: bool = True,
     ) -> tuple[dict[str, Any], Any]:
         """Run the model once (eagerly, or inside a traced function) capturing ``paths``.
 
@@ -141,6 +146,8 @@ class ActivationProbe:
         hooks : dict of str to callable, optional
             ``f(tensor) -> tensor`` applied to a layer's output; what it returns flows on
             through the model (Grad-CAM watches or perturbs the layer output with it).
+        require_all : bool
+            Raise :class:`ProbeError` when a path did not run (otherwise it is left out).
 
         Returns
         -------
@@ -161,7 +168,7 @@ class ActivationProbe:
             else:
                 outputs = self.model(inputs, training=False)
         missing = [p for p in paths if p not in cap.tensors]
-        if missing:
+        if missing and require_all:
             raise ProbeError(
                 f"Layer {missing[0]} did not run when the model ran on this input, so it has "
                 "no output to show (it is not connected to the model's outputs, or the model's "
@@ -281,6 +288,12 @@ class ActivationProbe:
         captured, _ = self.forward(inputs, [p for p in self.paths() if self._runs(p)])
         return {p: tuple(int(d) for d in t.shape) for p, t in captured.items()}
 
+    def measure(self, inputs: Any) -> tuple[dict[str, tuple], Any]:
+        """``(shapes, outputs)``: the output shape of every layer that ran in one pass on
+        ``inputs`` (batch axis included), and the model's outputs of that pass."""
+        captured, outputs = self.forward(inputs, [p for p in self.paths() if self._runs(p)], require_all=False)
+        return {p: tuple(int(d) for d in t.shape) for p, t in captured.items()}, outputs
+
     def _runs(self, path: str) -> bool:
         # input layers of a graph are not called, their output is the input itself
         return type(self.layer(path)).__name__ != "InputLayer"
@@ -371,11 +384,9 @@ def describe_layers(host: Any, inputs: Any | None = None) -> list[LayerEntry]:
         layer.output_shape is None for layer in info.iter_layers()
     ):
         if inputs is None:
-            arrays = {
-                t.name: np.zeros([1] + [32 if d is None else int(d) for d in t.shape[1:]], np.float32)
-                for t in info.inputs
-            }
-            inputs = host.pack_inputs(arrays)
+            from maskviewer.inference.warm_up import sample_inputs
+
+            inputs = host.pack_inputs(sample_inputs(host.loaded, host.pack_inputs))
         try:
             shapes = probe.layer_shapes(inputs)
         except ProbeError:

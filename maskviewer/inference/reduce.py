@@ -124,6 +124,7 @@ def reduce_batch(x: Any, reduction: Reduction, weights: Any = None) -> dict[str,
     """
     from keras import ops
 
+    x = as_float32(x)
     rank = len(x.shape)
     if rank != 4:
         return {"vector": _vector(x, rank)}
@@ -134,6 +135,16 @@ def reduce_batch(x: Any, reduction: Reduction, weights: Any = None) -> dict[str,
     out["rank_scores"] = scores
     out.update(_channel_maps(x, reduction, scores))
     return out
+
+
+def as_float32(x: Any) -> Any:
+    """``x`` in float32 when it is a narrower float (a mixed-precision layer's float16 or
+    bfloat16): means over thousands of values summed in float16 are off by ~1e-4."""
+    from keras import backend, ops
+
+    if backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):
+        return ops.cast(x, "float32")
+    return x
 
 
 def _vector(x: Any, rank: int) -> Any:

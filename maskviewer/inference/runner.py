@@ -12,9 +12,12 @@ from typing import Any
 import numpy as np
 
 from maskviewer.core.errors import InferenceError, InputMappingError
-from maskviewer.core.model_info import ModelInfo, TensorInfo
+from maskviewer.core.model_info import ModelInfo
 from maskviewer.inference.backend import is_out_of_memory
 from maskviewer.inference.loading import LoadedModel, load_model
+from maskviewer.inference.traced_call import call_traced
+from maskviewer.inference.warm_up import learn_outputs
+from maskviewer.inference.warm_up import warm_up as run_warm_up
 
 
 def to_numpy(value: Any) -> np.ndarray:
@@ -48,29 +51,13 @@ class ModelHost:
     ) -> ModelInfo:
         """Load a model (replacing the current one), warm it up, and describe it."""
         loaded = load_model(path, safe_mode=safe_mode, custom_objects=custom_objects)
-        if warm_up:
-            outputs = self._call(loaded, self._zeros(loaded))
-            # sub-classed models and SavedModels only tell their outputs when run
-            if not loaded.info.outputs or len(loaded.info.outputs) != len(outputs):
-                loaded.info.outputs = [
-                    TensorInfo(k, tuple(None if i == 0 else d for i, d in enumerate(v.shape)))
-                    for k, v in outputs.items()
-                ]
-                loaded.output_keys = list(outputs)
+        if warm_up:  # at a size the model accepts; a failed warm-up never refuses the model
+            run_warm_up(self, loaded)
         self.loaded = loaded
         return loaded.info
 
     def unload(self) -> None:
         self.loaded = None
-
-    @staticmethod
-    def _zeros(loaded: LoadedModel) -> dict[str, np.ndarray]:
-        arrays = {}
-        for spec in loaded.info.inputs:
-            shape = [1] + [32 if d is None else int(d) for d in spec.shape[1:]]
-            dtype = spec.dtype if spec.dtype in ("float16", "float32", "float64", "int32", "int64", "uint8") else "float32"
-            arrays[spec.name] = np.zeros(shape, dtype=dtype)
-        return arrays
 
     def pack_inputs(self, arrays: dict[str, np.ndarray], loaded: LoadedModel | None = None) -> Any:
         """Arrange named input arrays the way the model's call expects them."""
@@ -104,8 +91,8 @@ class ModelHost:
         try:
             if loaded.info.kind == "savedmodel":
                 result = loaded.model(packed)
-            else:
-                result = loaded.model(packed, training=False)
+            else:  # traced: eager calls re-trace ops Keras wraps in tf.function (ConvNeXt)
+                result = call_traced(loaded.model, packed)
         except Exception as exc:
             raise explain_inference_error(exc, loaded.info, arrays) from exc
         return self.unpack_outputs(result, loaded)
@@ -114,7 +101,9 @@ class ModelHost:
         """Run the model on batched inputs (named as in ``info.inputs``) and return numpy outputs."""
         if self.loaded is None:
             raise InferenceError("No model is loaded.")
-        return self._call(self.loaded, arrays)
+        outputs = self._call(self.loaded, arrays)
+        learn_outputs(self.loaded, outputs)  # when the warm-up could not tell them
+        return outputs
 
 
 def explain_inference_error(

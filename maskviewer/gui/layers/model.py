@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from maskviewer.core.events import Event
-from maskviewer.core.heatmap import COLORMAPS, NORMALISATIONS, default_cam_layer
+from maskviewer.core.heatmap import COLORMAPS, NORMALISATIONS, default_cam_layer, is_one_by_one
 from maskviewer.core.mapping import Frame, is_image_input
 from maskviewer.gui.layers.drawing import (
     Drawing,
@@ -31,6 +31,11 @@ from maskviewer.gui.layers.probe import CAM_METHODS, METHOD_LABELS, ProbeOutcome
 NO_SPATIAL_NOTE = (
     "This model has no layer with a spatial (H, W, C) output, so there is no map "
     "to draw over the image; its layers are shown as bars."
+)
+#: a CAM drawn on a 1×1 layer (after a global pooling) is one flat value
+ONE_BY_ONE_NOTE = (
+    "Layer {path} is 1×1, so its Grad-CAM is a single value over the whole image; "
+    "pick an earlier layer with a larger map."
 )
 #: the spin boxes' limits, which the values are clamped to as the widgets would
 K_MAX = 1024
@@ -58,6 +63,7 @@ class LayersModel:
 
     def __init__(self) -> None:
         self.entries: dict[str, Any] = {}  # path -> LayerEntry, in the model's order
+        self.layer_infos: dict[str, Any] = {}  # path -> LayerInfo (which outputs it feeds)
         self.selected: str | None = None
         self.outputs: list[str] = []
         self.inputs: list[str] = []
@@ -119,11 +125,12 @@ class LayersModel:
             self.set_message(result)
             return
         self.entries, self.selected = {e.path: e for e in result}, None
+        self.layer_infos = {layer.path: layer for layer in info.iter_layers()} if info is not None else {}
         self.layers_changed.emit()
         spatial = [e for e in result if e.spatial]
         self.model_note = "" if spatial else NO_SPATIAL_NOTE
         self.set_message(self.model_note)
-        default = default_cam_layer(info) if info is not None else None
+        default = default_cam_layer(info, self.output) if info is not None else None
         path = default.path if default is not None and default.path in self.entries else None
         path = path or (spatial[-1].path if spatial else (result[0].path if result else None))
         if path:
@@ -228,6 +235,8 @@ class LayersModel:
                 f"Layer {req.path} has no spatial output, so there is no map for Grad-CAM; "
                 "pick a convolutional layer."
             )
+        if req.method in CAM_METHODS:
+            return cam_layer_problem(self.layer_infos.get(req.path), req.output or (self.outputs or [None])[0])
         return ""
 
     # -- display options ---------------------------------------------------------------------------
@@ -256,7 +265,10 @@ class LayersModel:
         if outcome.error:
             self.show_error(outcome.error)
             return False
-        self.set_message(self.model_note)  # an error before is solved; the model's note stays
+        # an error before is solved; the model's note stays (or a CAM on a 1×1 layer is warned of)
+        req = outcome.request
+        one = req is not None and req.method in CAM_METHODS and _is_one_by_one(self.layer_infos.get(req.path))
+        self.set_message(ONE_BY_ONE_NOTE.format(path=req.path) if one else self.model_note)
         return True
 
     def show_error(self, message: str) -> None:
@@ -306,3 +318,18 @@ class LayersModel:
     def describe(self, labels: list[str] | None = None) -> str | None:
         """The description of the map shown (None without a result); ``labels`` name classes."""
         return describe(self.outcome, labels)
+
+
+def _is_one_by_one(layer: Any) -> bool:
+    return layer is not None and is_one_by_one(layer)
+
+
+def cam_layer_problem(layer: Any, output: str | None) -> str:
+    """Why a CAM of ``output`` cannot be drawn on ``layer`` (a LayerInfo) ("" when it can):
+    the output is not computed from the layer, so its gradient there is nothing."""
+    if layer is None or output is None or layer.feeds is None or output in layer.feeds:
+        return ""
+    return (
+        f"The output {output} is not computed from layer {layer.path}, so Grad-CAM has "
+        "nothing to show there; pick a layer on the way to that output, or another output."
+    )
