@@ -34,6 +34,7 @@ class Prepared:
     reference: np.ndarray | None = None
     reference_path: str | None = None
     error: str = ""
+    cams: list = field(default_factory=list)  # CamResult per CAM layer, set by CamExport.run
 
     def shapes(self) -> tuple:
         return tuple((k, v.shape) for k, v in self.arrays.items())
@@ -173,24 +174,65 @@ def activation_items(item: Prepared, maps: dict, plan: Plan) -> list:
     return out
 
 
-def cam_items(item: Prepared, host: Any, plan: Plan, probe: Any) -> list:
-    """Grad-CAM (or Grad-CAM++) of one image on each of the plan's CAM layers."""
-    from maskviewer.inference.cam import grad_cam
+class CamExport:
+    """The plan's CAMs for whole batches: one traced function per CAM layer, reused by every batch.
+
+    Parameters
+    ----------
+    host : ModelHost
+        Holds the loaded model (on this thread).
+    plan : Plan
+        The layers, method, output and class.
+    outputs : bool
+        Also return the model's outputs, from the first layer's pass (no second forward pass).
+    """
+
+    def __init__(self, host: Any, plan: Plan, outputs: bool) -> None:
+        from maskviewer.inference.cam import cam_function
+        from maskviewer.inference.probe import get_probe
+
+        self.host, self.plan, self.outputs = host, plan, outputs
+        probe = get_probe(host)
+        keys = list(host.loaded.output_keys)
+        self.functions = [
+            cam_function(probe, layer, output_keys=keys, output=plan.output, plus=plan.cam == "gradcam++",
+                         predictions=outputs and k == 0)
+            for k, layer in enumerate(plan.cam_layers)
+        ]
+
+    def run(self, group: list[Prepared], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """CAMs of a batch (``arrays`` may hold padding rows after ``group``'s images).
+
+        Each image's CAMs go to its ``cams``; returns the model's outputs (``{}`` unless asked).
+        """
+        from maskviewer.inference.runner import explain_inference_error
+
+        packed = self.host.pack_inputs(arrays)
+        try:
+            batches = [fn(packed, self.plan.class_index) for fn in self.functions]
+        except MaskviewerError:
+            raise
+        except Exception as exc:
+            raise explain_inference_error(exc, self.host.info, arrays) from exc
+        for i, item in enumerate(group):
+            item.cams = [b.item(i) for b in batches]
+        if not self.outputs or not batches:
+            return {}
+        return self.host.unpack_outputs(batches[0].outputs)
+
+
+def cam_items(item: Prepared, plan: Plan) -> list:
+    """One image's Grad-CAM (or Grad-CAM++) on each of the plan's CAM layers, as export items."""
     from maskviewer.io.export import ExportItem
 
-    packed = host.pack_inputs({k: v[None] for k, v in item.arrays.items()})
     frame = _first_frame(item)
-    out = []
-    for layer in plan.cam_layers:
-        cam = grad_cam(
-            probe, packed, layer, output_keys=list(host.loaded.output_keys), output=plan.output,
-            class_index=plan.class_index, plus=plan.cam == "gradcam++",
-        )
-        out.append(ExportItem(
-            "cam", layer, cam.heatmap, frame, cam.method, cam.class_index, item.path, vrange=(0.0, 1.0),
+    return [
+        ExportItem(
+            "cam", cam.layer, cam.heatmap, frame, cam.method, cam.class_index, item.path, vrange=(0.0, 1.0),
             info={"output": cam.output, "score": cam.score}, caption=f"{cam.method} class {cam.class_index}",
-        ))
-    return out
+        )
+        for cam in item.cams
+    ]
 
 
 def patch_items(item: Prepared, host: Any, plan: Plan) -> list:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from maskviewer.cli.export_items import (
+    CamExport,
     Prepared,
     activation_items,
     binary_items,
@@ -83,7 +84,11 @@ class BatchRunner:
         self.batch_size = max(1, args.batch_size)
         self.probe = get_probe(host) if (plan.activations or plan.cam) else None
         self.mapper = None
-        if host.info.probe_supported:
+        # the CAMs' pass gives the outputs too (none at all when nothing uses them); the
+        # mapper runs only for activations, or for the outputs when there are no CAMs
+        wants_outputs = plan.predictions or plan.threshold is not None
+        self.cams = CamExport(host, plan, wants_outputs and not plan.activations) if plan.cam else None
+        if host.info.probe_supported and (plan.activations or self.cams is None):
             r = plan.reduce
             self.mapper = BatchMapper(host, plan.layers if plan.activations else [],
                                       Reduction(r.method, r.k, r.channel))
@@ -95,7 +100,7 @@ class BatchRunner:
         """Export ``paths``; returns ``(images done, images failed)``."""
         # a short last batch is padded to the full size only when there are full ones: the
         # traced pass is reused instead of traced again for a new batch shape
-        self.pad = self.mapper is not None and len(paths) > self.args.batch_size
+        self.pad = (self.mapper is not None or self.cams is not None) and len(paths) > self.args.batch_size
         batches = list(_batches(paths, self.batch_size))
         with ThreadPoolExecutor(1, thread_name_prefix="export-prepare") as prep_pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="export-write") as write_pool:
@@ -157,14 +162,17 @@ class BatchRunner:
     def call_model(self, group: list[Prepared]) -> tuple[list[dict], dict[str, np.ndarray]]:
         """``(per-image layer maps, batched outputs)`` for images of one input shape."""
         arrays = {name: np.stack([it.arrays[name] for it in group]) for name in group[0].arrays}
-        if self.mapper is None:
+        if self.mapper is None and self.cams is None:
             return [{} for _ in group], self.host.predict(arrays)
         size = self.args.batch_size
-        if self.pad and 0 < len(group) < size:  # the padding rows are dropped by the mapper
+        if self.pad and 0 < len(group) < size:  # the padding rows' results are not used
             arrays = {
                 k: np.concatenate([v, np.zeros((size - len(v), *v.shape[1:]), v.dtype)])
                 for k, v in arrays.items()
             }
+        outputs = self.cams.run(group, arrays) if self.cams is not None else {}
+        if self.mapper is None:
+            return [{} for _ in group], outputs
         return self.mapper.run(arrays)
 
     def items(self, it: Prepared, maps: dict, outputs: dict[str, np.ndarray]) -> list:
@@ -174,7 +182,7 @@ class BatchRunner:
         if plan.activations:
             exports += activation_items(it, maps, plan)
         if plan.cam:
-            exports += cam_items(it, self.host, plan, self.probe)
+            exports += cam_items(it, plan)
         if plan.predictions:
             exports += prediction_items(it, outputs, plan.labels)
         if plan.patch_spec is not None:
