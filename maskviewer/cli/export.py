@@ -14,6 +14,7 @@ exported); 2 nothing was done (bad arguments, unwritable folder, unknown layer, 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class Setup:
     stems: dict[str, str]  # image -> its folder, the same in every shard
     out: Path
     manifest_name: str
+    lock: Any = None  # ExportLock, held until the command ends
 
     @property
     def stack_dir(self) -> str:
@@ -67,6 +69,14 @@ def export_main(argv: list[str]) -> int:
     except (UsageError, ExportError) as exc:
         say(f"maskviewer export: {exc}")
         return 2
+    try:  # the output folder is ours until the command ends (the lock goes with the process)
+        return _locked_main(argv, args, setup)
+    finally:
+        setup.lock.release()
+
+
+def _locked_main(argv: list[str], args: argparse.Namespace, setup: Setup) -> int:
+    """The export, once the arguments are checked and the output folder is locked."""
     loaded = _load(args)
     if loaded is None:
         return 2
@@ -74,17 +84,21 @@ def export_main(argv: list[str]) -> int:
     for note in plan.notes:
         say(f"maskviewer export: note: {note}")
     t0 = time.perf_counter()
-    result = _export(args, setup, host, plan)
+    result = _export(argv, args, setup, host, plan, model_sha)
     if result is None:
         return 2
     manifest, (done, failed) = result
     seconds = time.perf_counter() - t0
-    header = manifest_header(argv, args, setup, host, plan, model_sha, (done, failed), seconds)
+    # the command as it would run uninterrupted: a resumed run writes the same manifest
+    command = [a for a in argv if a != "--resume"]
+    header = manifest_header(command, args, setup, host, plan, model_sha, (done, failed), seconds)
     try:
-        path = manifest.finish(header)
+        path = manifest.finish(header, order=setup.paths)
     except OSError as exc:
+        manifest.abandon()
         say(f"maskviewer export: writing the manifest failed: {exc}")
         return 2
+    manifest.journal.remove()
     if not args.quiet:
         say(summary(manifest.count, done, failed, seconds, path))
     return 1 if failed else 0
@@ -101,6 +115,7 @@ def check_arguments(args: argparse.Namespace) -> Setup:
         The style is invalid or the output folder cannot be written.
     """
     from maskviewer.io.export import MANIFEST_NAME, ExportStyle, check_writable
+    from maskviewer.io.export.lock import ExportLock
 
     formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
     style = ExportStyle(args.colormap, args.normalisation, args.alpha, formats,
@@ -118,12 +133,47 @@ def check_arguments(args: argparse.Namespace) -> Setup:
     stems = image_stems(all_paths)
     out = check_writable(args.out)
     manifest_name = MANIFEST_NAME if shard is None else f"manifest.shard-{shard[0]}-of-{shard[1]}.json"
-    if (out / manifest_name).exists() and not args.overwrite:
+    setup = Setup(style, shard, all_paths, paths, stems, out, manifest_name)
+    _check_folders(setup)
+    setup.lock = ExportLock(out, manifest_name)  # before looking at what the folder holds
+    try:
+        _check_earlier_export(args, setup)
+    except BaseException:
+        setup.lock.release()
+        raise
+    return setup
+
+
+def _check_folders(setup: Setup) -> None:
+    """Refuse an image whose folder would be the manifest, the arrays or the run's own files."""
+    from maskviewer.io.export import naming
+
+    for path in setup.paths:
+        reason = naming.reserved_reason(setup.stems[path], setup.stack_dir)
+        if reason:
+            raise UsageError(
+                f"{path}: its files would go to {setup.out / setup.stems[path]}, {reason}. Rename "
+                "the image (or copy it under another name); nothing was exported."
+            )
+
+
+def _check_earlier_export(args: argparse.Namespace, setup: Setup) -> None:
+    """An earlier export's manifest, or a killed run's journal, is in the way unless told."""
+    from maskviewer.io.export import naming
+
+    out, name = setup.out, setup.manifest_name
+    unfinished = os.path.lexists(out / naming.run_file_name("journal", name))
+    if unfinished and not (args.resume or args.overwrite):
         raise UsageError(
-            f"{out / manifest_name} exists: {out} holds an earlier export. Choose another "
-            "--out folder or add --overwrite."
+            f"{out} holds an unfinished export (it was stopped). Add --resume to go on with it, "
+            "or --overwrite to start again."
         )
-    return Setup(style, shard, all_paths, paths, stems, out, manifest_name)
+    if (out / name).exists() and not args.overwrite and not (args.resume and unfinished):
+        raise UsageError(
+            f"{out / name} exists: {out} holds an earlier export"
+            + (" that is complete: there is nothing to resume" if args.resume else "")
+            + ". Choose another --out folder or add --overwrite."
+        )
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, str, Plan] | None:
@@ -144,20 +194,31 @@ def _load(args: argparse.Namespace) -> tuple[Any, str, Plan] | None:
     return host, model_sha, plan
 
 
-def _export(args: argparse.Namespace, setup: Setup, host: Any, plan: Plan) -> tuple[Any, tuple[int, int]] | None:
+def _export(
+    argv: list[str], args: argparse.Namespace, setup: Setup, host: Any, plan: Plan, model_sha: str,
+) -> tuple[Any, tuple[int, int]] | None:
     """Write every image's files; ``(manifest, (done, failed))``, or None if the arrays failed.
 
-    On any error the half-written files are abandoned (the folder holds no partial export
-    that looks complete).
+    Images are journalled as their files are written; with ``--resume`` the images a killed
+    run finished are kept. On an error the stacked arrays are abandoned (the folder holds no
+    partial export that looks complete) and the journal stays, for ``--resume``.
     """
-    from maskviewer.io.export import ArtifactWriter, Manifest
+    from maskviewer.io.export import ExportError, Manifest
 
-    writer = ArtifactWriter(setup.out, setup.style, overwrite=args.overwrite, durable=args.durable,
-                            npy_layout=args.npy_layout, stack_dir=setup.stack_dir)
-    manifest = Manifest(setup.out, setup.manifest_name)
-    bar = ProgressBar(len(setup.paths), enabled=not args.quiet and sys.stderr.isatty())
     try:
-        counts = run_export(args, setup.paths, setup.stems, host, plan, writer, manifest, say, bar)
+        journal, writer = _open_run(argv, args, setup, model_sha)
+    except (ExportError, OSError) as exc:
+        say(f"maskviewer export: {exc}")
+        return None
+    manifest = Manifest(setup.out, setup.manifest_name, journal)
+    kept = sum(1 for p in setup.paths if p in journal.done)
+    if kept and not args.quiet:
+        say(f"maskviewer export: resuming: {kept} of {len(setup.paths)} image(s) were done already.")
+    todo = [p for p in setup.paths if p not in journal.done]
+    bar = ProgressBar(len(todo), enabled=not args.quiet and sys.stderr.isatty())
+    try:
+        done, failed = run_export(args, todo, setup.stems, host, plan, writer, manifest, say, bar)
+        counts = (done + kept, failed)
         writer.close()
     except OSError as exc:  # the stacked arrays could not be finished (disk full...)
         writer.abandon()
@@ -165,11 +226,46 @@ def _export(args: argparse.Namespace, setup: Setup, host: Any, plan: Plan) -> tu
         bar.close()
         say(f"maskviewer export: writing the arrays failed: {exc}")
         return None
-    except BaseException:
-        writer.abandon()
+    except BaseException:  # interrupted: what the journal vouches for stays, for --resume
+        writer.suspend()
         manifest.abandon()
         bar.close()
         raise
-    bar.update(sum(counts), counts[1], force=True)
+    bar.update(done + failed, failed, force=True)
     bar.close()
     return manifest, counts
+
+
+def _open_run(argv: list[str], args: argparse.Namespace, setup: Setup, model_sha: str) -> tuple[Any, Any]:
+    """The run's journal (new, or the killed run's with ``--resume``) and its artifact writer,
+    the killed run's stacked arrays reopened and its other temporary files removed."""
+    import hashlib
+
+    from maskviewer.io.export import ArtifactWriter, naming
+    from maskviewer.io.export.journal import Journal
+    from maskviewer.io.export.lock import remove_temp_files
+    from maskviewer.io.export.stack import NpyStack
+
+    quiet = {"--resume", "--quiet", "-q", "--overwrite", "--durable"}  # they change no file
+    run = {"command": [a for a in argv if a not in quiet], "model_sha256": model_sha,
+           "images": hashlib.sha256("\n".join(setup.all_paths).encode()).hexdigest()}
+    resume = args.resume and os.path.lexists(setup.out / naming.run_file_name("journal", setup.manifest_name))
+    stacks: dict = {}
+    if resume:
+        journal, stacks = Journal.resume(setup.out, setup.manifest_name, run)
+    else:
+        journal = Journal.create(setup.out, setup.manifest_name, run)
+    keep = {NpyStack.temp_path(setup.out / rel, journal.token).name for rel in stacks}
+    if resume or args.overwrite:
+        remove_temp_files(setup.out, keep)
+    writer = ArtifactWriter(setup.out, setup.style, overwrite=args.overwrite or resume, durable=args.durable,
+                            npy_layout=args.npy_layout, stack_dir=setup.stack_dir, stack_token=journal.token)
+    try:
+        writer.resume_stacks(stacks)
+    except BaseException:
+        writer.abandon()
+        journal.close()
+        raise
+    journal.stack_keys = writer.stack_keys
+    journal.before_commit = writer.sync
+    return journal, writer

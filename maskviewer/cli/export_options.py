@@ -111,6 +111,9 @@ def _add_running_options(g: Any) -> None:
                       trust_help="load models that contain Python code (runs that code)",
                       custom_help="Python file defining custom layers (needs --trust)")
     g.add_argument("--overwrite", action="store_true", help="replace the files of an earlier export in DIR")
+    g.add_argument("--resume", action="store_true",
+                   help="go on with an export into DIR that was killed: the same command, plus --resume; "
+                        "images done are kept, the others exported (the result equals an uninterrupted run)")
     g.add_argument("--durable", action="store_true", help="fsync every file (slow for many small files)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 
@@ -226,10 +229,10 @@ def image_stems(paths: list[str]) -> dict[str, str]:
 
     stems = {p: safe_name(Path(p).stem) for p in paths}
     counts: dict[str, int] = {}
-    for s in stems.values():
-        counts[s] = counts.get(s, 0) + 1
+    for s in stems.values():  # without case: ``A.png`` and ``a.png`` share a folder on macOS
+        counts[s.casefold()] = counts.get(s.casefold(), 0) + 1
     for p, s in stems.items():
-        if counts[s] > 1:
+        if counts[s.casefold()] > 1:
             digest = hashlib.sha1(str(Path(p).resolve()).encode()).hexdigest()[:8]
             stems[p] = f"{s}-{digest}"
     return stems

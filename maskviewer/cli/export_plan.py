@@ -39,6 +39,15 @@ class Plan:
     resize: str | None
     scale: str | None
     notes: list[str] = field(default_factory=list)
+    #: layer / output name -> its part of the file names, unique by construction (see
+    #: :func:`maskviewer.io.export.naming.name_tokens`)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def renamed(self) -> dict[str, str]:
+        """The names whose files carry a hash because another name would share their files."""
+        from maskviewer.io.export import safe_name
+
+        return {name: token for name, token in self.tokens.items() if token != safe_name(name)}
 
     def settings(self) -> dict:
         """The plan as the manifest records it (JSON-ready)."""
@@ -107,6 +116,7 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
     feed = _plan_mask_feed(args, info, notes)
     patch_spec = _plan_patches(args)
     threshold, binarise_output = _plan_threshold(args, info)
+    tokens = _plan_names([*layers.chosen, *cam_layers, *out_names, "mask"], notes)
     return Plan(
         layers=layers.chosen, attention={p for p in layers.chosen if layers.by_path[p].attention},
         reduce=reduce, activations=activations,
@@ -114,7 +124,26 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
         predictions=not args.no_predictions, mask_feed=feed, patch_spec=patch_spec,
         combine=COMBINE_ALIASES[args.combine], threshold=threshold, binarise_output=binarise_output,
         invert=args.invert, labels=_read_labels(args), resize=args.resize, scale=args.scale, notes=notes,
+        tokens=tokens,
     )
+
+def _plan_names(names: list[str], notes: list[str]) -> dict[str, str]:
+    """A file-name token per layer and output name, checked before any image is read: names
+    that would share files (``inner/conv`` and ``inner_conv``) are told apart by a hash."""
+    from maskviewer.io.export import ExportError, naming
+
+    try:
+        tokens = naming.name_tokens(names)
+    except ExportError as exc:
+        raise UsageError(str(exc)) from exc
+    renamed = {n: t for n, t in tokens.items() if t != naming.safe_name(n)}
+    if renamed:
+        notes.append(
+            "These names would share files, so their files carry a hash of the full name "
+            "(the manifest's file_names lists them): "
+            + ", ".join(f"{n} -> {t}" for n, t in renamed.items()) + "."
+        )
+    return tokens
 
 
 def _check_inputs(info: Any) -> None:

@@ -73,6 +73,8 @@ def manifest_header(
                    "failed": failed},
         "seconds": round(seconds, 3),
         "notes": plan.notes,
+        # names whose files carry a hash because another name would share their files
+        "file_names": plan.renamed(),
     }
 
 

@@ -38,6 +38,18 @@ def _batches(paths: list[str], size: int) -> Iterator[list[str]]:
         yield paths[start : start + size]
 
 
+def _in_image_order(prepared: list, written: list, jobs: list, owners: list[int]) -> tuple[list, list, list[int]]:
+    """A batch's images (and their jobs) in the order of the image list, whatever input-shape
+    groups they went through the model in: stacked rows and manifest entries come out alike
+    however the list is cut into batches (a resumed run equals an uninterrupted one)."""
+    rank = {id(it): n for n, it in enumerate(prepared)}
+    order = sorted(range(len(written)), key=lambda i: rank[id(written[i])])
+    new_index = {old: new for new, old in enumerate(order)}
+    job_order = sorted(range(len(jobs)), key=lambda j: new_index[owners[j]])  # stable within an image
+    return ([written[i] for i in order], [jobs[j] for j in job_order],
+            [new_index[owners[j]] for j in job_order])
+
+
 def run_export(
     args: argparse.Namespace,
     paths: list[str],
@@ -131,6 +143,8 @@ class BatchRunner:
 
     def run_batch(self, prepared: list[Prepared], write_pool: ThreadPoolExecutor) -> None:
         """Run the model on a prepared batch and hand its files to the writing thread."""
+        from maskviewer.io.export import naming
+
         groups: dict[tuple, list[Prepared]] = {}
         for item in prepared:
             if item.error:
@@ -153,10 +167,12 @@ class BatchRunner:
                 except MaskviewerError as exc:
                     self.fail(it.path, str(exc))
                     continue
-                jobs.extend((e, it.image, f"{it.stem}/{e.stem()}") for e in exports)
+                jobs.extend((e, it.image, naming.prefixed(it.stem, naming.unique_stem(e, self.plan.tokens)))
+                            for e in exports)
                 owners.extend([len(written)] * len(exports))
                 written.append(it)
         if written:
+            written, jobs, owners = _in_image_order(prepared, written, jobs, owners)
             self.in_flight.append((written, owners, write_pool.submit(self.writer.write_batch, jobs)))
 
     def call_model(self, group: list[Prepared]) -> tuple[list[dict], dict[str, np.ndarray]]:
@@ -204,6 +220,6 @@ class BatchRunner:
                 if errors:
                     self.fail(it.path, f"writing its files failed: {errors[0]}")
                     continue
-                for entry in entries:
-                    self.manifest.add(entry)
+                self.manifest.add_image(it.path, entries)
                 self.done += 1
+            self.manifest.commit()  # the batch's images journalled, once their files are written

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-_counter = itertools.count()
 _writev = getattr(os, "writev", None)
+#: how a temporary file is opened: created here (never an existing file), never through a link
+TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+              | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
 
 
 @contextlib.contextmanager
@@ -25,7 +27,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", fsync: bool = True) 
     path = Path(path)
     umask = os.umask(0)
     os.umask(umask)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # ``.NAME.~RANDOM.tmp``: the export's temporary-file pattern (naming.temp_name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.~", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -50,8 +53,9 @@ def write_atomic(path: str | os.PathLike, *buffers: object, fsync: bool = False)
     """
     path = os.fspath(path)
     head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.{next(_counter)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0), 0o666)
+    # an unpredictable name, created exclusively: a link planted beside ``path`` is never followed
+    tmp = os.path.join(head, f".{name}.~{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, TEMP_FLAGS, 0o666)
     try:
         try:
             views = [memoryview(b).cast("B") for b in buffers]

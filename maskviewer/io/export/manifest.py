@@ -21,6 +21,7 @@ import numpy as np
 from maskviewer.core.image import ImageData
 from maskviewer.io.export import naming
 from maskviewer.io.export.items import ExportError, ExportItem, ExportStyle
+from maskviewer.io.export.lock import ExportLock
 from maskviewer.io.export.naming import MANIFEST_NAME
 from maskviewer.io.export.writing import ArtifactWriter, check_writable, open_text
 
@@ -81,29 +82,75 @@ class Manifest:
     out_dir : path
     name : str
         The manifest's file name (``manifest.json``; shards use their own).
+    journal : Journal, optional
+        A command-line export's journal (:mod:`~maskviewer.io.export.journal`): entries go
+        there, one line per image (:meth:`add_image`), and the manifest lists them in image
+        order (``finish(order=...)``), whether the run was resumed or not.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, name: str = MANIFEST_NAME) -> None:
+    def __init__(self, out_dir: str | os.PathLike, name: str = MANIFEST_NAME, journal: Any = None) -> None:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / name
-        suffix, prefix = naming.spool_affixes(name)
-        fd, spool = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=self.out_dir)
-        self._spool_path = Path(spool)
-        self._spool = os.fdopen(fd, "w", encoding="utf-8")
-        self.count = 0
+        self.journal = journal
+        self._spool_path: Path | None = None
+        if journal is None:
+            suffix, prefix = naming.spool_affixes(name)
+            fd, spool = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=self.out_dir)
+            self._spool_path = Path(spool)
+            self._spool = os.fdopen(fd, "w", encoding="utf-8")
+        self._count = 0
         self.failures: list[dict] = []
 
+    @property
+    def count(self) -> int:
+        """Entries so far (with a journal: of every image it holds, this run's and earlier)."""
+        return self.journal.count if self.journal is not None else self._count
+
     def add(self, entry: dict) -> None:
+        if self.journal is not None:
+            raise ValueError("a journalled manifest takes entries image by image (add_image)")
         self._spool.write(_json_line(entry) + "\n")
-        self.count += 1
+        self._count += 1
+
+    def add_image(self, image: str, entries: list[dict]) -> None:
+        """All entries of one image whose files are written (journalled at :meth:`commit`)."""
+        if self.journal is None:
+            for entry in entries:
+                self.add(entry)
+        else:
+            self.journal.record(image, entries)
+
+    def commit(self) -> None:
+        """End of a batch: the journal's lines are written and put on the disk."""
+        if self.journal is not None:
+            self.journal.commit()
 
     def add_failure(self, image: str, message: str) -> None:
         """An image that could not be exported (kept in memory: failures are few)."""
         self.failures.append({"image": image, "error": message})
 
-    def finish(self, header: dict) -> Path:
-        """Write ``manifest.json``: ``header`` fields, then ``failures`` and ``artifacts``."""
+    def finish(self, header: dict, order: list[str] | None = None) -> Path:
+        """Write ``manifest.json``: ``header`` fields, then ``failures`` and ``artifacts``
+        (with a journal: the entries of the images of ``order``, in that order; failures are
+        listed in that order too)."""
+        if self.journal is not None:
+            rank = {image: i for i, image in enumerate(order or [])}
+            self.failures.sort(key=lambda f: rank.get(f["image"], len(rank)))
+            lines: Iterable[str] = self.journal.entry_lines(order or [])
+            self._write(header, lines)
+            return self.path
         self._spool.close()
+        assert self._spool_path is not None
+        try:
+            with open(self._spool_path, encoding="utf-8") as spool:
+                self._write(header, (line.rstrip("\n") for line in spool))
+        finally:
+            with contextlib.suppress(OSError):
+                self._spool_path.unlink()
+        return self.path
+
+    def _write(self, header: dict, lines: Iterable[str]) -> None:
+        """``manifest.json`` from the header and the entries' JSON lines, atomically."""
         head = dict(_jsonable(header))
         head.setdefault("tool", "maskviewer")
         head.setdefault("version", tool_version())
@@ -111,21 +158,19 @@ class Manifest:
         head.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
         head["artifact_count"] = self.count
         head["failures"] = _jsonable(self.failures)
-        try:
-            with open_text(self.path) as out:
-                text = json.dumps(head, indent=2, allow_nan=False)
-                out.write(text[:-2] + ',\n  "artifacts": [')  # reopen the object for the list
-                with open(self._spool_path, encoding="utf-8") as spool:
-                    for i, line in enumerate(spool):
-                        out.write(("\n    " if i == 0 else ",\n    ") + line.rstrip("\n"))
-                out.write("\n  ]\n}\n")
-        finally:
-            with contextlib.suppress(OSError):
-                self._spool_path.unlink()
-        return self.path
+        with open_text(self.path) as out:
+            text = json.dumps(head, indent=2, allow_nan=False)
+            out.write(text[:-2] + ',\n  "artifacts": [')  # reopen the object for the list
+            for i, line in enumerate(lines):
+                out.write(("\n    " if i == 0 else ",\n    ") + line)
+            out.write("\n  ]\n}\n")
 
     def abandon(self) -> None:
-        """Drop the spool without writing a manifest."""
+        """Drop the spool without writing a manifest (a journal stays, for a resumed run)."""
+        if self._spool_path is None:
+            if self.journal is not None:
+                self.journal.close()
+            return
         with contextlib.suppress(OSError):
             self._spool.close()
         with contextlib.suppress(OSError):
@@ -193,6 +238,9 @@ def export_items(
     """
     out = check_writable(out_dir)
     style = style or ExportStyle()
+    reason = naming.reserved_reason(prefix) if prefix else None
+    if reason:
+        raise ExportError(f"The files would go to {out / prefix}, {reason}; rename the image first.")
     writer = ArtifactWriter(out, style, overwrite=overwrite)
     if not overwrite:
         taken = naming.existing(writer, items, images, prefix)
@@ -200,20 +248,23 @@ def export_items(
             raise ExportError(
                 f"{len(taken)} file(s) exist already, e.g. {taken[0]}; nothing was overwritten."
             )
-    manifest = Manifest(out)
-    try:
-        jobs = [(item, images.get(item.image), naming.prefixed(prefix, item.stem())) for item in items]
-        for result in writer.write_batch(jobs):
-            if isinstance(result, BaseException):
-                raise result
-            manifest.add(result)
-    except BaseException:
-        manifest.abandon()
-        raise
-    model = _model_record(model_path, model_sha256)
-    return manifest.finish(
-        {"source": "window", "model": model, "settings": {**(settings or {}), "style": style.to_dict()}}
-    )
+    tokens = naming.name_tokens(item.name for item in items)  # two names, one file: told apart
+    with ExportLock(out):
+        manifest = Manifest(out)
+        try:
+            jobs = [(item, images.get(item.image), naming.prefixed(prefix, naming.unique_stem(item, tokens)))
+                    for item in items]
+            for result in writer.write_batch(jobs):
+                if isinstance(result, BaseException):
+                    raise result
+                manifest.add(result)
+        except BaseException:
+            manifest.abandon()
+            raise
+        model = _model_record(model_path, model_sha256)
+        return manifest.finish(
+            {"source": "window", "model": model, "settings": {**(settings or {}), "style": style.to_dict()}}
+        )
 
 
 def _model_record(model_path: str | None, model_sha256: str | None) -> dict | None:

@@ -11,8 +11,10 @@ so the window can ask before overwriting. No other module of the export builds a
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
+import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +24,15 @@ if TYPE_CHECKING:
     from maskviewer.io.export.writing import ArtifactWriter
 
 MANIFEST_NAME = "manifest.json"
+#: the folder of the stacked arrays (shards use a sub-folder of it)
+STACK_DIR = "arrays"
+#: the hidden files of a running command-line export: its lock and its journal (see
+#: :func:`lock_name`, :func:`journal_name`); an image folder can never be hidden
+#: (:func:`safe_name` strips leading dots)
+RUN_FILE_PREFIX = ".maskviewer-export"
+#: every temporary file of an export is ``.NAME.~TOKEN.tmp`` (a random TOKEN; :func:`temp_name`)
+TEMP_PATTERN = re.compile(r"^\..+\.~[A-Za-z0-9_-]{6,64}\.tmp$")
+_MANIFEST_LIKE = re.compile(r"^manifest(\.shard-\d+-of-\d+)?\.json$")
 #: the file suffix of each role a manifest entry's ``files`` lists
 SUFFIXES = {
     "png": ".png",
@@ -83,6 +94,12 @@ def stack_path(stack_dir: str, name: str) -> str:
     return file_name(f"{stack_dir}/{name}" if stack_dir else name, "npy")
 
 
+def stack_name_of(rel: str, stack_dir: str) -> str:
+    """The name :func:`stack_name` gave the stacked array at ``rel`` (see :func:`stack_path`)."""
+    name = rel[len(stack_dir) + 1:] if stack_dir and rel.startswith(stack_dir + "/") else rel
+    return name[: -len(SUFFIXES["npy"])] if name.endswith(SUFFIXES["npy"]) else name
+
+
 def patch_png_name(n: int, count: int, row: int, col: int) -> str:
     """``patch_NNNN_rR_cC.png``: the patch number zero-padded to the width of the largest."""
     width = max(4, len(str(count - 1)))
@@ -90,8 +107,107 @@ def patch_png_name(n: int, count: int, row: int, col: int) -> str:
 
 
 def spool_affixes(manifest_name: str) -> tuple[str, str]:
-    """The suffix and prefix of the hidden file a manifest's entries are spooled to."""
-    return ".jsonl", f".{manifest_name}."
+    """The suffix and prefix of the hidden file a manifest's entries are spooled to (a
+    :func:`temp_name` with mkstemp's random part)."""
+    return ".tmp", f".{manifest_name}.~"
+
+
+def stack_base(stem: str) -> str:
+    """The stem a stacked array is named after: ``stem`` without its image folder."""
+    return stem.rpartition("/")[2]
+
+
+def temp_name(name: str, token: str | None = None) -> str:
+    """The hidden temporary file a file ``name`` is built in before it is renamed into place.
+
+    ``token`` (default: 16 random hex digits) makes the name unpredictable; every caller
+    creates the file with ``O_EXCL | O_NOFOLLOW``, so a link planted there is refused, never
+    followed. Names of this form (and only those) are removed as leftovers of a killed run
+    (:data:`TEMP_PATTERN`).
+    """
+    return f".{name}.~{token or secrets.token_hex(8)}.tmp"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of the export's temporary files (see :func:`temp_name`)."""
+    return TEMP_PATTERN.match(name) is not None
+
+
+def run_file_name(kind: str, manifest_name: str = MANIFEST_NAME) -> str:
+    """The hidden ``lock`` or ``journal`` file of the export whose manifest is ``manifest_name``
+    (a shard has its own: ``.maskviewer-export.shard-1-of-3.journal``)."""
+    middle = manifest_name[len("manifest"):-len(".json")] if _MANIFEST_LIKE.match(manifest_name) else ""
+    return f"{RUN_FILE_PREFIX}{middle}.{kind}"
+
+
+def reserved_reason(folder: str, stack_dir: str = STACK_DIR) -> str | None:
+    """Why an image's folder (or a top-level artifact) named ``folder`` would collide with
+    what the export itself keeps in the output folder, or None when it is free.
+
+    Compared without case: on macOS and Windows ``Arrays`` and ``arrays`` are one folder.
+    """
+    top = folder.split("/", 1)[0].casefold()
+    if _MANIFEST_LIKE.match(top):
+        return "where the export keeps its manifest"
+    if top == stack_dir.strip("/").split("/", 1)[0].casefold():
+        return "where the export keeps its stacked arrays"
+    if top.startswith(RUN_FILE_PREFIX) or is_temp_name(top):
+        return "where the export keeps its lock, journal and temporary files"
+    return None
+
+
+def name_tokens(names: Iterable[str]) -> dict[str, str]:
+    """A file-name token per name, unique among ``names`` by construction.
+
+    A name's token is :func:`safe_name` of it, unless another of ``names`` has the same one
+    (``inner/conv`` and ``inner_conv``; ``Conv`` and ``conv``, one file on macOS and Windows):
+    then each of those gets ``-`` and the first 8 hex digits of its SHA-256 appended (stable:
+    the same name always gets the same token, whatever else is exported).
+
+    Raises
+    ------
+    ExportError
+        Two names would still share a file (only names crafted to collide with a hashed token).
+    """
+    from maskviewer.io.export.items import ExportError
+
+    names = list(dict.fromkeys(str(n) for n in names))
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(safe_name(name).casefold(), []).append(name)
+    tokens = {}
+    for name in names:
+        token = safe_name(name)
+        if len(groups[token.casefold()]) > 1:
+            token = f"{token[:111]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+        tokens[name] = token
+    seen: dict[str, str] = {}
+    for name, token in tokens.items():
+        other = seen.setdefault(token.casefold(), name)
+        if other != name:
+            raise ExportError(
+                f"{other!r} and {name!r} would be written to the same files ({token}); rename one "
+                "of them or export them separately."
+            )
+    return tokens
+
+
+def unique_stem(item: ExportItem, tokens: dict[str, str]) -> str:
+    """``item``'s file stem with its name replaced by its token (see :func:`name_tokens`)."""
+    return item_stem(item.kind, tokens.get(item.name, item.name), item.method, item.class_index)
+
+
+def colliding_jobs(stems: list[str], roles: list[list[str]]) -> dict[int, int]:
+    """Jobs that would write a file another job writes (compared without case): job -> the
+    earlier job it collides with. ``stems`` and ``roles``: each job's stem and file roles."""
+    owner: dict[str, int] = {}
+    clash: dict[int, int] = {}
+    for i, (stem, job_roles) in enumerate(zip(stems, roles, strict=True)):
+        for role in job_roles:
+            first = owner.setdefault(file_name(stem, role).casefold(), i)
+            if first != i:
+                clash.setdefault(i, first)
+    return clash
 
 
 def native_path(root: str, rel: str) -> str:
@@ -128,8 +244,10 @@ def planned_paths(
 def planned(writer: ArtifactWriter, items: Iterable[ExportItem], images: dict, prefix: str = "") -> list[Path]:
     """Every file an export of ``items`` by ``writer`` would write (``images``: path -> image)."""
     out = []
+    items = list(items)
+    tokens = name_tokens(item.name for item in items)
     for item in items:
-        stem = prefixed(prefix, item.stem())
+        stem = prefixed(prefix, unique_stem(item, tokens))
         out.extend(writer.planned_paths(item, stem, images.get(item.image) is not None))
     return out
 

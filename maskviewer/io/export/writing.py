@@ -25,7 +25,7 @@ from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.image import ImageData
 from maskviewer.io.atomic import atomic_write, write_atomic
 from maskviewer.io.export import naming
-from maskviewer.io.export.encoding import encode_png, npy_header, npy_padded_header
+from maskviewer.io.export.encoding import encode_png, npy_header
 from maskviewer.io.export.items import (
     MASK_TINT,
     NAME_KEYS,
@@ -45,6 +45,7 @@ from maskviewer.io.export.pictures import (
     montage_rgba,
     tint_overlay,
 )
+from maskviewer.io.export.stack import NpyStack
 
 #: a job for :meth:`ArtifactWriter.write_batch`: the item, its image, the file stem
 Job = tuple["ExportItem", "ImageData | None", "str | None"]
@@ -63,7 +64,7 @@ def check_writable(folder: str | os.PathLike) -> Path:
         if folder.exists() and not folder.is_dir():
             raise ExportError(f"{folder} is a file, not a folder: choose a folder for the export.")
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".maskviewer-write-test.", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=".maskviewer-write-test.~", suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(tmp)
     except ExportError:
@@ -105,108 +106,6 @@ def open_text(path: str | os.PathLike) -> Iterator[IO[str]]:
         yield out
 
 
-class NpyStack:
-    """An ``.npy`` file built one row at a time: ``(rows, *row_shape)`` of one dtype.
-
-    A folder export keeps one per layer map (and per output), so 100k images make a handful
-    of files that ``numpy.load(path, mmap_mode="r")`` opens at once, instead of 100k small ones.
-    Rows go to a hidden temporary file beside ``path`` as they come (memory stays bounded);
-    :meth:`close` writes the header with the final row count and renames the file into place,
-    so a killed run leaves no partial ``.npy``.
-
-    Parameters
-    ----------
-    path : path
-        The final file.
-    row_shape : tuple of int
-    dtype : numpy dtype
-    """
-
-    #: room in the header for any row count
-    _MAX_ROWS = 10**15
-    #: rows are written once this many bytes are waiting (or on :meth:`flush`)
-    FLUSH_BYTES = 1 << 22
-
-    def __init__(self, path: str | Path, row_shape: tuple[int, ...], dtype: np.dtype | str) -> None:
-        self.path = Path(path)
-        self.row_shape = tuple(int(d) for d in row_shape)
-        self.dtype = np.dtype(dtype)
-        if self.dtype.hasobject:
-            raise ValueError("object arrays are not written")
-        self.rows = 0
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self._size = len(npy_padded_header((self._MAX_ROWS, *self.row_shape), self.dtype))
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._fd: int | None = os.open(
-            self._tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666
-        )
-        os.write(self._fd, b" " * self._size)  # the header's place, written on close
-
-    def append(self, row: np.ndarray) -> int:
-        """Add a row (of ``row_shape`` and the stack's dtype); returns its index."""
-        a = np.asarray(row)
-        if not a.flags.c_contiguous:
-            a = a.copy()
-        if a.shape != self.row_shape or a.dtype != self.dtype:
-            raise ValueError(
-                f"a row of shape {a.shape} and dtype {a.dtype} does not fit a stack of "
-                f"{self.row_shape} {self.dtype}"
-            )
-        if self._fd is None:
-            raise ValueError(f"{self.path} is closed")
-        self._pending.append(a.tobytes())
-        self._pending_bytes += a.nbytes
-        if self._pending_bytes >= self.FLUSH_BYTES:
-            self.flush()
-        self.rows += 1
-        return self.rows - 1
-
-    def flush(self) -> None:
-        """Write the rows appended since the last flush (rows are kept until then, up to
-        :attr:`FLUSH_BYTES`, and written in one system call)."""
-        pending, self._pending, self._pending_bytes = self._pending, [], 0
-        if pending and self._fd is not None:
-            data = memoryview(b"".join(pending))
-            while data:
-                data = data[os.write(self._fd, data):]
-
-    def close(self, fsync: bool = False) -> Path:
-        """Write the header, rename the file into place and return its path."""
-        if self._fd is None:
-            return self.path
-        try:
-            self.flush()
-        except BaseException:
-            self.abandon()
-            raise
-        fd, self._fd = self._fd, None
-        try:
-            try:
-                os.lseek(fd, 0, os.SEEK_SET)
-                os.write(fd, npy_padded_header((self.rows, *self.row_shape), self.dtype, self._size))
-                if fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
-            raise
-        return self.path
-
-    def abandon(self) -> None:
-        """Drop what was written (no file is left)."""
-        self._pending, self._pending_bytes = [], 0
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp)
-
-
 def _record(rel: str, array: np.ndarray) -> dict:
     """A file's record in a manifest entry: its path, shape and dtype."""
     return {"path": rel, "shape": [int(d) for d in array.shape], "dtype": _dtype_name(array.dtype)}
@@ -237,11 +136,15 @@ class ArtifactWriter:
         item's ``row``. Call :meth:`close` when done (it writes the stacks' headers).
     stack_dir : str
         Folder (relative) of the stacked arrays.
+    stack_token : str, optional
+        The random part of the stacks' temporary file names (a resumable export keeps its
+        run's token in its journal, to find them again); default: random per stack.
     """
 
     def __init__(
         self, out_dir: str | os.PathLike, style: ExportStyle | None = None, *, overwrite: bool = False,
         durable: bool = True, npy_layout: str = "files", stack_dir: str = "arrays",
+        stack_token: str | None = None,
     ) -> None:
         if npy_layout not in NPY_LAYOUTS:
             raise ExportError(f"Unknown NPY layout {npy_layout!r}; use {' or '.join(NPY_LAYOUTS)}.")
@@ -249,6 +152,9 @@ class ArtifactWriter:
         self.stack_dir = stack_dir.strip("/")
         self._stacks: dict[tuple, tuple[str, NpyStack]] = {}  # (stem, shape, dtype) -> (rel, stack)
         self._stack_names: set[str] = set()
+        self.stack_token = stack_token
+        #: stacked array (relative path) -> ``(stem, row shape, dtype)``, what a journal keeps
+        self.stack_keys: dict[str, tuple[str, tuple[int, ...], str]] = {}
         self.out_dir = Path(out_dir)
         self._root = os.path.join(os.fspath(self.out_dir), "")
         self.style = style or ExportStyle()
@@ -272,6 +178,7 @@ class ArtifactWriter:
             dirs.move_to_end(parent)
             written = dirs[parent]
         else:
+            self._refuse_links(parent)
             if os.path.isdir(parent):
                 written = None
             else:
@@ -292,6 +199,16 @@ class ArtifactWriter:
                     "allow overwriting."
                 )
         return path
+
+    def _refuse_links(self, parent: str) -> None:
+        """Refuse a folder under the export folder that is a link: files are never written
+        through a link planted in the output folder."""
+        root = self._root.rstrip(os.sep)
+        here = parent
+        while len(here) > len(root) and here.startswith(self._root):
+            if os.path.islink(here):
+                raise ExportError(f"{here} is a link; the export writes no file through a link.")
+            here = os.path.dirname(here)
 
     def _save_png(self, stem: str, role: str, picture: np.ndarray) -> dict:
         rel = naming.file_name(stem, role)
@@ -324,6 +241,10 @@ class ArtifactWriter:
         item's place (the others are still written); other exceptions propagate.
         """
         jobs = [(item, image, stem or item.stem()) for item, image, stem in jobs]
+        clash = naming.colliding_jobs(
+            [stem for _item, _image, stem in jobs],
+            [naming.planned_roles(item, self.style, image is not None) for item, image, _stem in jobs],
+        )
         pictures: dict[int, HeatPicture] = {}
         if "png" in self.style.formats:
             groups: dict[tuple, list[int]] = {}
@@ -335,6 +256,13 @@ class ArtifactWriter:
                 pictures.update(zip(idx, made, strict=True))
         out: list[dict | Exception] = []
         for i, (item, image, stem) in enumerate(jobs):
+            if i in clash:  # checked before any file: neither replaces the other's
+                other = jobs[clash[i]][0]
+                out.append(ExportError(
+                    f"{item.kind} {item.name!r} and {other.kind} {other.name!r} would be written to "
+                    f"the same files ({stem}); nothing of the second was written."
+                ))
+                continue
             try:
                 out.append(self._write_one(item, image, stem, pictures.get(i)))
             except (MaskviewerError, OSError) as exc:
@@ -380,24 +308,40 @@ class ArtifactWriter:
         """The raw values (float32; bool stays bool) as a file or a stacked array's row; the record."""
         raw = values if values.dtype == np.bool_ else values.astype(np.float32, copy=False)
         if self.npy_layout == "stacked":
-            rel, stack = self._stack(item, raw)
+            rel, stack = self._stack(naming.stack_base(stem), raw)
             return {**_record(rel, raw), "row": stack.append(raw)}
         rel = naming.file_name(stem, "npy")
         save_npy(self._target(rel), raw, self.durable)
         return _record(rel, raw)
 
-    def _stack(self, item: ExportItem, raw: np.ndarray) -> tuple[str, NpyStack]:
-        """The stacked array ``item``'s values go into (made on first use)."""
-        stem = item.stem()
+    def _stack(self, stem: str, raw: np.ndarray) -> tuple[str, NpyStack]:
+        """The stacked array the values of items named ``stem`` go into (made on first use)."""
         key = (stem, raw.shape, raw.dtype.str)
         found = self._stacks.get(key)
         if found is None:
             name = naming.stack_name(stem, raw.shape, self._stack_names)
             self._stack_names.add(name)
             rel = naming.stack_path(self.stack_dir, name)
-            found = (rel, NpyStack(self._target(rel), raw.shape, raw.dtype))
+            found = (rel, NpyStack(self._target(rel), raw.shape, raw.dtype, self.stack_token))
             self._stacks[key] = found
+            self.stack_keys[rel] = (stem, tuple(raw.shape), raw.dtype.str)
         return found
+
+    def resume_stacks(self, stacks: dict[str, tuple[str, tuple[int, ...], str, int]]) -> None:
+        """Go on with the stacked arrays of a killed run (its :attr:`stack_token`): relative
+        path -> ``(stem, row shape, dtype, rows to keep)``; later rows are dropped."""
+        assert self.stack_token is not None
+        for rel, (stem, shape, dtype, rows) in stacks.items():
+            key = (stem, tuple(shape), np.dtype(dtype).str)
+            stack = NpyStack.reopen(self._target(rel), self.stack_token, tuple(shape), dtype, rows)
+            self._stacks[key] = (rel, stack)
+            self._stack_names.add(naming.stack_name_of(rel, self.stack_dir))
+            self.stack_keys[rel] = key
+
+    def sync(self) -> None:
+        """Put the stacked arrays' rows on the disk (before a journal vouches for them)."""
+        for _rel, stack in self._stacks.values():
+            stack.flush(fsync=self.durable)
 
     def close(self) -> list[str]:
         """Finish the stacked arrays (headers written, files renamed into place); their paths."""
@@ -412,6 +356,13 @@ class ArtifactWriter:
             for _rel, stack in stacks.values():
                 stack.abandon()
         return done
+
+    def suspend(self) -> None:
+        """Stop without finishing the stacked arrays, leaving their temporary files for a
+        resumed run (an interrupted command-line export)."""
+        stacks, self._stacks = self._stacks, {}
+        for _rel, stack in stacks.values():
+            stack.suspend()
 
     def abandon(self) -> None:
         """Drop unfinished stacked arrays (an export that failed or was cancelled)."""
