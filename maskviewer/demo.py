@@ -8,13 +8,13 @@ this module and not the other way round). Opening a demo in the window is
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from maskviewer.core.errors import MaskviewerError
+from maskviewer.core.schema import parse_json
 
 #: How each score's metric is named in the gallery, and whether higher is better.
 METRICS = {
@@ -124,15 +124,30 @@ def _demo_from_entry(entry: dict) -> Demo:
     return Demo(**known, extra=extra)
 
 
+def _index_schema() -> Any:
+    """The shape ``demos.json`` must have (checked, so a damaged index is one message)."""
+    from maskviewer.core.schema import Json, List, Map, Num, Obj, Optional, Str
+
+    names = List(Str(), 10_000, what="a list of file names")
+    demo = Obj(
+        {"name": Str(200), "title": Str(), "model": Str(), "images": names, "description": Str(100_000)},
+        {"labels": Optional(Str()), "score": Json(max_depth=4), "view": Str(200), "masks": names,
+         "inputs": Map(Str(), 64), "focus": Json(max_depth=4), "samples": names,
+         "build_seconds": Optional(Num(0, 1e9))},
+    )
+    return Obj({"demos": List(demo, 1000, what="a list of demos")})
+
+
 def list_demos() -> list[Demo]:
     """The demos described in ``resources/demo/demos.json`` (empty if there is none)."""
     index = demo_dir() / "demos.json"
     if not index.exists():
         return []
     try:
-        data = json.loads(index.read_text(encoding="utf-8"))
+        data = parse_json(index.read_bytes())
+        _index_schema().check(data)  # fields of the right types; extras are kept as they are
         return [_demo_from_entry(entry) for entry in data["demos"]]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # SchemaError is a ValueError
         raise MaskviewerError(
             f"{index} is not a valid demo index ({exc}). Rebuild it with "
             "scripts/build_demos.py or reinstall maskviewer."

@@ -485,3 +485,23 @@ def test_export_refuses_a_model_with_a_non_image_input_before_reading_images(tmp
 
 def test_schema_error_is_a_value_error():
     assert issubclass(SchemaError, ValueError)
+
+
+# -- the demo index ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, field", [
+    ('{"demos": {"a": 1}}', "demos must be a list of demos, got an object"),
+    ('{"demos": [{"name": "a", "title": "t", "model": 3, "images": [], "description": ""}]}', "demos[0].model must be a text"),
+    ('{"demos": [{"name": "a", "title": "t", "model": "m", "images": [[]], "description": ""}]}', "demos[0].images[0]"),
+    ('{"demos": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+])
+def test_a_damaged_demo_index_is_one_message(tmp_path, monkeypatch, text, field):
+    import maskviewer.demo as demo
+    from maskviewer.core.errors import MaskviewerError
+
+    (tmp_path / "demos.json").write_text(text)
+    monkeypatch.setattr(demo, "demo_dir", lambda: tmp_path)
+    with pytest.raises(MaskviewerError, match=re.escape(field)) as info:
+        demo.list_demos()
+    assert "is not a valid demo index" in str(info.value)
