@@ -51,10 +51,11 @@ def test_last_dir_trust_and_layout(tmp_path):
     prefs.remember_dir(tmp_path / "x" / "a.png")
     assert prefs.last_dir() == str((tmp_path / "x").resolve())
     assert prefs.trusted() == []
-    prefs.trust("abc")
-    prefs.trust("abc")
-    prefs.trust("def")
-    assert prefs.trusted() == ["abc", "def"]
+    abc, def_ = "ab" * 32, "de" * 32  # SHA-256 digests
+    prefs.trust(abc)
+    prefs.trust(abc)
+    prefs.trust(def_)
+    assert prefs.trusted() == [abc, def_]
     assert prefs.window_layout() == (None, None)
     prefs.save_window_layout(b"geo", b"state")
     assert prefs.window_layout() == (b"geo", b"state") and store.synced == 1

@@ -187,7 +187,7 @@ def test_clear_messages_for_models_without_maps(qtbot, window, tmp_path, image_f
 
     folder = tmp_path / "exported"
     keras_mod.saving.load_model(model_files["rgb"], compile=False).export(str(folder))
-    window.controller.open_model(folder)
+    window.controller.open_model(folder, trust=True)  # a SavedModel runs only on consent
     qtbot.waitUntil(lambda: "cannot be probed" in tool.panel.message.text(), timeout=30_000)
     assert tool.panel.layer_list.topLevelItemCount() == 0
     assert window.last_error is None  # said in the panel, no dialog

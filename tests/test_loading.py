@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskviewer.core.errors import ModelLoadError
+from maskviewer.core.errors import ModelLoadError, UnsafeModelError
 from maskviewer.inference.runner import ModelHost
 
 
@@ -112,9 +112,11 @@ def test_savedmodel_is_inference_only(tmp_path, model_files, keras_mod):
     model = keras_mod.saving.load_model(model_files["rgb"], compile=False)
     folder = tmp_path / "exported"
     model.export(str(folder))
-    host, info = _load(folder)
+    with pytest.raises(UnsafeModelError, match="SavedModel"):  # a program: consent first
+        _load(folder)
+    host, info = _load(folder, safe_mode=False)
     assert info.kind == "savedmodel" and not info.probe_supported and info.layers == []
-    assert "cannot be probed" in info.note
+    assert "cannot be probed" in info.note and "inference only" in info.note
     assert info.inputs[0].shape[1:] == (32, 32, 3)
     x = np.random.default_rng(3).random((1, 32, 32, 3), dtype=np.float32)
     out = host.predict({info.inputs[0].name: x})

@@ -301,7 +301,7 @@ def test_clear_errors_for_what_cannot_be_probed(rng, tmp_path, model_files, kera
     folder = tmp_path / "exported"
     keras_mod.saving.load_model(model_files["rgb"], compile=False).export(str(folder))
     host = ModelHost()
-    host.load(folder)
+    host.load(folder, safe_mode=False)  # a SavedModel is a program: it runs only on consent
     with pytest.raises(ProbeError, match="cannot be probed"):
         get_probe(host)
     with pytest.raises(ProbeError, match="no layers to probe"):

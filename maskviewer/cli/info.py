@@ -24,9 +24,10 @@ def info_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from maskviewer.core.errors import MaskviewerError, UnsafeModelError
 
+    signatures = None
     try:
         check_trust(args)
-        info = load_model(args).info
+        info, signatures = _describe(args)
     except UsageError as exc:
         say(f"maskviewer: {exc}")
         return 2
@@ -37,10 +38,33 @@ def info_main(argv: list[str]) -> int:
         say(f"maskviewer: {exc}")
         return 1
     if args.json:
-        print(json.dumps(asdict(info), indent=2, default=str))
+        data = asdict(info)
+        if signatures is not None:
+            data["signatures"] = signatures
+        print(json.dumps(data, indent=2, default=str))
     else:
         print_info(info)
+        for name, sig in (signatures or {}).items():
+            print(f"signature {name!r}: inputs " + ", ".join(_tensor(t) for t in sig["inputs"])
+                  + "; outputs " + ", ".join(_tensor(t) for t in sig["outputs"]))
     return 0
+
+
+def _describe(args: argparse.Namespace) -> tuple[Any, dict | None]:
+    """The model's description; a SavedModel without ``--trust`` is read, never loaded or run
+    (its graph can hold any TensorFlow op), and its signatures come along."""
+    from maskviewer.inference.model_files import is_savedmodel_dir
+
+    if not args.trust and is_savedmodel_dir(args.model):
+        from maskviewer.inference.loading import savedmodel_info
+
+        return savedmodel_info(args.model)
+    return load_model(args).info, None
+
+
+def _tensor(t: dict) -> str:
+    shape = "(" + ", ".join("?" if d is None else str(d) for d in t["shape"]) + ")"
+    return f"{t['name']} {shape} {t['dtype']}"
 
 
 def print_info(info: Any) -> None:

@@ -1,13 +1,15 @@
 """Loading a model on the inference thread, and the user's consent before any code runs.
 
-Custom-object files and models whose config holds code (Lambda layers…) run Python with the
-user's permissions: they load only after the user says yes (``controller.confirm``), or with
-``--trust``. A yes is remembered by the file's SHA-256, never its path, so a file changed
-since is asked about anew.
+Custom-object files, models whose config holds code (Lambda layers…) and SavedModels (graphs
+that can hold any TF op) run code with the user's permissions: they load only after the user
+says yes (``controller.confirm``), or with ``--trust``. A yes is remembered by the SHA-256 of
+the file's bytes (signed in the settings), never its path, and the worker runs only bytes that
+hash the same, so a file changed or swapped since is asked about anew.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,16 +41,27 @@ class ModelLoader:
     # -- requests --------------------------------------------------------------------------
 
     def open(self, path: str | Path, custom_object_files: list[str] | None = None,
-             trust: bool = False) -> bool:
-        """Start loading ``path``; False when the user refused to run custom-object code."""
+             trust: bool = False, consented: str | None = None) -> bool:
+        """Start loading ``path``; False when the user refused to run custom-object code.
+
+        ``consented`` is the SHA-256 of model bytes the user just agreed to run: the load runs
+        them with safe mode off only if the bytes read on the worker hash the same.
+        """
         c = self.controller
         path = str(path)
         files = list(custom_object_files or [])
-        if not trust and not all(self._consent_to_custom_objects(f) for f in files):
-            c.status.emit("Custom objects not loaded.")
-            return False
+        expected: dict[str, str] | None = None  # --trust: whatever the files hold
+        if not trust:
+            expected = {}
+            for f in files:
+                sha = self._consent_to_custom_objects(f)
+                if sha is None:
+                    c.status.emit("Custom objects not loaded.")
+                    return False
+                expected[f] = sha
         self.custom_files = files
-        job = load_job(path, files, trust, set(c.prefs.trusted()))
+        trusted = set(c.prefs.trusted()) | ({consented} if consented else set())
+        job = load_job(path, files, trust, trusted, expected)
         self.loading = True
         c.stop_scheduled_prediction()
         c.model_loading.emit(path)
@@ -56,7 +69,7 @@ class ModelLoader:
         c.submit("load", job, exclusive=True)
         return True
 
-    def _consent_to_custom_objects(self, path: str) -> bool:
+    def _consent_to_custom_objects(self, path: str) -> str | None:
         return self.consent_to_code(
             path,
             "Run custom objects code?",
@@ -64,22 +77,23 @@ class ModelLoader:
             "Run it only if you trust it.",
         )
 
-    def consent_to_code(self, path: str, title: str, text: str) -> bool:
-        """True when ``path``'s hash is trusted already or the user agrees now (then trusted)."""
-        from maskviewer.inference.loading import file_sha256
+    def consent_to_code(self, path: str, title: str, text: str) -> str | None:
+        """The SHA-256 of ``path``'s bytes when trusted already or the user agrees now (then
+        trusted); None on no. The worker runs the file only if its bytes still hash so."""
+        from maskviewer.io.untrusted import MAX_SOURCE_BYTES, read_file
 
         c = self.controller
         try:
-            sha = file_sha256(path)
+            sha = hashlib.sha256(read_file(path, MAX_SOURCE_BYTES)).hexdigest()
         except OSError as exc:
-            c.error.emit(title, f"{path}: {exc}")
-            return False
+            c.error.emit(title, str(exc))
+            return None
         if sha in c.prefs.trusted():
-            return True
+            return sha
         if c.confirm(title, text):
             c.prefs.trust(sha)
-            return True
-        return False
+            return sha
+        return None
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -113,33 +127,34 @@ class ModelLoader:
             f"{exc}\n\nLoad it anyway? This runs the code in the file. Your answer is "
             "remembered for this exact file (by its SHA-256)."
         )
-        if path and c.confirm("Model contains code", question):
-            sha = getattr(exc, "sha256", None)
-            if sha:
-                # trust the hash, not the path: the reload checks the file's hash again, so a
-                # file changed while the question was open is asked about anew
-                c.prefs.trust(sha)
-            self.open(path, self.custom_files, trust=not sha)
+        sha = getattr(exc, "sha256", None)
+        if path and sha and c.confirm("Model contains code", question):
+            # trust the hash, not the path: the reload reads the file once more and runs it
+            # only if those bytes hash the same, so a file changed while the question was open
+            # (or swapped in later) is asked about anew
+            c.prefs.trust(sha)
+            self.open(path, self.custom_files, consented=sha)
         else:
             c.error.emit("Model not loaded", str(exc))
 
 
-def load_job(path: str, files: list[str], trust: bool, trusted: set[str]):
-    """The worker job loading ``path``: safe mode unless trusted; returns ``(info, sha256)``."""
+def load_job(path: str, files: list[str], trust: bool, trusted: set[str],
+             expected: dict[str, str] | None = None):
+    """The worker job loading ``path``: safe mode unless trusted; returns ``(info, sha256)``.
+
+    The model is read once here and its hash decides safe mode for exactly the bytes that load;
+    custom-objects files run only if their bytes hash as when the user agreed (``expected``;
+    None with ``trust``, the command line's ``--trust``).
+    """
 
     def job(ctx: JobContext) -> tuple[ModelInfo, str]:
-        from maskviewer.inference.loading import file_sha256, load_custom_objects
+        from maskviewer.inference.loading import load_custom_objects, snapshot_model
 
-        sha = file_sha256(path)
-        custom = load_custom_objects(files) if files else None
+        snap = snapshot_model(path)
+        custom = load_custom_objects(files, None if trust else expected) if files else None
         ctx.check()
-        safe = not (trust or sha in trusted)
-        try:
-            info = ctx.host.load(path, safe_mode=safe, custom_objects=custom)
-        except UnsafeModelError as exc:
-            exc.sha256 = sha  # type: ignore[attr-defined]
-            exc.path = path  # type: ignore[attr-defined]
-            raise
-        return info, sha
+        safe = not (trust or snap.sha256 in trusted)
+        info = ctx.host.load(snap, safe_mode=safe, custom_objects=custom)
+        return info, snap.sha256
 
     return job

@@ -9,14 +9,19 @@ here undo that.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import re
+import secrets
 from pathlib import Path
 from typing import Any, Protocol
 
 from maskviewer.core.mapping import InputMapping
+from maskviewer.io.untrusted import create_secret, read_secret
 
 #: how many files File → Open Recent lists
 MAX_RECENT = 10
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class SettingsStore(Protocol):
@@ -32,6 +37,14 @@ def model_key(path: str | Path) -> str:
     return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:16]
 
 
+def trust_key_path(store: Any) -> Path | None:
+    """Where the trust list's signing key lives: beside the settings file (``<name>-trust.key``),
+    or None for a store without a file (tests' dict stores: a key per run then)."""
+    file_name = getattr(store, "fileName", None)
+    name = file_name() if callable(file_name) else None
+    return Path(name).with_name(f"{Path(name).stem}-trust.key") if name else None
+
+
 def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in (value or [])]
 
@@ -45,8 +58,10 @@ class AppSettings:
         A ``QSettings`` (or anything with its ``value``/``setValue``).
     """
 
-    def __init__(self, store: SettingsStore) -> None:
+    def __init__(self, store: SettingsStore, trust_key: Path | None = None) -> None:
         self.store = store
+        self._key_path = trust_key or trust_key_path(store)
+        self._key: bytes | None = None
 
     # -- files -----------------------------------------------------------------------------
 
@@ -71,15 +86,49 @@ class AppSettings:
         self.store.setValue("last_dir", str(Path(path).resolve().parent))
 
     # -- trusted code ----------------------------------------------------------------------
+    # Each entry is "sha256:hmac", signed with a random per-user key kept in its own 0600 file
+    # beside the settings (never in them), so a hash list written into the settings file by
+    # anything else (another program, a synced copy, a model file that could write files) is
+    # not trust. The limit, honestly: code that already runs as this user after consent can
+    # read the key and sign what it likes; this guards the list, not a compromised account.
 
     def trusted(self) -> list[str]:
-        """SHA-256 hashes of files the user agreed to run code from."""
-        return _as_list(self.store.value("trusted_sha256", []))
+        """SHA-256 hashes of files the user agreed to run code from (signed entries only)."""
+        entries = _as_list(self.store.value("trusted_sha256", []))
+        return list(dict.fromkeys(e.partition(":")[0] for e in entries if self._verified(e)))
 
     def trust(self, sha: str) -> None:
-        trusted = self.trusted()
-        if sha not in trusted:
-            self.store.setValue("trusted_sha256", trusted + [sha])
+        """Remember the user's yes for the file whose bytes hash to ``sha``."""
+        if not _SHA256.fullmatch(sha):
+            raise ValueError(f"not a SHA-256 hex digest: {sha!r}")
+        if sha not in self.trusted():
+            signed = [e for e in _as_list(self.store.value("trusted_sha256", []))
+                      if self._verified(e)]
+            self.store.setValue("trusted_sha256", signed + [f"{sha}:{self._sign(sha)}"])
+
+    def _verified(self, entry: str) -> bool:
+        sha, _, mac = entry.partition(":")
+        return bool(_SHA256.fullmatch(sha)) and hmac.compare_digest(mac, self._sign(sha))
+
+    def _sign(self, sha: str) -> str:
+        return hmac.new(self._trust_key(), b"maskviewer-trust-v1:" + sha.encode(),
+                        hashlib.sha256).hexdigest()
+
+    def _trust_key(self) -> bytes:
+        """The signing key: read from (or first made in) its file; without a usable file, a key
+        for this run only (trust given now lasts until the app closes)."""
+        if self._key is None:
+            key = None
+            if self._key_path is not None:
+                key = read_secret(self._key_path)
+                if key is None and not self._key_path.exists():
+                    try:
+                        create_secret(self._key_path, secrets.token_hex(32).encode())
+                    except OSError:
+                        pass
+                    key = read_secret(self._key_path)
+            self._key = key if key and len(key) >= 32 else secrets.token_bytes(32)
+        return self._key
 
     # -- per-model input mappings ----------------------------------------------------------
 

@@ -25,6 +25,8 @@ class LoadedModel:
     output_keys: list[str] = field(default_factory=list)
 
 
+    #: SHA-256 of the bytes loaded (see ``maskviewer.io.untrusted.digest``)
+    sha256: str = ""
 
 def _shape(tensor_or_shape: Any) -> tuple | None:
     shape = getattr(tensor_or_shape, "shape", tensor_or_shape)

@@ -14,7 +14,7 @@ import numpy as np
 from maskviewer.core.errors import InferenceError, InputMappingError
 from maskviewer.core.model_info import ModelInfo
 from maskviewer.inference.backend import is_out_of_memory
-from maskviewer.inference.loading import LoadedModel, load_model
+from maskviewer.inference.loading import LoadedModel, Snapshot, load_model
 from maskviewer.inference.traced_call import call_traced
 from maskviewer.inference.warm_up import learn_outputs
 from maskviewer.inference.warm_up import warm_up as run_warm_up
@@ -43,13 +43,18 @@ class ModelHost:
 
     def load(
         self,
-        path: str | Path,
+        path: str | Path | Snapshot,
         *,
         safe_mode: bool = True,
         custom_objects: dict[str, Any] | None = None,
         warm_up: bool = True,
     ) -> ModelInfo:
-        """Load a model (replacing the current one), warm it up, and describe it."""
+        """Load a model (replacing the current one), warm it up, and describe it.
+
+        ``path`` may be what ``loading.snapshot_model`` read: then exactly those bytes load.
+        Nothing runs (not even the warm-up) unless safe mode allowed the load: a SavedModel or
+        a model with code is refused before, with ``safe_mode`` on.
+        """
         loaded = load_model(path, safe_mode=safe_mode, custom_objects=custom_objects)
         if warm_up:  # at a size the model accepts; a failed warm-up never refuses the model
             run_warm_up(self, loaded)
@@ -116,9 +121,11 @@ def explain_inference_error(
             "close other programs using the GPU, or switch to the CPU."
         )
     layer, core = _unwrap_keras_error(str(exc))
+    op, core = _unwrap_graph_error(core)
     text = core.strip().splitlines()
     first = text[0] if text else type(exc).__name__
     where = f" in layer {layer}" if layer else ""
+    where += f" at op {op}" if op else ""
     fed = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     want = ", ".join(f"{t.name} {t.shape_text()}" for t in info.inputs)
     if "shape" in core.lower() or "incompatible" in core.lower():
@@ -145,3 +152,22 @@ def _unwrap_keras_error(text: str) -> tuple[str | None, str]:
         return None, text
     core = text[match.end():].split("Arguments received by", 1)[0]
     return match.group(1), core.strip()
+
+
+def _unwrap_graph_error(text: str) -> tuple[str | None, str]:
+    """TensorFlow reports a failing op as "Graph execution error: Detected at node N defined at
+    (most recent call last): <stack> Node: N <the message> [[{{node N}}]] [Op:...]". Return
+    the op and its message, so the user sees what failed rather than "Graph execution error:"."""
+    if not text.lstrip().startswith("Graph execution error"):
+        return None, text
+    nodes = re.findall(r"(?:Detected at node|Node:)\s*'?([\w./-]+)'?", text)
+    lines = []
+    for line in text.strip().splitlines()[1:]:
+        bare = line.strip()
+        # stack frames and code are indented; the rest is TF's own bookkeeping
+        if (not bare or line[:1].isspace() or bare.startswith(("Detected at node", "Node:", "[["))
+                or bare == "<stack traces unavailable>"):
+            continue
+        lines.append(re.sub(r"\s*\[\[.*$|\s*\[Op:[^\]]*\]$", "", bare))
+    message = " ".join(x for x in lines if x) or "TensorFlow did not say why"
+    return (nodes[-1] if nodes else None), message
