@@ -217,6 +217,23 @@ def test_two_racing_exports_one_is_refused_with_the_others_pid(tmp_path):
     assert [p.name for p in out.rglob(".*")] == []  # lock and journal gone
 
 
+def test_an_export_into_a_folder_another_run_holds_is_refused_and_writes_nothing(tmp_path):
+    """Deterministic side of the race: this process holds the folder as a running export does."""
+    images = _images(tmp_path / "imgs", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"first": "export"}')
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    with ExportLock(out):
+        done = subprocess.run([sys.executable, "-m", "maskviewer", "export", *images, "--model",
+                               str(DEMO / "digits_cnn.keras"), "--out", str(out), "--overwrite"],
+                              env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 2
+        assert f"Another maskviewer export (pid {os.getpid()}) is writing into {out}" in done.stderr
+        assert sorted(p.name for p in out.iterdir()) == [naming.run_file_name("lock"), "manifest.json"]
+    assert (out / "manifest.json").read_text() == '{"first": "export"}'
+
+
 def test_shards_share_a_folder_but_a_whole_export_waits_for_them(tmp_path):
     one = ExportLock(tmp_path, "manifest.shard-1-of-2.json")
     two = ExportLock(tmp_path, "manifest.shard-2-of-2.json")
@@ -261,16 +278,18 @@ def _tree(out: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("seed", [3])
-def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, seed):
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, seed, monkeypatch, capsys):
     images = _images(tmp_path / "imgs", 48, (96, 80), seed=seed)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-    argv = [sys.executable, "-m", "maskviewer", "export", *images, "--model", str(DEMO / "digits_cnn.keras"),
-            "--out", "out", "--layer", "conv1", "--layer", "conv3", "--legend", "--batch-size", "3", "--quiet"]
+    args = [*images, "--model", str(DEMO / "digits_cnn.keras"), "--out", "out", "--layer", "conv1",
+            "--layer", "conv3", "--legend", "--batch-size", "3", "--quiet"]
+    argv = [sys.executable, "-m", "maskviewer", "export", *args]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     whole.mkdir()
     killed.mkdir()
-    done = subprocess.run(argv, cwd=whole, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    monkeypatch.chdir(whole)  # the same relative --out: the manifests record the same command
+    rc, err = _run(args, capsys)
+    assert rc == 0, err
 
     journal = killed / "out" / naming.run_file_name("journal")
     kill_after = random.Random(seed).randint(2, 10)  # header + this many images' lines
@@ -284,10 +303,11 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, seed):
     assert journal.exists() and not (killed / "out" / "manifest.json").exists()
     assert any(naming.is_temp_name(p.name) for p in (killed / "out").rglob(".*"))  # a killed run's leftovers
 
-    again = subprocess.run(argv, cwd=killed, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 2 and "--resume" in again.stderr  # not silently failing every image
-    resumed = subprocess.run([*argv, "--resume"], cwd=killed, env=env, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    monkeypatch.chdir(killed)
+    rc, err = _run(args, capsys)
+    assert rc == 2 and "--resume" in err  # refused up front, not failing every image written
+    rc, err = _run([*args, "--resume"], capsys)
+    assert rc == 0, err
 
     a, b = _tree(whole / "out"), _tree(killed / "out")
     assert sorted(a) == sorted(b)  # no temporary file, journal or lock left

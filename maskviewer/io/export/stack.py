@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +201,79 @@ class NpyStack:
             self._fd = None
         with contextlib.suppress(OSError):
             os.unlink(self._tmp)
+
+
+class StackSet:
+    """The stacked arrays of one export: one :class:`NpyStack` per stem, row shape and dtype.
+
+    Parameters
+    ----------
+    stack_dir : str
+        Their folder, relative to the export folder.
+    token : str or None
+        The random part of their temporary files' names (a resumable export's run token).
+    target : callable
+        Relative path -> the absolute path to write (its folder made, checked for links).
+    """
+
+    def __init__(self, stack_dir: str, token: str | None, target: Callable[[str], str]) -> None:
+        self.stack_dir, self.token, self._target = stack_dir, token, target
+        self._stacks: dict[tuple, tuple[str, NpyStack]] = {}  # (stem, shape, dtype) -> (rel, stack)
+        self._names: set[str] = set()
+        #: relative path -> ``(stem, row shape, dtype)``, what a journal keeps
+        self.keys: dict[str, tuple[str, tuple[int, ...], str]] = {}
+
+    def append(self, stem: str, raw: np.ndarray) -> tuple[str, int]:
+        """Add ``raw`` as a row of the array of ``stem`` (made on first use); ``(path, row)``."""
+        key = (stem, raw.shape, raw.dtype.str)
+        found = self._stacks.get(key)
+        if found is None:
+            name = naming.stack_name(stem, raw.shape, self._names)
+            self._names.add(name)
+            rel = naming.stack_path(self.stack_dir, name)
+            found = (rel, NpyStack(self._target(rel), raw.shape, raw.dtype, self.token))
+            self._stacks[key] = found
+            self.keys[rel] = (stem, tuple(raw.shape), raw.dtype.str)
+        return found[0], found[1].append(raw)
+
+    def resume(self, stacks: dict[str, tuple[str, tuple[int, ...], str, int]]) -> None:
+        """Go on with the arrays of a killed run made with the same :attr:`token`: relative
+        path -> ``(stem, row shape, dtype, rows to keep)``; later rows are dropped."""
+        assert self.token is not None or not stacks
+        for rel, (stem, shape, dtype, rows) in stacks.items():
+            key = (stem, tuple(shape), np.dtype(dtype).str)
+            stack = NpyStack.reopen(self._target(rel), str(self.token), tuple(shape), dtype, rows)
+            self._stacks[key] = (rel, stack)
+            self._names.add(naming.stack_name_of(rel, self.stack_dir))
+            self.keys[rel] = key
+
+    def flush(self, fsync: bool = False) -> None:
+        """Write every array's pending rows (and put them on the disk with ``fsync``)."""
+        for _rel, stack in self._stacks.values():
+            stack.flush(fsync=fsync)
+
+    def close(self, fsync: bool = False) -> list[str]:
+        """Finish the arrays (headers written, files renamed into place); their paths."""
+        done = []
+        stacks, self._stacks = self._stacks, {}
+        try:
+            while stacks:
+                _key, (rel, stack) = stacks.popitem()
+                stack.close(fsync=fsync)
+                done.append(rel)
+        finally:
+            for _rel, stack in stacks.values():
+                stack.abandon()
+        return done
+
+    def suspend(self) -> None:
+        """Close the arrays, leaving their temporary files for a resumed run."""
+        stacks, self._stacks = self._stacks, {}
+        for _rel, stack in stacks.values():
+            stack.suspend()
+
+    def abandon(self) -> None:
+        """Drop the unfinished arrays (no file is left)."""
+        stacks, self._stacks = self._stacks, {}
+        for _rel, stack in stacks.values():
+            stack.abandon()

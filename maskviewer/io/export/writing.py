@@ -45,7 +45,7 @@ from maskviewer.io.export.pictures import (
     montage_rgba,
     tint_overlay,
 )
-from maskviewer.io.export.stack import NpyStack
+from maskviewer.io.export.stack import NpyStack, StackSet  # noqa: F401  (NpyStack: re-exported)
 
 #: a job for :meth:`ArtifactWriter.write_batch`: the item, its image, the file stem
 Job = tuple["ExportItem", "ImageData | None", "str | None"]
@@ -150,11 +150,9 @@ class ArtifactWriter:
             raise ExportError(f"Unknown NPY layout {npy_layout!r}; use {' or '.join(NPY_LAYOUTS)}.")
         self.npy_layout = npy_layout
         self.stack_dir = stack_dir.strip("/")
-        self._stacks: dict[tuple, tuple[str, NpyStack]] = {}  # (stem, shape, dtype) -> (rel, stack)
-        self._stack_names: set[str] = set()
-        self.stack_token = stack_token
+        self.stacks = StackSet(self.stack_dir, stack_token, self._target)
         #: stacked array (relative path) -> ``(stem, row shape, dtype)``, what a journal keeps
-        self.stack_keys: dict[str, tuple[str, tuple[int, ...], str]] = {}
+        self.stack_keys = self.stacks.keys
         self.out_dir = Path(out_dir)
         self._root = os.path.join(os.fspath(self.out_dir), "")
         self.style = style or ExportStyle()
@@ -267,8 +265,7 @@ class ArtifactWriter:
                 out.append(self._write_one(item, image, stem, pictures.get(i)))
             except (MaskviewerError, OSError) as exc:
                 out.append(exc)
-        for _rel, stack in self._stacks.values():
-            stack.flush()  # a batch's rows in one write per array
+        self.stacks.flush()  # a batch's rows in one write per array
         return out
 
     def _write_one(self, item: ExportItem, image: ImageData | None, stem: str, picture: HeatPicture | None) -> dict:
@@ -308,67 +305,32 @@ class ArtifactWriter:
         """The raw values (float32; bool stays bool) as a file or a stacked array's row; the record."""
         raw = values if values.dtype == np.bool_ else values.astype(np.float32, copy=False)
         if self.npy_layout == "stacked":
-            rel, stack = self._stack(naming.stack_base(stem), raw)
-            return {**_record(rel, raw), "row": stack.append(raw)}
+            rel, row = self.stacks.append(naming.stack_base(stem), raw)
+            return {**_record(rel, raw), "row": row}
         rel = naming.file_name(stem, "npy")
         save_npy(self._target(rel), raw, self.durable)
         return _record(rel, raw)
 
-    def _stack(self, stem: str, raw: np.ndarray) -> tuple[str, NpyStack]:
-        """The stacked array the values of items named ``stem`` go into (made on first use)."""
-        key = (stem, raw.shape, raw.dtype.str)
-        found = self._stacks.get(key)
-        if found is None:
-            name = naming.stack_name(stem, raw.shape, self._stack_names)
-            self._stack_names.add(name)
-            rel = naming.stack_path(self.stack_dir, name)
-            found = (rel, NpyStack(self._target(rel), raw.shape, raw.dtype, self.stack_token))
-            self._stacks[key] = found
-            self.stack_keys[rel] = (stem, tuple(raw.shape), raw.dtype.str)
-        return found
-
     def resume_stacks(self, stacks: dict[str, tuple[str, tuple[int, ...], str, int]]) -> None:
-        """Go on with the stacked arrays of a killed run (its :attr:`stack_token`): relative
-        path -> ``(stem, row shape, dtype, rows to keep)``; later rows are dropped."""
-        assert self.stack_token is not None
-        for rel, (stem, shape, dtype, rows) in stacks.items():
-            key = (stem, tuple(shape), np.dtype(dtype).str)
-            stack = NpyStack.reopen(self._target(rel), self.stack_token, tuple(shape), dtype, rows)
-            self._stacks[key] = (rel, stack)
-            self._stack_names.add(naming.stack_name_of(rel, self.stack_dir))
-            self.stack_keys[rel] = key
+        """Go on with the stacked arrays of a killed run (see :meth:`StackSet.resume`)."""
+        self.stacks.resume(stacks)
 
     def sync(self) -> None:
         """Put the stacked arrays' rows on the disk (before a journal vouches for them)."""
-        for _rel, stack in self._stacks.values():
-            stack.flush(fsync=self.durable)
+        self.stacks.flush(fsync=self.durable)
 
     def close(self) -> list[str]:
         """Finish the stacked arrays (headers written, files renamed into place); their paths."""
-        done = []
-        stacks, self._stacks = self._stacks, {}
-        try:
-            while stacks:
-                _key, (rel, stack) = stacks.popitem()
-                stack.close(fsync=self.durable)
-                done.append(rel)
-        finally:
-            for _rel, stack in stacks.values():
-                stack.abandon()
-        return done
+        return self.stacks.close(fsync=self.durable)
 
     def suspend(self) -> None:
         """Stop without finishing the stacked arrays, leaving their temporary files for a
         resumed run (an interrupted command-line export)."""
-        stacks, self._stacks = self._stacks, {}
-        for _rel, stack in stacks.values():
-            stack.suspend()
+        self.stacks.suspend()
 
     def abandon(self) -> None:
         """Drop unfinished stacked arrays (an export that failed or was cancelled)."""
-        stacks, self._stacks = self._stacks, {}
-        for _rel, stack in stacks.values():
-            stack.abandon()
+        self.stacks.abandon()
 
     def _write_pictures(
         self, item: ExportItem, values: np.ndarray, image: ImageData | None, stem: str, made: HeatPicture | None
