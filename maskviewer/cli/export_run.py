@@ -167,6 +167,9 @@ class BatchRunner:
                 except MaskviewerError as exc:
                     self.fail(it.path, str(exc))
                     continue
+                except MemoryError:  # this image fails, the others are still exported
+                    self.fail(it.path, "not enough memory to make its maps.")
+                    continue
                 jobs.extend((e, it.image, naming.prefixed(it.stem, naming.unique_stem(e, self.plan.tokens)))
                             for e in exports)
                 owners.extend([len(written)] * len(exports))

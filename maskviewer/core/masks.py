@@ -130,6 +130,24 @@ def _unique_name(name: str, taken: Iterable[str]) -> str:
     return f"{name} {i}"
 
 
+#: blank masks of more pixels than this take memory only where they are painted
+LAZY_ABOVE = 1 << 22
+
+
+def blank(shape: tuple[int, int]) -> np.ndarray:
+    """A zero ``(H, W)`` float32 mask.
+
+    Up to :data:`LAZY_ABOVE` pixels its pages are written now (the first dabs do not
+    page-fault); a larger one comes from ``np.zeros`` (the system's zero pages: memory is
+    taken only where it is painted, so a 14,000² image's blank masks cost nothing).
+    """
+    if shape[0] * shape[1] > LAZY_ABOVE:
+        return np.zeros(shape, dtype=np.float32)
+    data = np.empty(shape, dtype=np.float32)
+    data.fill(0.0)
+    return data
+
+
 @dataclass(eq=False)
 class MaskSet:
     """Several named masks over one image, one of them active, with a shared undo history.
@@ -158,8 +176,7 @@ class MaskSet:
     def _backup(self) -> np.ndarray:
         """The undo recorder's buffer, shared by all edits (one at a time) and written once."""
         if self._scratch is None:
-            self._scratch = np.empty(self.shape, dtype=np.float32)
-            self._scratch.fill(0.0)  # commit the pages now, not during the first strokes
+            self._scratch = blank(self.shape)
         return self._scratch
 
     # -- the list ----------------------------------------------------------------------------
@@ -190,8 +207,7 @@ class MaskSet:
     ) -> Mask:
         """Add a mask (blank unless ``data``), make it active and return it."""
         if data is None:
-            data = np.empty(self.shape, dtype=np.float32)
-            data.fill(0.0)  # written pages: the first dabs do not page-fault
+            data = blank(self.shape)
         else:
             data = np.array(data, dtype=np.float32, order="C")  # a copy: the caller keeps theirs
             if data.shape != self.shape:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -213,12 +214,31 @@ def _load_pillow(path: Path) -> ImageData:
         elif mode == "RGBX":
             im = im.convert("RGB")
         im.load()
-        arr = np.asarray(im)
+        arr = _pillow_array(im)
     if mode in ("I", "I;16", "I;16B", "I;16L") and arr.dtype != np.uint8:
         arr = arr.astype(np.int64)
         if arr.min() >= 0 and arr.max() <= 65535:
             arr = arr.astype(np.uint16)
     return _finish(arr, path)
+
+
+#: Pillow images with more pixels than this are copied out band by band
+BAND_COPY_ABOVE = 1 << 22
+
+
+def _pillow_array(im: Any) -> np.ndarray:
+    """A loaded Pillow image as an array, without the whole-image intermediate copies
+    ``np.asarray`` makes (a bytes object, joined from pieces): for a large image the peak is
+    Pillow's own buffer plus the array, not three times the image."""
+    if im.width * im.height <= BAND_COPY_ABOVE:
+        return np.asarray(im)
+    first = np.asarray(im.crop((0, 0, im.width, 1)))
+    out = np.empty((im.height, *first.shape[1:]), dtype=first.dtype)
+    step = max(1, (1 << 20) // im.width)
+    for r0 in range(0, im.height, step):
+        r1 = min(im.height, r0 + step)
+        out[r0:r1] = np.asarray(im.crop((0, r0, im.width, r1)))
+    return out
 
 
 def save_image(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -59,7 +59,13 @@ class MaskOverlayItem(QGraphicsItem):
     def render_all(self) -> None:
         self._color = self.mask.color
         h, w = self.mask.shape
-        self._render((0, h, 0, w))
+        # band by band: temporaries stay small, and a band blank in the mask and in the buffer
+        # is left alone (a large image's unpainted pages are never touched)
+        step = max(1, (1 << 20) // max(1, w))
+        for y0 in range(0, h, step):
+            y1 = min(h, y0 + step)
+            if self.mask.data[y0:y1].any() or self._buffer[y0:y1].any():
+                self._render((y0, y1, 0, w))
         self.update()
 
     def update_box(self, box: Box | None) -> None:

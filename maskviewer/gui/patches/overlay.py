@@ -13,6 +13,10 @@ from maskviewer.gui.patches.results import MapLayer
 PANEL = "Patches"  # the overlays are drawn while this panel's tab is in front
 
 
+#: grids of more patches than this are not outlined one by one: millions of outlines (a small
+#: patch on a 14,000² image) would take hundreds of MB and show as a solid colour anyway
+MAX_OUTLINED = 20_000
+
 class PatchOverlay:
     """The canvas items of the Patches tool, added to ``window`` under its panel.
 
@@ -45,6 +49,10 @@ class PatchOverlay:
         if grid is None:
             self.rects_item.setData([], [])
             self.current_item.setVisible(False)
+            return
+        if grid.count > MAX_OUTLINED:  # only the current patch is outlined
+            self.rects_item.setData([], [])
+            self.draw_current(grid, index)
             return
         r = grid.rects().astype(np.float64)
         x0, y0 = r[:, 0], r[:, 1]

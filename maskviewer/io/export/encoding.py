@@ -12,6 +12,7 @@ import functools
 import io
 import struct
 import zlib
+from typing import IO
 
 import numpy as np
 
@@ -51,6 +52,75 @@ def encode_png(array: np.ndarray) -> bytes:
         struct.pack(">I", zlib.crc32(data, _IDAT_CRC) & 0xFFFFFFFF),
         _PNG_END,
     ))
+
+
+class PngStream:
+    """A PNG written to an open file band of rows by band, deflated as it goes.
+
+    For pictures too large to hold whole (a map drawn on a 14,000² image): memory follows
+    one band, and the file is what :func:`encode_png` would make of the whole (up to how the
+    deflate stream is cut into IDAT chunks).
+
+    Parameters
+    ----------
+    fh : binary file
+        Where the bytes go (the writer opens it atomically).
+    shape : tuple of int
+        The whole picture's ``(H, W)`` or ``(H, W, C)``.
+    dtype : numpy dtype
+        uint8 or uint16.
+    """
+
+    #: deflated bytes are written in IDAT chunks of at least this size
+    CHUNK_BYTES = 1 << 20
+
+    def __init__(self, fh: IO[bytes], shape: tuple[int, ...], dtype: np.dtype | type = np.uint8) -> None:
+        self.fh = fh
+        self.height, self.width = int(shape[0]), int(shape[1])
+        self.channels = 1 if len(shape) == 2 else int(shape[2])
+        self.dtype = np.dtype(dtype)
+        if self.channels not in (1, 2, 3, 4) or self.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"cannot write a picture of shape {shape} and dtype {self.dtype} as PNG")
+        depth = 8 if self.dtype == np.uint8 else 16
+        fh.write(_png_head(self.width, self.height, depth, {1: 0, 2: 4, 3: 2, 4: 6}[self.channels]))
+        self.rows = 0
+        self._z = zlib.compressobj(1)
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+
+    def write(self, band: np.ndarray) -> None:
+        """Append rows: ``(r, W)`` or ``(r, W, C)`` of the picture's dtype."""
+        a = np.asarray(band)
+        if a.ndim == 2 and self.channels == 1:
+            a = a[:, :, None]
+        if a.shape[1:] != (self.width, self.channels) or a.dtype != self.dtype:
+            raise ValueError(f"rows of shape {a.shape} and dtype {a.dtype} do not fit this picture")
+        if self.rows + a.shape[0] > self.height:
+            raise ValueError(f"more than the picture's {self.height} rows")
+        pixels = np.ascontiguousarray(a.astype(">u2") if self.dtype == np.uint16 else a)
+        raw = np.empty((a.shape[0], self.width * self.channels * self.dtype.itemsize + 1), dtype=np.uint8)
+        raw[:, 0] = 0  # filter type "none" on every row
+        raw[:, 1:] = pixels.reshape(a.shape[0], -1).view(np.uint8)
+        self._emit(self._z.compress(raw.data))
+        self.rows += a.shape[0]
+
+    def close(self) -> None:
+        """Finish the stream (every row must have been written)."""
+        if self.rows != self.height:
+            raise ValueError(f"{self.rows} of the picture's {self.height} rows were written")
+        self._emit(self._z.flush(), final=True)
+        self.fh.write(_PNG_END)
+
+    def _emit(self, data: bytes, final: bool = False) -> None:
+        if data:
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+        if self._pending_bytes >= self.CHUNK_BYTES or (final and self._pending):
+            chunk = b"".join(self._pending)
+            self._pending, self._pending_bytes = [], 0
+            self.fh.write(struct.pack(">I", len(chunk)) + b"IDAT")
+            self.fh.write(chunk)
+            self.fh.write(struct.pack(">I", zlib.crc32(chunk, _IDAT_CRC) & 0xFFFFFFFF))
 
 
 def _png_chunk(tag: bytes, data: bytes) -> bytes:

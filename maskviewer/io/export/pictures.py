@@ -21,30 +21,59 @@ from maskviewer.core.heatmap import (
 )
 from maskviewer.core.image import ImageData, display_range, display_uint8
 from maskviewer.core.mapping import Frame
-from maskviewer.io.export.items import ExportItem, ExportStyle
+from maskviewer.io.export.items import MASK_TINT, ExportItem, ExportStyle
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 #: a coloured map with its overlay (None without an image) and the value range its colours span
 HeatPicture = tuple[np.ndarray, "np.ndarray | None", "tuple[float, float]"]
+#: pictures of more pixels than this are made (and encoded) band by band, never whole: the
+#: memory of an export follows the model's maps, not the image's pixel count
+BAND_ABOVE = 1 << 22
+#: about this many pixels per band
+BAND_PIXELS = 1 << 20
 
 
-def image_rgb(image: ImageData) -> np.ndarray:
-    """The image as ``(H, W, 3)`` uint8, as the window shows it.
+def is_large(height: int, width: int) -> bool:
+    """Whether a picture of this size is made band by band (see :data:`BAND_ABOVE`)."""
+    return height * width > BAND_ABOVE
+
+
+def band_rows(height: int, width: int) -> Iterator[tuple[int, int]]:
+    """``(r0, r1)`` row ranges of about :data:`BAND_PIXELS` pixels covering ``height`` rows."""
+    step = max(1, BAND_PIXELS // max(1, width))
+    for r0 in range(0, height, step):
+        yield r0, min(height, r0 + step)
+
+
+def image_rgb(
+    image: ImageData, rows: tuple[int, int] | None = None, span: tuple[float, float] | None = None
+) -> np.ndarray:
+    """The image as ``(H, W, 3)`` uint8, as the window shows it (only ``rows`` = ``(r0, r1)``
+    of it if given).
 
     uint8 stays; other dtypes are scaled by their full-scale value (floats outside 0..full
-    scale by their own range); grey becomes RGB, alpha is dropped.
+    scale by their own range; ``span`` gives that range, for bands of one image); grey becomes
+    RGB, alpha is dropped.
     """
     a = image.array
     if a.dtype == np.uint8:
-        out = a
+        out = a if rows is None else a[rows[0] : rows[1]]
     else:
-        out = display_uint8(a, *display_range(a, image.value_max))  # a constant image: flat grey, never NaN
+        lo, hi = span if span is not None else _rgb_range(image)
+        if rows is not None:
+            a = a[rows[0] : rows[1]]
+        out = display_uint8(a, lo, hi)  # a constant image: flat grey, never NaN
     c = out.shape[2]
     if c in (1, 2):
         return np.repeat(out[:, :, :1], 3, axis=2)
     return np.ascontiguousarray(out[:, :, :3])
+
+
+def _rgb_range(image: ImageData) -> tuple[float, float]:
+    """The values :func:`image_rgb` maps to 0 and 255 (the whole image's, for every band)."""
+    return display_range(image.array, image.value_max)
 
 
 def _axis_samples(start: float, length: float, cells: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,15 +86,15 @@ def _axis_samples(start: float, length: float, cells: int, n: int) -> tuple[np.n
 
 @functools.lru_cache(maxsize=64)
 def _sampler(frame: Frame, mh: int, mw: int, height: int, width: int, order: str) -> tuple:
-    """Where each image pixel samples a ``(mh, mw)`` map over ``frame`` (cached: a folder's
-    images usually share their size and frame)."""
+    """Where each image row and column samples a ``(mh, mw)`` map over ``frame``, and which
+    lie inside it (per axis: memory follows height + width; cached, a folder's images usually
+    share their size and frame)."""
     uy, in_y = _axis_samples(frame.y, frame.height, mh, height)
     ux, in_x = _axis_samples(frame.x, frame.width, mw, width)
-    outside = ~(in_y[:, None] & in_x[None, :])
     if order == "nearest":
         yi = np.clip(np.floor(uy), 0, mh - 1).astype(np.intp)
         xi = np.clip(np.floor(ux), 0, mw - 1).astype(np.intp)
-        return yi, xi, outside
+        return yi, xi, in_y, in_x
 
     def axis(u: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pos = u - 0.5
@@ -74,11 +103,12 @@ def _sampler(frame: Frame, mh: int, mw: int, height: int, width: int, order: str
         hi = np.clip(np.ceil(pos), 0, m - 1).astype(np.intp)
         return lo, hi, (pos - floor).astype(np.float32)
 
-    return (*axis(uy, mh), *axis(ux, mw), outside)
+    return (*axis(uy, mh), *axis(ux, mw), in_y, in_x)
 
 
 def map_on_image(
-    values: np.ndarray, frame: Frame, height: int, width: int, order: str = "linear"
+    values: np.ndarray, frame: Frame, height: int, width: int, order: str = "linear",
+    rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """A map computed over ``frame`` sampled at every pixel of a ``height`` x ``width`` image.
 
@@ -94,23 +124,29 @@ def map_on_image(
         Where the map lies in image pixel coordinates.
     order : str
         ``"linear"`` (bilinear) or ``"nearest"``.
+    rows : (int, int), optional
+        Only image rows ``r0:r1`` (a band of a large picture; the same values as those rows
+        of the whole).
 
     Returns
     -------
-    ndarray, float32, ``(height, width)`` (``(n, height, width)`` for a stack)
+    ndarray, float32, ``(height, width)`` (``(n, height, width)`` for a stack; ``r1 - r0``
+    rows with ``rows``)
     """
     v = np.asarray(values, dtype=np.float32)
     mh, mw = v.shape[-2:]
     sample = _sampler(frame, int(mh), int(mw), int(height), int(width), order)
+    band = slice(None) if rows is None else slice(rows[0], rows[1])
     if order == "nearest":
-        yi, xi, outside = sample
-        out = v[..., yi, :][..., xi].astype(np.float32)
+        yi, xi, in_y, in_x = sample
+        out = v[..., yi[band], :][..., xi].astype(np.float32)
     else:
-        y0, y1, fy, x0, x1, fx, outside = sample
-        rows = v[..., y0, :] + (v[..., y1, :] - v[..., y0, :]) * fy[:, None]
-        out = rows[..., x0] + (rows[..., x1] - rows[..., x0]) * fx
+        y0, y1, fy, x0, x1, fx, in_y, in_x = sample
+        y0, y1, fy = y0[band], y1[band], fy[band]
+        mixed = v[..., y0, :] + (v[..., y1, :] - v[..., y0, :]) * fy[:, None]
+        out = mixed[..., x0] + (mixed[..., x1] - mixed[..., x0]) * fx
     out = out.astype(np.float32, copy=False)
-    out[..., outside] = np.nan
+    out[..., ~(in_y[band, None] & in_x[None, :])] = np.nan
     return out
 
 
@@ -129,6 +165,15 @@ def heatmaps_rgba(
     onto the frame; transparent outside it. A folder export colours a batch's maps of a layer
     in these few array operations.
     """
+    units, ranges = heat_units(stack, style, vranges)
+    return _colour_on_image(units, frame, height, width, style), ranges
+
+
+def heat_units(
+    stack: np.ndarray, style: ExportStyle, vranges: Sequence[tuple[float, float] | None]
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Maps ``(n, h, w)`` normalised to 0..1 at their own resolution (as the window does),
+    and each map's ``(lo, hi)``."""
     mode = style.normalisation
     stack = np.asarray(stack, dtype=np.float32)
     own = mode == "per_map" or (mode == "shared" and all(v is None for v in vranges))
@@ -143,7 +188,7 @@ def heatmaps_rgba(
         units = np.clip(np.nan_to_num(units, nan=0.0), 0.0, 1.0)
         units[~ok] = 0.0
         ranges = [(float(a), float(b)) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
-        return _colour_on_image(units, frame, height, width, style), ranges
+        return units, ranges
     units = np.empty(stack.shape, dtype=np.float32)
     ranges = []
     for i, vrange in enumerate(vranges):
@@ -153,11 +198,14 @@ def heatmaps_rgba(
         # as the window: the shared range (a layer's, a CAM's 0..1) only in "shared" mode
         units[i], lohi = normalize(stack[i], m, vrange=vrange if m == "shared" else None)
         ranges.append(lohi)
-    return _colour_on_image(units, frame, height, width, style), ranges
+    return units, ranges
 
 
-def _colour_on_image(units: np.ndarray, frame: Frame, height: int, width: int, style: ExportStyle) -> np.ndarray:
-    on_image = map_on_image(units, frame, height, width)
+def _colour_on_image(
+    units: np.ndarray, frame: Frame, height: int, width: int, style: ExportStyle,
+    rows: tuple[int, int] | None = None,
+) -> np.ndarray:
+    on_image = map_on_image(units, frame, height, width, rows=rows)
     lut = colormap_lut(style.colormap)
     rgba = np.empty((*on_image.shape, 4), dtype=np.uint8)
     rgba[..., :3] = lut[to_indices(np.nan_to_num(on_image, nan=0.0))]
@@ -258,3 +306,36 @@ def heat_pictures(
             for n, k in enumerate(with_image):
                 overs[k] = blended[n]
     return [(rgba[k], overs[k], ranges[k]) for k in range(len(items))]
+
+
+def heat_bands(
+    item: ExportItem, image: ImageData | None, frame: Frame, h: int, w: int, style: ExportStyle
+) -> tuple[Iterator[tuple[np.ndarray, np.ndarray | None]], tuple[float, float]]:
+    """A heatmap and its overlay as :func:`heat_pictures` makes them, band of rows by band.
+
+    Returns an iterator of ``(rgba rows, overlay rows or None)`` (the same pixels as the whole
+    pictures, in order) and the value range the colours span. Memory follows one band.
+    """
+    units, ranges = heat_units(np.asarray(item.values, dtype=np.float32)[None], style, [item.vrange])
+    span = _rgb_range(image) if image is not None and style.overlay else None
+
+    def bands() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        for rows in band_rows(h, w):
+            rgba = _colour_on_image(units, frame, h, w, style, rows)[0]
+            over = None
+            if image is not None and span is not None:
+                over = composite(image_rgb(image, rows, span), rgba, style.alpha)
+            yield rgba, over
+
+    return bands(), ranges[0]
+
+
+def tint_bands(
+    values: np.ndarray, image: ImageData, frame: Frame, h: int, w: int, alpha: float
+) -> Iterator[np.ndarray]:
+    """A mask's tinted overlay on ``image`` (as :func:`tint_overlay`), band of rows by band."""
+    span = _rgb_range(image)
+    weights = np.asarray(values, dtype=np.float32)
+    for rows in band_rows(h, w):
+        weight = map_on_image(weights, frame, h, w, order="nearest", rows=rows)
+        yield tint_overlay(image_rgb(image, rows, span), weight, MASK_TINT, alpha)

@@ -25,6 +25,7 @@ from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.image import ImageData
 from maskviewer.io.atomic import atomic_write, write_atomic
 from maskviewer.io.export import naming
+from maskviewer.io.export.banded import write_banded
 from maskviewer.io.export.encoding import encode_png, npy_header
 from maskviewer.io.export.items import (
     MASK_TINT,
@@ -39,6 +40,7 @@ from maskviewer.io.export.pictures import (
     canvas,
     heat_pictures,
     image_rgb,
+    is_large,
     legend_rgba,
     map_on_image,
     mask_png_array,
@@ -236,7 +238,8 @@ class ArtifactWriter:
         The same files as :meth:`write` item by item, but the heatmaps of items that share a
         map size, frame and image size (a batch's maps of one layer) are coloured, stretched
         and blended in one go. An :class:`ExportError` or ``OSError`` is returned in the
-        item's place (the others are still written); other exceptions propagate.
+        item's place (the others are still written; running out of memory on one item is an
+        :class:`ExportError` of that item); other exceptions propagate.
         """
         jobs = [(item, image, stem or item.stem()) for item, image, stem in jobs]
         clash = naming.colliding_jobs(
@@ -248,9 +251,14 @@ class ArtifactWriter:
             groups: dict[tuple, list[int]] = {}
             for i, (item, image, _stem) in enumerate(jobs):
                 if item.is_heat and item.is_map and np.ndim(item.values) == 2:
-                    groups.setdefault((np.shape(item.values), *canvas(item, image)), []).append(i)
+                    place = canvas(item, image)
+                    if not is_large(place[1], place[2]):  # large ones are made band by band
+                        groups.setdefault((np.shape(item.values), *place), []).append(i)
             for (_shape, frame, h, w), idx in groups.items():
-                made = heat_pictures([jobs[i][0] for i in idx], [jobs[i][1] for i in idx], frame, h, w, self.style)
+                try:
+                    made = heat_pictures([jobs[i][0] for i in idx], [jobs[i][1] for i in idx], frame, h, w, self.style)
+                except MemoryError:
+                    continue  # made one by one below: only an item that cannot be made fails
                 pictures.update(zip(idx, made, strict=True))
         out: list[dict | Exception] = []
         for i, (item, image, stem) in enumerate(jobs):
@@ -265,6 +273,8 @@ class ArtifactWriter:
                 out.append(self._write_one(item, image, stem, pictures.get(i)))
             except (MaskviewerError, OSError) as exc:
                 out.append(exc)
+            except MemoryError:
+                out.append(ExportError(f"{item.image or stem}: not enough memory to make its pictures."))
         self.stacks.flush()  # a batch's rows in one write per array
         return out
 
@@ -340,6 +350,8 @@ class ArtifactWriter:
         if values.ndim == 3:  # a grid's map stack: the picture is the montage
             return files
         frame, h, w = canvas(item, image)
+        if made is None and is_large(h, w):
+            return write_banded(self, item, values, image, stem, frame, (h, w))
         if item.is_heat:
             if made is None:  # not coloured with its batch
                 made = heat_pictures([item], [image], frame, h, w, self.style)[0]

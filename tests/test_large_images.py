@@ -1,0 +1,207 @@
+"""Large images from small files: work follows what the model needs, not the pixel count.
+
+The model's input is read from only the pixels the resize samples (the same numbers), export
+pictures are made and encoded band by band (the same pixels), the window shows a reduced
+copy, blank masks take no memory, an image that runs out of memory fails alone, and a 6,000²
+export stays within a peak-RSS bound measured in a fresh process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskviewer.core import mapping
+from maskviewer.core.image import ImageData
+from maskviewer.core.mapping import Frame, InputMapping, prepare_input
+from maskviewer.io.export import ArtifactWriter, ExportItem, ExportStyle, pictures
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "resources" / "demo"
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_large_image_input_reads_only_sampled_pixels_with_the_same_numbers(monkeypatch, channels, dtype):
+    rng = np.random.default_rng(channels)
+    a = (rng.random((301, 457, channels)) * (255 if dtype == np.uint8 else 60000)).astype(dtype)
+    image = ImageData(a, None, 255.0 if dtype == np.uint8 else 65535.0)
+    for resize in ("stretch", "fit", "crop"):
+        for scale in ("0..1", "raw", "-1..1", "mean/std"):
+            for shape in ((28, 28, 1), (32, 40, 3), (20, 24)):
+                m = InputMapping(resize=resize, scale=scale)
+                monkeypatch.setattr(mapping, "SPARSE_RESIZE_ABOVE", 10**12)
+                dense, f0 = prepare_input(image, m, shape)
+                monkeypatch.setattr(mapping, "SPARSE_RESIZE_ABOVE", 0)
+                sparse, f1 = prepare_input(image, m, shape)
+                assert f0 == f1
+                np.testing.assert_array_equal(sparse, dense)
+
+
+def test_the_sparse_resize_equals_tf_image_resize():
+    import tensorflow as tf
+
+    a = np.random.default_rng(1).integers(0, 256, (2100, 2300, 3)).astype(np.uint8)
+    x, _ = prepare_input(ImageData(a), InputMapping(resize="stretch", scale="0..1"), (28, 28, 3))
+    assert a.shape[0] * a.shape[1] > mapping.SPARSE_RESIZE_ABOVE
+    want = tf.image.resize(a[None].astype(np.float32) / 255.0, (28, 28), antialias=False).numpy()[0]
+    np.testing.assert_allclose(x, want, rtol=0, atol=5e-4)  # TF's float32 positions: last digits
+
+
+def _read(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+@pytest.mark.parametrize("kind", ["activation", "mask"])
+@pytest.mark.parametrize("frame", [Frame(0.0, 0.0, 157.0, 103.0), Frame(-20.5, 10.0, 200.0, 80.0)])
+def test_banded_pictures_equal_the_whole_ones(tmp_path, monkeypatch, kind, frame):
+    rng = np.random.default_rng(2)
+    h, w = 103, 157
+    image = ImageData((rng.random((h, w, 3)) * 255).astype(np.uint8))
+    if kind == "mask":
+        values = (rng.random((h, w)) > 0.5).astype(np.float32)
+        frame = Frame(0.0, 0.0, float(w), float(h))
+    else:
+        values = rng.random((7, 9)).astype(np.float32)
+    style = ExportStyle(legend=True)
+    item = ExportItem(kind, "conv1", values, frame, "mean", image="x.png")
+    whole = ArtifactWriter(tmp_path / "whole", style).write(item, image)
+    monkeypatch.setattr(pictures, "BAND_ABOVE", 100)
+    monkeypatch.setattr(pictures, "BAND_PIXELS", 1000)  # bands of 6 rows: many, and a short last one
+    banded = ArtifactWriter(tmp_path / "banded", style).write(item, image)
+    assert banded == whole
+    for role in ("png", "overlay"):
+        rec = whole["files"][role]
+        got, want = _read(tmp_path / "banded" / rec["path"]), _read(tmp_path / "whole" / rec["path"])
+        assert got.shape == tuple(rec["shape"])
+        np.testing.assert_array_equal(got, want)
+
+
+def test_png_stream_refuses_a_short_or_wrong_picture(tmp_path):
+    import io
+
+    from maskviewer.io.export.encoding import PngStream, encode_png
+
+    a = np.random.default_rng(3).integers(0, 65535, (50, 30, 2)).astype(np.uint16)
+    buf = io.BytesIO()
+    stream = PngStream(buf, a.shape, a.dtype)
+    for r in range(0, 50, 7):
+        stream.write(a[r : r + 7])
+    stream.close()
+    (tmp_path / "a.png").write_bytes(buf.getvalue())
+    (tmp_path / "b.png").write_bytes(encode_png(a))
+    np.testing.assert_array_equal(_read(tmp_path / "a.png"), _read(tmp_path / "b.png"))
+    short = PngStream(io.BytesIO(), a.shape, a.dtype)
+    short.write(a[:10])
+    with pytest.raises(ValueError, match="10 of the picture's 50 rows"):
+        short.close()
+    with pytest.raises(ValueError, match="do not fit"):
+        short.write(a[:5, :20])
+
+
+def test_a_memory_error_fails_that_image_only(tmp_path, monkeypatch, capsys):
+    from maskviewer.cli.export import export_main
+    from maskviewer.io.export import read_manifest, writing
+
+    real = writing.heat_pictures
+
+    def heat_pictures(items, images, *args, **kwargs):
+        if any(it.image and it.image.endswith("digit_3.png") for it in items):
+            raise MemoryError
+        return real(items, images, *args, **kwargs)
+
+    monkeypatch.setattr(writing, "heat_pictures", heat_pictures)
+    images = [str(DEMO / f"digit_{i}.png") for i in (1, 3, 5)]
+    out = tmp_path / "out"
+    rc = export_main([*images, "--model", str(DEMO / "digits_cnn.keras"), "--out", str(out),
+                      "--layer", "conv1", "--batch-size", "3"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "digit_3.png" in err and "not enough memory" in err and "Traceback" not in err
+    manifest = read_manifest(out)
+    assert [f["image"] for f in manifest["failures"]] == [images[1]]
+    written = {e["image"] for e in manifest["artifacts"] if e["kind"] == "activation"}
+    assert written == {images[0], images[2]}
+    for e in manifest["artifacts"]:
+        if e["kind"] == "activation":
+            assert (out / e["files"]["overlay"]["path"]).is_file()
+
+
+def test_the_window_shows_a_reduced_copy_over_the_full_image_rectangle(qtbot):
+    from maskviewer.gui.image_canvas import ImageCanvas, display_factor
+
+    a = np.zeros((4500, 3800, 1), dtype=np.uint8)
+    a[1000:2000, 400:800] = 200
+    canvas = ImageCanvas()
+    qtbot.addWidget(canvas)
+    canvas.set_image(ImageData(a))
+    shown = canvas.image_item.image
+    factor = display_factor(4500, 3800)
+    assert factor == 2 and shown.shape == (2250, 1900)
+    assert shown[500:1000, 200:400].min() == 200 and shown[:400].max() == 0
+    rect = canvas.image_item.mapRectToParent(canvas.image_item.boundingRect())
+    assert (rect.x(), rect.y(), rect.width(), rect.height()) == (0, 0, 3800, 4500)
+    assert canvas.value_text(401, 1001) == "200"  # the cursor reads the full image
+
+
+def test_blank_masks_of_a_large_image_take_no_memory():
+    from maskviewer.core.masks import LAZY_ABOVE, MaskSet
+
+    def rss_kb() -> int:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    side = 8000
+    assert side * side > LAZY_ABOVE
+    before = rss_kb()
+    ms = MaskSet(side, side)
+    ms.add("a")
+    ms.add("b")
+    assert rss_kb() - before < 50_000  # two 256 MB masks, untouched
+    ms.rectangle(10, 10, 20, 20)
+    assert ms.get("b").data[15, 15] == 1.0 and ms.get("a").data.sum() == 0
+
+
+_EXPORT_PEAK = """
+import json, sys
+from maskviewer.cli.export import export_main
+rc = export_main([sys.argv[1], '--model', sys.argv[2], '--out', sys.argv[3], '--layer', 'conv1'])
+peak = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]
+print(json.dumps({'rc': rc, 'peak_kb': peak}))
+"""
+
+
+def test_a_6000_square_export_stays_within_its_memory_bound(tmp_path):
+    """One layer map of a 6,000² grey PNG (a small file): peak RSS of the whole process
+    (TensorFlow included) under 1.2 GB; the old code needed several GB (float copies of the
+    image and of every picture)."""
+    from PIL import ImageDraw
+
+    im = Image.new("L", (6000, 6000), 30)
+    ImageDraw.Draw(im).ellipse((1000, 1000, 4000, 5000), fill=220)
+    path = tmp_path / "large.png"
+    im.save(path)
+    assert path.stat().st_size < 200_000
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-c", _EXPORT_PEAK, str(path), str(DEMO / "digits_cnn.keras"), str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=600, cwd=ROOT,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, proc.stderr[-2000:]
+    result = json.loads(lines[-1])
+    assert result["rc"] == 0, proc.stderr[-2000:]
+    assert result["peak_kb"] < 1_200_000, f"peak RSS {result['peak_kb'] / 1024:.0f} MB"
+    pic = next((tmp_path / "out").rglob("*_overlay.png"))
+    with Image.open(pic) as png:
+        assert png.size == (6000, 6000)
