@@ -28,6 +28,27 @@ def test_bilinear_resize_equals_tf(tf, src, dst, channels):
     np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "src,dst",
+    [((7, 5), (23, 17)), ((299, 301), (97, 113)), ((33, 65), (224, 224)), ((480, 641), (299, 299)),
+     ((13, 11), (13, 37)), ((1, 1), (5, 3)), ((101, 3), (7, 9))],
+)
+def test_bilinear_resize_is_bitwise_tf(tf, src, dst):
+    """Odd sizes, up and down: the same bits as tf.image.resize (float32 positions, half-pixel
+    centres, x then y), also on 0..255 values where float64 positions were off by ~1e-5."""
+    x = (np.random.default_rng(5).random(src + (3,)) * 255).astype(np.float32)
+    ref = tf.image.resize(x[None], dst, method="bilinear", antialias=False).numpy()[0]
+    np.testing.assert_array_equal(resize_bilinear(x, *dst), ref)
+
+
+def test_prepare_input_resizes_like_keras_users_do(tf):
+    """0..255 mapping: the input equals tf.image.resize of the 8-bit image, bit for bit."""
+    pixels = np.random.default_rng(6).integers(0, 256, (299, 401, 3), dtype=np.uint8)
+    x, _ = prepare_input(ImageData(pixels), InputMapping(scale="0..255"), (None, 75, 75, 3))
+    ref = tf.image.resize(pixels[None], (75, 75), method="bilinear", antialias=False).numpy()[0]
+    np.testing.assert_array_equal(x, ref)
+
+
 @pytest.mark.parametrize("src,dst", [((28, 28), (56, 56)), ((37, 53), (28, 28)), ((10, 7), (31, 4))])
 def test_nearest_resize_equals_tf(tf, src, dst):
     x = np.random.default_rng(2).random(src + (2,), dtype=np.float32)

@@ -57,25 +57,52 @@ def _companion(base: str | None, image_path: str, what: str) -> str | None:
 
 def image_mappings(info: Any, image: ImageData, plan: Plan) -> dict[str, InputMapping]:
     """The input mappings for one image: proposed as the window does, then the options applied."""
-    from maskviewer.core.mapping import is_image_input, propose_mapping
+    from maskviewer.core.mapping import is_image_input, parse_scale, propose_mapping
     from maskviewer.core.mask_feed import apply_feed
 
     mappings: dict[str, InputMapping] = {}
     for spec in info.inputs:
         if not is_image_input(spec.shape):
             continue
-        m = propose_mapping(spec.shape, image, info.expects_0_255)
+        m = propose_mapping(spec.shape, image, info.expects_0_255, info.preprocessing.get(spec.name))
         if plan.resize is not None or plan.scale is not None:
             d = m.to_dict()
             if plan.resize is not None:
                 d["resize"] = plan.resize
             if plan.scale is not None:
-                d["scale"] = plan.scale
+                d.update(parse_scale(plan.scale))
             m = InputMapping.from_dict(d)
         mappings[spec.name] = m
     if plan.mask_feed is not None and plan.mask_feed.mode != "none":
         mappings = apply_feed(mappings, plan.mask_feed)
     return mappings
+
+
+def input_settings(info: Any, plan: Plan) -> dict:
+    """The mapping every image input gets, as the manifest records it (even when not given).
+
+    ``resize`` and ``scale`` are the ``--resize`` / ``--scale`` values that reproduce the export
+    (the ones given, else the resolved ones when all image inputs share them); ``inputs`` holds
+    each input's full mapping and why it was chosen; ``given`` what the command line said.
+    """
+    from maskviewer.core.mapping import explain_mapping, scale_text
+
+    inputs = {}
+    for name, m in image_mappings(info, None, plan).items():
+        inputs[name] = {
+            **m.to_dict(), "scale_option": scale_text(m),
+            "read_from_model": explain_mapping(info.preprocessing.get(name)),
+            # an .npy of the input's exact shape is fed as is unless a mapping was given
+            "npy_of_input_shape": "raw" if plan.resize is None and plan.scale is None else "mapped",
+        }
+    resizes = {d["resize"] for d in inputs.values()}
+    scales = {d["scale_option"] for d in inputs.values()}
+    return {
+        "resize": plan.resize or (resizes.pop() if len(resizes) == 1 else None),
+        "scale": plan.scale or (scales.pop() if len(scales) == 1 else None),
+        "given": {"resize": plan.resize, "scale": plan.scale},
+        "inputs": inputs,
+    }
 
 
 def prepare_one(path: str, stem: str, info: Any, plan: Plan, mask_arg: str | None, ref_arg: str | None) -> Prepared:
@@ -116,9 +143,6 @@ def prepare_one(path: str, stem: str, info: Any, plan: Plan, mask_arg: str | Non
         item.error = str(exc)
     except OSError as exc:
         item.error = f"{Path(path).name}: {exc.strerror or exc}"
-    except MemoryError:  # this image fails, the others are still exported
-        item.image, item.arrays = None, {}
-        item.error = f"{Path(path).name}: not enough memory to prepare this image for the model."
     return item
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 
 from maskviewer.cli.args import UsageError, add_trust_options
 from maskviewer.core.heatmap import COLORMAPS, NORMALISATIONS
-from maskviewer.core.mapping import RESIZE_MODES, SCALE_MODES
+from maskviewer.core.mapping import RESIZE_MODES
 
 #: the reductions ``--reduce`` takes, as its help lists them
 REDUCE_HELP = "mean | max | topk:K | channel:N | grid | attention"
@@ -30,9 +31,43 @@ DEFAULT_BATCH = 32
 # The command line
 
 
+#: options whose values may start with "-" (``--scale -1..1``): argparse would take those for options
+_DASH_VALUE_OPTIONS = ("--scale",)
+
+
+class _ExportParser(argparse.ArgumentParser):
+    """argparse, but ``--scale -1..1`` is read as ``--scale=-1..1`` (not as a missing value)."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        import sys
+
+        argv = list(sys.argv[1:] if args is None else args)
+        joined: list[str] = []
+        i = 0
+        while i < len(argv):
+            if argv[i] in _DASH_VALUE_OPTIONS and i + 1 < len(argv) and re.match(r"-[\d.]", argv[i + 1]):
+                joined.append(f"{argv[i]}={argv[i + 1]}")
+                i += 2
+                continue
+            joined.append(argv[i])
+            i += 1
+        return super().parse_known_args(joined, namespace)
+
+
+def scale_option(text: str) -> str:
+    """``--scale``: any form :func:`maskviewer.core.mapping.parse_scale` reads, written canonically."""
+    from maskviewer.core.errors import InputMappingError
+    from maskviewer.core.mapping import InputMapping, parse_scale, scale_text
+
+    try:
+        return scale_text(InputMapping.from_dict(parse_scale(text)))
+    except InputMappingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``maskviewer export`` command line."""
-    p = argparse.ArgumentParser(
+    p = _ExportParser(
         prog="maskviewer export",
         description=(
             "Export heatmaps, overlays, raw maps (NPY), CAMs, masks, patch maps and binary "
@@ -72,7 +107,9 @@ def _add_layer_options(g: Any) -> None:
 
 def _add_input_options(g: Any) -> None:
     g.add_argument("--resize", choices=RESIZE_MODES, help="resize mode for image inputs (default: stretch; .npy of the input's shape: none)")
-    g.add_argument("--scale", choices=SCALE_MODES, help="input scaling (default: 0..1, or 0..255 for models that rescale themselves)")
+    g.add_argument("--scale", type=scale_option, metavar="S",
+                   help="input scaling: 0..1, 0..255, -1..1, caffe, imagenet, mean=M1,M2,M3,std=S1,S2,S3 "
+                        "or raw (default: as read from the model; `maskviewer info` shows it)")
     g.add_argument("--mask", metavar="FILE|DIR", help="a mask for every image, or a folder with one mask per image (same file stem)")
     g.add_argument("--mask-mode", default=None, metavar="MODE",
                    help="how the mask feeds the model: channel | multiply | input:NAME | none (default: proposed from the model's inputs)")

@@ -60,13 +60,16 @@ def manifest_header(
     seconds : float
         How long the export ran.
     """
+    from maskviewer.cli.export_items import input_settings
+
     done, failed = counts
     shard = setup.shard
     return {
         "source": "command line",
         "model": {"path": str(Path(args.model).resolve()), "sha256": model_sha, "name": host.info.name},
         "command": ["maskviewer", "export", *argv],
-        "settings": {**plan.settings(), "style": setup.style.to_dict(), "batch_size": args.batch_size,
+        "settings": {**plan.settings(), **input_settings(host.info, plan),
+                     "style": setup.style.to_dict(), "batch_size": args.batch_size,
                      "npy_layout": args.npy_layout},
         "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
         "images": {"total": len(setup.all_paths), "in_shard": len(setup.paths), "exported": done,

@@ -76,6 +76,12 @@ def print_info(info: Any) -> None:
         print(f"{group}:")
         for t in tensors:
             print(f"  {t.name:30s} {t.shape_text():20s} {t.dtype}")
+    proposals = proposed_mappings(info)
+    if proposals:
+        print("input mapping (proposed; change it with --resize/--scale or in the Input panel):")
+        for name, p in proposals.items():
+            print(f"  {name:30s} resize {p['resize']}, scale {p['scale_option']}")
+            print(f"  {'':30s} {p['why']}")
     print("layers:")
     for layer in info.iter_layers():
         depth = layer.path.count("/")
@@ -83,3 +89,16 @@ def print_info(info: Any) -> None:
             f"  {'  ' * depth}{layer.name:{max(1, 30 - 2 * depth)}s} {layer.class_name:24s} "
             f"{layer.shape_text():22s} {layer.params:>10,}"
         )
+
+def proposed_mappings(info: Any) -> dict:
+    """Per image input: the mapping proposed for an image file, and why (what was read)."""
+    from maskviewer.core.mapping import explain_mapping, is_image_input, propose_mapping, scale_text
+
+    out = {}
+    for t in info.inputs:
+        if not is_image_input(t.shape):
+            continue
+        pre = getattr(info, "preprocessing", {}).get(t.name)
+        m = propose_mapping(t.shape, None, info.expects_0_255, pre)
+        out[t.name] = {**m.to_dict(), "scale_option": scale_text(m), "why": explain_mapping(pre)}
+    return out

@@ -146,30 +146,34 @@ def convert_channels(array: np.ndarray, channels: int, alpha_value: float = 1.0)
 
 
 def _bilinear_axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    scale = in_size / out_size
-    pos = (np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5
+    # float32 throughout, as TF's ResizeBilinear kernel computes source positions (half-pixel
+    # centres): float64 positions differ by up to ~1e-5, which a CAM can amplify.
+    scale = np.float32(in_size) / np.float32(out_size)
+    pos = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
     floor = np.floor(pos)
     lower = np.clip(floor, 0, in_size - 1).astype(np.intp)
     upper = np.clip(np.ceil(pos), 0, in_size - 1).astype(np.intp)
-    frac = (pos - floor).astype(np.float32)
+    frac = pos - floor
     return lower, upper, frac
 
 
 def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize ``(H, W, C)`` like ``tf.image.resize(..., 'bilinear', antialias=False)``."""
+    """Resize ``(H, W, C)`` like ``tf.image.resize(..., 'bilinear', antialias=False)``.
+
+    Same arithmetic as TF's kernel, so the results agree bit for bit: float32 positions, and
+    the interpolation along x first (top and bottom rows), then along y.
+    """
     array = np.asarray(array, dtype=np.float32)
     h, w = array.shape[:2]
     if (h, w) == (height, width):
         return array.copy()
     y0, y1, fy = _bilinear_axis(h, height)
     x0, x1, fx = _bilinear_axis(w, width)
-    top = array[y0]
-    bottom = array[y1]
-    fy = fy[:, None, None]
-    rows = top + (bottom - top) * fy
-    left = rows[:, x0]
-    right = rows[:, x1]
-    return left + (right - left) * fx[None, :, None]
+    fx = fx[None, :, None]
+    top_rows, bottom_rows = array[y0], array[y1]
+    top = top_rows[:, x0] + (top_rows[:, x1] - top_rows[:, x0]) * fx
+    bottom = bottom_rows[:, x0] + (bottom_rows[:, x1] - bottom_rows[:, x0]) * fx
+    return top + (bottom - top) * fy[:, None, None]
 
 
 def resize_nearest(array: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from maskviewer.core.errors import InputMappingError
-from maskviewer.core.image import ImageData, _bilinear_axis, convert_channels, resize_bilinear
+from maskviewer.core.image import ImageData, convert_channels, resize_bilinear
+from maskviewer.core.model_info import PreprocessingInfo, PreprocessingStep
 
 RESIZE_MODES = ("stretch", "fit", "crop", "none")
 RESIZE_LABELS = {
@@ -22,16 +23,22 @@ RESIZE_LABELS = {
     "crop": "Fill, crop the centre",
     "none": "No resize (sizes must match)",
 }
-SCALE_MODES = ("0..1", "0..255", "-1..1", "mean/std", "raw")
+SCALE_MODES = ("0..1", "0..255", "-1..1", "mean/std", "caffe", "raw")
 SCALE_LABELS = {
     "0..1": "0 … 1",
     "0..255": "0 … 255",
     "-1..1": "−1 … 1",
     "mean/std": "(x − mean) / std, x in 0 … 1",
+    "caffe": "BGR, 0 … 255 − ImageNet mean (caffe)",
     "raw": "Raw values (as stored)",
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: the "caffe" convention's per-channel mean, in BGR order and 0..255 units (keras.applications)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+#: the units an image is brought to before scaling: 255 where Keras' own preprocessing starts
+#: from 0..255 pixels, so that the same float operations give the same bits
+_BASE_255 = ("0..255", "-1..1", "caffe")
 
 
 @dataclass
@@ -79,6 +86,46 @@ class InputMapping:
         return m
 
 
+def parse_scale(text: str) -> dict:
+    """A scaling as written on the command line -> the mapping fields it sets.
+
+    ``0..1``, ``0..255``, ``-1..1``, ``raw``, ``caffe``, ``imagenet`` (mean/std with the
+    ImageNet statistics), ``mean/std`` (the same) or ``mean=M1,M2,M3,std=S1,S2,S3``
+    (statistics in 0..1 units; one value each is fine for grey).
+
+    Raises
+    ------
+    InputMappingError
+        With the forms accepted, when ``text`` is none of them.
+    """
+    t = text.strip().lower().replace(" ", "").replace("\u2212", "-").replace("…", "..")
+    if t in ("imagenet", "mean/std"):
+        return {"scale": "mean/std", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    if t in SCALE_MODES:
+        return {"scale": t}
+    if t.startswith("mean=") and ",std=" in t:
+        mean_text, std_text = t[5:].split(",std=", 1)
+        try:
+            mean = [float(v) for v in mean_text.split(",")]
+            std = [float(v) for v in std_text.split(",")]
+        except ValueError:
+            mean = std = []
+        if mean and std and all(np.isfinite(mean + std)) and all(v != 0 for v in std):
+            return {"scale": "mean/std", "mean": mean, "std": std}
+    raise InputMappingError(
+        f"unknown scaling {text!r}: use 0..1, 0..255, -1..1, raw, caffe, imagenet or "
+        "mean=M1,M2,M3,std=S1,S2,S3 (statistics in 0..1 units, std non-zero)"
+    )
+
+
+def scale_text(mapping: InputMapping) -> str:
+    """The ``--scale`` value that gives ``mapping``'s scaling (inverse of :func:`parse_scale`)."""
+    if mapping.scale != "mean/std":
+        return mapping.scale
+    nums = lambda vs: ",".join(f"{v:.10g}" for v in vs)  # noqa: E731
+    return f"mean={nums(mapping.mean)},std={nums(mapping.std)}"
+
+
 @dataclass(frozen=True)
 class Frame:
     """Where the model input's frame lies in image pixel coordinates.
@@ -116,16 +163,129 @@ def is_image_input(shape: tuple) -> bool:
 
 
 def propose_mapping(
-    input_shape: tuple, image: ImageData | None = None, expects_0_255: bool = False
+    input_shape: tuple,
+    image: ImageData | None = None,
+    expects_0_255: bool = False,
+    preprocessing: PreprocessingInfo | None = None,
 ) -> InputMapping:
     """Propose a mapping for a model input of ``input_shape`` (with the batch axis).
 
-    An ``.npy`` image whose shape already equals the input is fed as is; a model whose first
-    layer rescales by 1/255 gets 0..255; anything else is stretched and scaled to 0..1.
+    An ``.npy`` image whose shape already equals the input is fed as is. Otherwise the image
+    is stretched and scaled as the preprocessing read from the model says
+    (:func:`read_scale`); without any, 0..255 if ``expects_0_255`` else 0..1.
     """
     if image is not None and image.raw is not None and _raw_matches(image.raw, input_shape):
         return InputMapping(resize="none", scale="raw")
+    if preprocessing is not None:
+        proposal = read_scale(preprocessing)
+        if proposal is not None:
+            return InputMapping(resize="stretch", scale=proposal.scale, mean=proposal.mean,
+                                std=proposal.std)
     return InputMapping(resize="stretch", scale="0..255" if expects_0_255 else "0..1")
+
+
+@dataclass(frozen=True)
+class ScaleProposal:
+    """The scaling proposed from what a model carries, and why.
+
+    ``confidence``: ``"read"`` (from the model's own layers), ``"high"`` (architecture known by
+    the model's name) or ``"medium"`` (by its layer names).
+    """
+
+    scale: str
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    confidence: str = "read"
+    reason: str = ""
+
+
+#: a keras.applications ``preprocess_input`` mode -> the scaling that reproduces it
+_CONVENTIONS = {
+    "caffe": ("caffe", "BGR, 0…255 minus the ImageNet mean"),
+    "tf": ("-1..1", "0…255 to −1…1"),
+    "torch": ("mean/std", "0…1, minus the ImageNet mean, over its std"),
+    "inside": ("0..255", "0…255, the model preprocesses itself"),
+}
+_SURE = {"high": "sure", "medium": "likely"}
+
+
+def read_scale(pre: PreprocessingInfo) -> ScaleProposal | None:
+    """Decide the scaling from the preprocessing read from a model (None: nothing known).
+
+    Rescaling/Normalization layers after the input are composed into one per-channel affine
+    map ``a·x + b``; the input range (0..255 or 0..1) whose image under that map is closest to
+    a unit-sized range (width ≈ 2: 0..1, −1..1 and mean/std all land near it) is the one the
+    model was built for. Without such layers a recognised ``keras.applications`` architecture
+    gives its documented ``preprocess_input`` convention.
+    """
+    steps = [s for s in pre.steps if not _is_identity(s)]
+    if steps:
+        a, _ = _compose(steps)
+        width = float(np.max(np.abs(a)))
+        # the width 0..255 and 0..1 take after the model's map; the one nearer 2 wins
+        widths = {"0..255": width * 255.0, "0..1": width}
+        scale = min(widths, key=lambda m: abs(np.log(max(widths[m], 1e-12) / 2.0)))
+        what = ", then ".join(_step_text(s) for s in pre.steps)
+        return ScaleProposal(scale, reason=f"{what} after the input → feeding {SCALE_LABELS[scale]}")
+    if pre.convention in _CONVENTIONS:
+        scale, text = _CONVENTIONS[pre.convention]
+        return ScaleProposal(
+            scale, confidence=pre.confidence,
+            reason=(f"recognised as keras.applications {pre.architecture} by its {pre.recognised_by} "
+                    f"({_SURE.get(pre.confidence, 'a guess')}); its preprocess_input "
+                    f"({pre.convention}) expects {text} → feeding {SCALE_LABELS[scale]}"),
+        )
+    return None
+
+
+def explain_mapping(pre: PreprocessingInfo | None) -> str:
+    """One line for the input panel and ``maskviewer info``: what was read, what is fed."""
+    proposal = read_scale(pre) if pre is not None else None
+    if proposal is None:
+        return "Read from the model: no preprocessing layers, architecture not recognised → feeding 0 … 1 (check it)"
+    return f"Read from the model: {proposal.reason}"
+
+
+def _is_identity(step: PreprocessingStep) -> bool:
+    """An unadapted Normalization (mean 0, variance 1) or a Rescaling by 1 changes nothing."""
+    if step.kind == "normalization":
+        return np.allclose(step.mean or [0.0], 0.0) and np.allclose(step.variance or [1.0], 1.0)
+    return np.allclose(step.scale or [1.0], 1.0) and np.allclose(step.offset or [0.0], 0.0)
+
+
+def _compose(steps: list[PreprocessingStep]) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel ``(a, b)`` of ``y = a·x + b`` equal to running ``steps`` in order."""
+    a, b = np.ones(1), np.zeros(1)
+    for s in steps:
+        if s.kind == "rescaling":
+            k, o = np.asarray(s.scale or [1.0]), np.asarray(s.offset or [0.0])
+            a, b = a * k, b * k + o
+        else:
+            sd = np.sqrt(np.maximum(np.asarray(s.variance or [1.0]), 1e-12))
+            a, b = a / sd, (b - np.asarray(s.mean or [0.0])) / sd
+    return a, b
+
+
+def _num(values: list[float]) -> str:
+    v = [f"{x:.4g}" for x in values]
+    return v[0] if len(set(v)) == 1 else "(" + ", ".join(v) + ")"
+
+
+def _step_text(s: PreprocessingStep) -> str:
+    if s.kind == "normalization":
+        if _is_identity(s):
+            return "Normalization (not adapted: no change)"
+        std = [float(np.sqrt(v)) for v in s.variance]
+        return f"Normalization mean {_num(s.mean)} std {_num(std)}{_where(s)}"
+    k = s.scale[0] if len(s.scale) == 1 else None
+    scale = f"1/{1 / k:.4g}" if k and abs(2 / k - round(2 / k)) < 1e-3 else _num(s.scale)
+    offset = f" offset {_num(s.offset)}" if s.offset and not np.allclose(s.offset, 0) else ""
+    return f"Rescaling {scale}{offset}{_where(s)}"
+
+
+def _where(s: PreprocessingStep) -> str:
+    """Where a step inside a nested model lives (``" in prep"``); nothing at the top level."""
+    return f" in {s.layer.rsplit('/', 1)[0]}" if "/" in s.layer else ""
 
 
 def _raw_matches(raw: np.ndarray, input_shape: tuple) -> bool:
@@ -139,12 +299,15 @@ def _raw_matches(raw: np.ndarray, input_shape: tuple) -> bool:
 
 
 def _scale(x: np.ndarray, mapping: InputMapping) -> np.ndarray:
-    if mapping.scale in ("0..1", "raw"):  # raw: the values were never divided by full scale
+    """Scale ``x`` (in 0..255 units for the modes of :data:`_BASE_255`, else 0..1)."""
+    if mapping.scale in ("0..1", "raw", "0..255"):  # raw: never divided by full scale
         return x
-    if mapping.scale == "0..255":
-        return x * np.float32(255.0)
-    if mapping.scale == "-1..1":
-        return x * np.float32(2.0) - np.float32(1.0)
+    if mapping.scale == "-1..1":  # as keras.applications' "tf" mode: x / 127.5 - 1
+        return x / np.float32(127.5) - np.float32(1.0)
+    if mapping.scale == "caffe":
+        if x.shape[-1] != 3:
+            raise InputMappingError("The caffe scaling needs an RGB (3-channel) input.")
+        return x[..., ::-1] - np.asarray(CAFFE_MEAN_BGR, dtype=np.float32)
     if mapping.scale == "mean/std":
         c = x.shape[-1]
         mean = np.resize(np.asarray(mapping.mean, dtype=np.float32), c)
@@ -153,7 +316,6 @@ def _scale(x: np.ndarray, mapping: InputMapping) -> np.ndarray:
             raise InputMappingError("A standard deviation of 0 in the input mapping: set std > 0.")
         return (x - mean) / std
     raise InputMappingError(f"Unknown scaling {mapping.scale!r}.")
-
 
 
 def resize_to_input(
@@ -238,47 +400,19 @@ def prepare_input(
     th = image.height if th is None else th
     tw = image.width if tw is None else tw
 
-    def to_float(a: np.ndarray) -> np.ndarray:
-        f = a.astype(np.float32)
-        return convert_channels(f if mapping.scale == "raw" else f / np.float32(image.value_max), tc)
-
-    if mapping.resize != "none" and image.height * image.width > SPARSE_RESIZE_ABOVE:
-        # a large image: only the rows and columns the resize reads become float (the same
-        # numbers, without a float copy of the whole image); the proxy only gives the shape
-        proxy = np.broadcast_to(np.zeros((1, 1, 1), np.float32), (image.height, image.width, tc))
-        x, frame = resize_to_input(proxy, mapping.resize, th, tw, _sparse_resize(image.array, to_float), "image")
+    if mapping.scale == "raw":
+        x = image.array.astype(np.float32)
+    elif mapping.scale in _BASE_255:  # 0..255 units, where Keras' own preprocessing starts
+        x = image.array.astype(np.float32)
+        if image.value_max != 255:
+            x = x * np.float32(255.0 / image.value_max)
     else:
-        x, frame = resize_to_input(to_float(image.array), mapping.resize, th, tw, what="image")
+        x = image.as_unit_float()
+    x = convert_channels(x, tc, alpha_value=255.0 if mapping.scale in _BASE_255 else 1.0)
+
+    x, frame = resize_to_input(x, mapping.resize, th, tw, what="image")
     x = _scale(x, mapping).astype(np.float32, copy=False)
     if no_channel_axis:
         x = x[:, :, 0]
     return np.ascontiguousarray(x), frame
 
-
-#: images with more pixels than this are resized without converting all of them to float first
-SPARSE_RESIZE_ABOVE = 1 << 22
-
-
-def _sparse_resize(
-    src: np.ndarray, to_float: Callable[[np.ndarray], np.ndarray]
-) -> Callable[[np.ndarray, int, int], np.ndarray]:
-    """A ``resize_fn`` for :func:`resize_to_input` that reads ``src`` (any dtype) directly.
-
-    The bilinear resize reads two rows and two columns per output pixel; only those become
-    float (``to_float``), and the arithmetic is :func:`resize_bilinear`'s, so the result equals
-    ``resize_bilinear(to_float(src), h, w)`` while memory follows the output, not the image.
-    """
-    h, w = src.shape[:2]
-
-    def resize(_shape_only: np.ndarray, height: int, width: int) -> np.ndarray:
-        y0, y1, fy = _bilinear_axis(h, height)
-        x0, x1, fx = _bilinear_axis(w, width)
-        rows, ry = np.unique(np.concatenate([y0, y1]), return_inverse=True)
-        cols, rx = np.unique(np.concatenate([x0, x1]), return_inverse=True)
-        sub = to_float(src[rows][:, cols])
-        top, bottom = sub[ry[:height]], sub[ry[height:]]
-        mixed = top + (bottom - top) * fy[:, None, None]
-        left, right = mixed[:, rx[:width]], mixed[:, rx[width:]]
-        return left + (right - left) * fx[None, :, None]
-
-    return resize

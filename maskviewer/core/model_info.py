@@ -58,6 +58,48 @@ def _fmt(shape: tuple) -> str:
 
 
 @dataclass
+class PreprocessingStep:
+    """One preprocessing layer found between a model input and its first computing layer.
+
+    ``kind`` is ``"rescaling"`` (``y = x * scale + offset``) or ``"normalization"``
+    (``y = (x - mean) / sqrt(variance)``); the numbers are per channel (one value: all channels).
+    """
+
+    layer: str  # the layer's path in the model ("base/rescaling")
+    kind: str
+    scale: list[float] = field(default_factory=list)
+    offset: list[float] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    variance: list[float] = field(default_factory=list)
+
+
+@dataclass
+class PreprocessingInfo:
+    """What the model tells about the input it expects, read on the inference thread.
+
+    Attributes
+    ----------
+    steps : list of PreprocessingStep
+        The Rescaling / Normalization layers right after the input (nested models included).
+    architecture : str
+        A recognised ``keras.applications`` architecture (``"ResNet50"``), or ``""``.
+    convention : str
+        That architecture's ``preprocess_input`` mode: ``"caffe"``, ``"tf"``, ``"torch"``, or
+        ``"inside"`` (the model preprocesses 0..255 itself); ``""`` when not recognised.
+    recognised_by : str
+        How the architecture was recognised (``"model name 'resnet50'"``, ``"layer names"``).
+    confidence : str
+        ``"high"`` (model name), ``"medium"`` (layer names) or ``""``.
+    """
+
+    steps: list[PreprocessingStep] = field(default_factory=list)
+    architecture: str = ""
+    convention: str = ""
+    recognised_by: str = ""
+    confidence: str = ""
+
+
+@dataclass
 class ModelInfo:
     """What the model panel shows, and what the controller needs to map inputs.
 
@@ -71,6 +113,9 @@ class ModelInfo:
         The first layer rescales by 1/255, so the input should be in 0..255.
     note : str
         Shown under the model name (e.g. why layers cannot be probed).
+    preprocessing : dict of str to PreprocessingInfo
+        Per input name: the preprocessing read from the model (see
+        :func:`maskviewer.core.mapping.propose_mapping`).
     """
 
     name: str
@@ -83,6 +128,7 @@ class ModelInfo:
     probe_supported: bool = True
     expects_0_255: bool = False
     note: str = ""
+    preprocessing: dict[str, PreprocessingInfo] = field(default_factory=dict)
 
     def iter_layers(self):
         """All layers, depth first, nested ones after their model."""

@@ -11,8 +11,13 @@ from collections.abc import Callable
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.image import ImageData
 from maskviewer.core.mapping import InputMapping, is_image_input, prepare_input, propose_mapping
-from maskviewer.core.model_info import ModelInfo
+from maskviewer.core.model_info import ModelInfo, TensorInfo
 from maskviewer.io.images import load_image
+
+
+def _propose(info: ModelInfo, spec: TensorInfo, image: ImageData | None) -> InputMapping:
+    """The mapping proposed for ``spec`` from the preprocessing read from the model."""
+    return propose_mapping(spec.shape, image, info.expects_0_255, info.preprocessing.get(spec.name))
 
 
 def initial_mappings(
@@ -22,7 +27,7 @@ def initial_mappings(
     mappings = dict(saved)
     for spec in info.inputs:
         if spec.name not in mappings and is_image_input(spec.shape):
-            mappings[spec.name] = propose_mapping(spec.shape, image, info.expects_0_255)
+            mappings[spec.name] = _propose(info, spec, image)
     return mappings
 
 
@@ -39,7 +44,7 @@ def propose_missing(
         if not is_image_input(spec.shape):
             continue
         current = mappings.get(spec.name)
-        proposed = propose_mapping(spec.shape, image, info.expects_0_255)
+        proposed = _propose(info, spec, image)
         if current is None or (proposed.scale == "raw") != (current.scale == "raw"):
             if current is None or current.source == "image":
                 mappings[spec.name] = proposed
@@ -61,7 +66,7 @@ def input_builder(
     def build() -> tuple[dict, dict]:
         arrays, frames = {}, {}
         for spec in info.inputs:
-            m = mappings.get(spec.name) or propose_mapping(spec.shape, image, info.expects_0_255)
+            m = mappings.get(spec.name) or _propose(info, spec, image)
             if is_mask_source(m.source):
                 x, frame = prepare_masked_input(image, m, spec.shape, masks)
             else:

@@ -19,6 +19,8 @@ from maskviewer.core.mapping import (
     SCALE_LABELS,
     SCALE_MODES,
     InputMapping,
+    explain_mapping,
+    is_image_input,
 )
 from maskviewer.core.mask_feed import parse_source
 from maskviewer.core.model_info import ModelInfo
@@ -53,9 +55,16 @@ class _InputEditor(QGroupBox):
     changed = Signal(str, object)  # input name, InputMapping
     pick_file = Signal(str)  # input name: the user wants another image file as source
 
-    def __init__(self, name: str, shape_text: str, mapping: InputMapping, sources: list[tuple[str, str]]):
+    def __init__(
+        self, name: str, shape_text: str, mapping: InputMapping, sources: list[tuple[str, str]],
+        read: str = "",
+    ):
         super().__init__(f"{name}  {shape_text}")
         self.name = name
+        # what the model itself says about its input, so the proposal can be checked
+        self.read = QLabel(read)
+        self.read.setWordWrap(True)
+        self.read.setVisible(bool(read))
         self.source = QComboBox()
         for label, value in sources:
             self.source.addItem(label, value)
@@ -71,6 +80,7 @@ class _InputEditor(QGroupBox):
         self.mean.setPlaceholderText("e.g. 0.485, 0.456, 0.406")
         self.std.setPlaceholderText("e.g. 0.229, 0.224, 0.225")
         form = QFormLayout(self)
+        form.addRow(self.read)
         form.addRow("Source", self.source)
         form.addRow("Resize", self.resize_mode)
         form.addRow("Scale", self.scale)
@@ -154,8 +164,10 @@ class MappingPanel(QWidget):
         )
         sources = [("Current image", "image")] + self.extra_sources
         for pos, spec in enumerate(info.inputs):
+            read = (explain_mapping(info.preprocessing.get(spec.name))
+                    if is_image_input(spec.shape) else "")
             editor = _InputEditor(
-                spec.name, spec.shape_text(), mappings.get(spec.name, InputMapping()), sources
+                spec.name, spec.shape_text(), mappings.get(spec.name, InputMapping()), sources, read
             )
             editor.changed.connect(self.mapping_edited)
             editor.pick_file.connect(self.pick_file)

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from maskviewer.core.errors import ModelLoadError
+from maskviewer.core.mapping import read_scale
 from maskviewer.core.model_info import LayerInfo, ModelInfo, TensorInfo
 from maskviewer.inference.graph_info import annotate_feeds
+from maskviewer.inference.preprocessing import read_preprocessing
 
 
 @dataclass
@@ -25,8 +27,6 @@ class LoadedModel:
     output_keys: list[str] = field(default_factory=list)
 
 
-    #: SHA-256 of the bytes loaded (see ``maskviewer.io.untrusted.digest``)
-    sha256: str = ""
 
 def _shape(tensor_or_shape: Any) -> tuple | None:
     shape = getattr(tensor_or_shape, "shape", tensor_or_shape)
@@ -112,11 +112,11 @@ def describe_model(model: Any, path: str | Path) -> LoadedModel:
         structure, keys, inputs = _recorded_inputs(model, path)
     out_keys, outputs = _outputs(model, kind)
 
-    first = model.layers[0] if getattr(model, "layers", None) else None
-    expects_0_255 = False
-    if first is not None and type(first).__name__ == "Rescaling":
-        scale = first.get_config().get("scale")
-        expects_0_255 = isinstance(scale, float) and abs(scale - 1 / 255) < 1e-6
+    # What each input expects is read from the graph (model.layers[0] of a functional model
+    # is its InputLayer, never the Rescaling after it); the decision is core.mapping's.
+    preprocessing = read_preprocessing(model, [t.name for t in inputs]) if model_inputs else {}
+    proposals = [read_scale(p) for p in preprocessing.values()]
+    expects_0_255 = any(p is not None and p.scale == "0..255" for p in proposals)
 
     info = ModelInfo(
         name=path.name,
@@ -127,6 +127,7 @@ def describe_model(model: Any, path: str | Path) -> LoadedModel:
         layers=layer_tree(getattr(model, "layers", [])),
         total_params=_count(model),
         expects_0_255=expects_0_255,
+        preprocessing=preprocessing,
         note=(
             "Sub-classed model: layer outputs are captured during an eager call."
             if kind == "subclassed"

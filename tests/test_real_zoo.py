@@ -1,0 +1,245 @@
+"""Real architectures are fed what they expect by default: the preprocessing read from the model
+(or its documented keras.applications convention) gives the proposed mapping, and an export
+with no mapping options equals plain Keras fed the documented preprocessing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskviewer.cli import main
+from maskviewer.cli.export_items import image_mappings
+from maskviewer.cli.export_options import build_parser
+from maskviewer.core.image import ImageData
+from maskviewer.core.mapping import prepare_input, propose_mapping, read_scale, scale_text
+from maskviewer.io.export import iter_files, read_manifest
+from tests import real_zoo
+
+ALL = list(real_zoo.EXPECTED)
+#: saved and exported through the command line (small files; the big backbones are compared
+#: in memory through the same functions the export calls, to keep this file quick)
+SAVED = ["rescale_functional", "normalization_unit", "nested_rescale", "sequential_tf_scale", "plain_cnn"]
+
+
+@pytest.fixture(scope="session")
+def real_models():
+    """Builder name -> ``(model, loaded description)``, each built once per session, on demand."""
+    from maskviewer.inference.describe import describe_model
+
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            model = getattr(real_zoo, name)()
+            cache[name] = (model, describe_model(model, f"{name}.keras").info)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def saved_real(tmp_path_factory, real_models):
+    """Builder name -> ``(model file, 8-bit RGB test image file)``, saved once per session."""
+    folder = tmp_path_factory.mktemp("real_zoo")
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            model, _ = real_models(name)
+            path = folder / f"{name}.keras"
+            model.save(path)
+            h, w = model.input_shape[1:3]
+            pixels = np.random.default_rng(3).integers(0, 256, (h, w, 3), dtype=np.uint8)
+            image = folder / f"{name}.png"
+            Image.fromarray(pixels).save(image)
+            cache[name] = (path, image, pixels)
+        return cache[name]
+
+    return get
+
+
+def _plan(**options):
+    """An export plan as the command line makes it, for :func:`image_mappings`."""
+    from maskviewer.cli.export_plan import Plan
+    from maskviewer.cli.export_options import ReduceSpec
+
+    return Plan(layers=[], attention=set(), reduce=ReduceSpec("mean"), activations=False, cam=None,
+                cam_layers=[], output=None, class_index=None, predictions=True, mask_feed=None,
+                patch_spec=None, combine="mean", threshold=None, binarise_output=None, invert=False,
+                labels=None, resize=options.get("resize"), scale=options.get("scale"))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_proposal_is_the_documented_preprocessing(name, real_models):
+    """Each model gets the scaling its architecture documents, with the stated certainty."""
+    want, _, confidence = real_zoo.EXPECTED[name]
+    _, info = real_models(name)
+    spec = info.inputs[0]
+    pre = info.preprocessing.get(spec.name)
+    mapping = propose_mapping(spec.shape, None, info.expects_0_255, pre)
+    assert scale_text(mapping) == want
+    proposal = read_scale(pre) if pre is not None else None
+    assert (proposal.confidence if proposal else "") == confidence
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenet_v3_small", "resnet50", "mobilenet_v2",
+                                  "densenet121", "transfer_renamed", "normalization_255"])
+def test_default_inputs_equal_keras_preprocess_input(name, real_models):
+    """The export's own mapping (no options) gives the model what preprocess_input gives it."""
+    model, info = real_models(name)
+    _, keras_pre, _ = real_zoo.EXPECTED[name]
+    h, w = model.input_shape[1:3]
+    pixels = np.random.default_rng(4).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image = ImageData(pixels)
+    spec = info.inputs[0]
+    ours, _ = prepare_input(image, image_mappings(info, image, _plan())[spec.name], spec.shape)
+    expected = keras_pre(pixels)
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6)
+    got = np.asarray(model(ours[None], training=False))
+    np.testing.assert_allclose(got, np.asarray(model(expected[None], training=False)), rtol=1e-5, atol=1e-6)
+
+
+def test_efficientnet_without_the_fix_would_be_fed_0_1(real_models):
+    """The bug: ``model.layers[0]`` is the InputLayer, so 1/255 scaling went unnoticed."""
+    model, info = real_models("efficientnet_b0")
+    assert type(model.layers[0]).__name__ == "InputLayer"
+    assert info.expects_0_255
+    steps = info.preprocessing[info.inputs[0].name].steps
+    assert [s.kind for s in steps] == ["rescaling", "normalization"]
+    assert steps[0].scale == pytest.approx([1 / 255])
+
+
+def _predictions(out: Path) -> np.ndarray:
+    manifest = read_manifest(out / "manifest.json")
+    for entry in manifest["artifacts"]:
+        if entry["kind"] == "prediction":
+            for _, rec in iter_files(entry):
+                if rec["path"].endswith(".npy"):
+                    arr = np.load(out / rec["path"])
+                    return arr[rec["row"]] if "row" in rec else arr
+    raise AssertionError("no prediction array in the manifest")
+
+
+def _export(argv: list, capsys) -> dict:
+    rc = main(["export", *[str(a) for a in argv], "--format", "npy", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    out = Path(argv[argv.index("--out") + 1])
+    return read_manifest(out / "manifest.json")
+
+
+@pytest.mark.parametrize("name", SAVED)
+def test_export_without_options_equals_keras(name, saved_real, real_models, tmp_path, capsys):
+    """``maskviewer export`` with no mapping options: predictions of the documented input."""
+    path, image, pixels = saved_real(name)
+    model, _ = real_models(name)
+    manifest = _export([image, "--model", path, "--out", tmp_path / "out", "--layer", "conv"], capsys)
+    want, keras_pre, _ = real_zoo.EXPECTED[name]
+    expected = np.asarray(model(keras_pre(pixels)[None], training=False))[0]
+    np.testing.assert_allclose(_predictions(tmp_path / "out"), expected, rtol=1e-5, atol=1e-6)
+    settings = manifest["settings"]  # the mapping used is recorded though none was given
+    assert settings["scale"] == want and settings["resize"] == "stretch"
+    assert settings["given"] == {"resize": None, "scale": None}
+    (recorded,) = settings["inputs"].values()
+    assert recorded["scale_option"] == want and recorded["read_from_model"].startswith("Read from the model")
+
+
+@pytest.mark.parametrize(("name", "options"), [("rescale_functional", []),
+                                                ("plain_cnn", ["--scale", "imagenet", "--resize", "fit"])])
+def test_manifests_replay(name, options, saved_real, tmp_path, capsys):
+    """An export re-run from its manifest's recorded settings writes the same arrays."""
+    path, image, _ = saved_real(name)
+    big = tmp_path / "big.png"  # a different size, so the resize mode matters
+    Image.open(image).resize((45, 37)).save(big)
+    first = _export([big, "--model", path, "--out", tmp_path / "a", "--layer", "conv", *options], capsys)
+    s = first["settings"]
+    again = [big, "--model", path, "--out", tmp_path / "b", "--resize", s["resize"], "--scale", s["scale"]]
+    for layer in s["layers"]:
+        again += ["--layer", layer]
+    _export(again, capsys)
+    for a in sorted((tmp_path / "a" / "arrays").glob("*.npy")):
+        np.testing.assert_array_equal(np.load(a), np.load(tmp_path / "b" / "arrays" / a.name))
+    assert sorted(p.name for p in (tmp_path / "a" / "arrays").glob("*.npy")) == sorted(
+        p.name for p in (tmp_path / "b" / "arrays").glob("*.npy"))
+
+
+def test_info_says_what_was_read(saved_real, capsys):
+    path, _, _ = saved_real("rescale_functional")
+    assert main(["info", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "Read from the model: Rescaling 1/255 after the input → feeding 0 … 255" in text
+    assert "resize stretch, scale 0..255" in text
+    assert main(["info", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["proposed_mappings"]["image"]["scale"] == "0..255"
+    assert "Rescaling 1/255" in data["proposed_mappings"]["image"]["why"]
+    step = data["preprocessing"]["image"]["steps"][0]
+    assert step["kind"] == "rescaling" and step["layer"] == "rescale"
+
+
+def test_info_names_the_architecture_of_a_transfer_model(real_models, capsys):
+    from maskviewer.cli.info import print_info, proposed_mappings
+
+    _, info = real_models("transfer_mobilenet_v2")
+    pre = info.preprocessing["image"]
+    assert pre.architecture == "MobileNetV2" and pre.convention == "tf" and pre.confidence == "high"
+    proposed = proposed_mappings(info)["image"]
+    assert proposed["scale"] == "-1..1" and "(sure)" in proposed["why"]
+    print_info(info)
+    assert "recognised as keras.applications MobileNetV2 by its model name" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "scale"), [
+    (["--scale", "-1..1"], "-1..1"),
+    (["--scale=-1..1"], "-1..1"),
+    (["--scale", "0..1"], "0..1"),
+    (["--scale", "0..255"], "0..255"),
+    (["--scale", "imagenet"], "mean=0.485,0.456,0.406,std=0.229,0.224,0.225"),
+    (["--scale", "mean=0.5,std=0.25"], "mean=0.5,std=0.25"),
+    (["--scale", "caffe"], "caffe"),
+])
+def test_scale_option_forms(argv, scale):
+    args = build_parser().parse_args(["x.png", "-m", "m.keras", "-o", "out", *argv])
+    assert args.scale == scale
+
+
+def test_a_bad_scale_is_explained(capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["x.png", "-m", "m.keras", "-o", "out", "--scale", "-2..2"])
+    assert exc.value.code == 2
+    assert "imagenet" in capsys.readouterr().err
+
+
+def test_the_input_panel_says_what_was_read(qtbot, real_models):
+    from maskviewer.gui.inputs import initial_mappings
+    from maskviewer.gui.mapping_panel import MappingPanel
+
+    _, info = real_models("rescale_functional")
+    mappings = initial_mappings(info, None, {})
+    assert mappings["image"].scale == "0..255"
+    panel = MappingPanel()
+    qtbot.addWidget(panel)
+    panel.set_model(info, mappings)
+    text = panel.editors["image"].read.text()
+    assert text == "Read from the model: Rescaling 1/255 after the input → feeding 0 … 255"
+    assert panel.editors["image"].mapping().scale == "0..255"
+
+
+def test_a_loaded_sequential_shows_every_step(tmp_path):
+    """A Sequential read back from a file repeats its node chain: every step is still read."""
+    import keras
+
+    from maskviewer.inference.describe import describe_model
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255, name="unit"),
+                              keras.layers.Normalization(mean=[0.4] * 3, variance=[0.05] * 3, name="norm"),
+                              keras.layers.Conv2D(2, 3, name="conv")])
+    model.save(tmp_path / "s.keras")
+    info = describe_model(keras.saving.load_model(tmp_path / "s.keras"), "s.keras").info
+    (pre,) = info.preprocessing.values()
+    assert [s.layer for s in pre.steps] == ["unit", "norm"]
+    assert read_scale(pre).scale == "0..255"
