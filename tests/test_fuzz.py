@@ -477,3 +477,184 @@ def test_broken_savedmodels_get_clear_errors(tmp_path, savedmodel_seed, how, cap
     if how in ("garbage_pb", "truncated_pb", "empty_pb", "pb_is_a_folder"):  # unreadable graph
         with pytest.raises(ModelLoadError):
             load_model(folder, safe_mode=False)
+
+
+# -- sessions, autosaves and labels files --------------------------------------------------------
+
+#: values that broke the readers before they were checked against a schema
+NASTY = st.sampled_from([
+    float("inf"), -float("inf"), 10**30, -1, 0, True, "x", "", [], {}, [[[[[]]]]], {"a": {"b": {}}},
+    "../../etc/passwd", "/abs.npy", "masks/../../x.npy", 2**63, 1e-300,
+])
+ANY_JSON = st.one_of(JSON, NASTY.map(lambda v: json.loads(json.dumps(v))))  # a fresh copy: edits stay local
+
+
+def _session_seed(folder: Path) -> tuple[Path, Path, dict]:
+    """A valid session (one image, two masks) as a folder and as a ``.mvsession``, and its JSON."""
+    from maskviewer.io.session import Session, SessionImage, SessionMask, save_session
+
+    rng = np.random.default_rng(5)
+    masks = [SessionMask("soft", rng.random((6, 4), dtype=np.float32), (1, 2, 3)),
+             SessionMask("hard", (rng.random((6, 4)) > 0.5).astype(np.float32), (4, 5, 6), False)]
+    s = Session(image="/data/a.png", images=[SessionImage("/data/a.png", 6, 4, masks, "hard")],
+                model="/m.keras", model_sha256="ab", custom_objects=["/c.py"],
+                mappings={"in": {"source": "image", "resize": "fit", "scale": "mean/std", "mean": [0.5], "std": [0.2]}},
+                labels=["a", "b"], view={"layers": {"layer": "conv", "k": 3}, "masks": {"opacity": 0.5}},
+                autosave={"pid": 1, "clean": False, "time": 1.0})
+    zipped = save_session(folder / "seed.mvsession", s, durable=False)
+    plain = save_session(folder / "seed_folder", s, durable=False)
+    return plain, zipped, json.loads((plain / "session.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def session_seed(scratch):
+    return _session_seed(scratch)
+
+
+def _check_session(path: Path) -> None:
+    """A session either opens with values of the documented types or is one SessionError."""
+    from maskviewer.io.session import SessionError, load_session
+
+    with _time_limit():
+        try:
+            s = load_session(path)
+        except SessionError as exc:
+            assert str(exc).strip() and "\n" not in str(exc)
+            return
+    assert all(isinstance(k, str) and isinstance(v, dict) for k, v in s.mappings.items())
+    assert s.labels is None or all(isinstance(v, str) for v in s.labels)
+    assert isinstance(s.view, dict)
+    for im in s.images:
+        for m in im.masks:
+            assert m.data.shape == (im.height, im.width) and m.data.dtype == np.float32
+            assert np.all((m.data >= 0) & (m.data <= 1))
+            assert len(m.color) == 3 and all(isinstance(c, int) for c in m.color)
+    _count("session (opened)")
+
+
+def _mutate_json(doc, data) -> object:
+    """``doc`` with 1-4 edits: a value replaced (by any JSON or a known-nasty value) or a key dropped."""
+    import copy
+
+    doc = copy.deepcopy(doc)
+    for _ in range(data.draw(st.integers(1, 4))):
+        points = _json_mutations(doc)
+        if not points:
+            return data.draw(ANY_JSON)
+        container, key = data.draw(st.sampled_from(points))
+        if isinstance(container, dict) and data.draw(st.booleans()):
+            container.pop(key, None)
+        else:
+            container[key] = data.draw(ANY_JSON)
+    return doc
+
+
+@settings(FUZZ, max_examples=1500)
+@given(data=st.data(), as_zip=st.booleans())
+def test_session_json_mutations(scratch, session_seed, data, as_zip):
+    """Edited session.json (any field any value, keys dropped), in a folder and in a zip."""
+    plain, zipped, doc = session_seed
+    text = json.dumps(_mutate_json(doc, data))
+    _count("session json")
+    if as_zip:
+        path = scratch / "mutated.mvsession"
+        with zipfile.ZipFile(zipped) as src, zipfile.ZipFile(path, "w") as dst:
+            for item in src.infolist():
+                dst.writestr(item.filename, text if item.filename == "session.json" else src.read(item))
+    else:
+        path = scratch / "mutated_folder"
+        if not path.exists():
+            import shutil
+
+            shutil.copytree(plain, path)
+        (path / "session.json").write_text(text)
+    _check_session(path)
+
+
+@settings(FUZZ, max_examples=1500)
+@given(data=st.data())
+def test_session_zip_byte_mutations(scratch, session_seed, data):
+    """A .mvsession with bytes edited anywhere (headers, directory, compressed masks)."""
+    blob = bytearray(session_seed[1].read_bytes())
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, len(blob) - 1))
+        op = data.draw(st.sampled_from(["set", "flip", "cut", "insert"]))
+        if op == "set":
+            blob[at] = data.draw(st.integers(0, 255))
+        elif op == "flip":
+            blob[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "cut":
+            del blob[at:]
+            if not blob:
+                break
+        else:
+            blob[at:at] = data.draw(st.binary(min_size=1, max_size=16))
+    _count("session zip")
+    _check_session(_write(scratch, "bytes.mvsession", bytes(blob)))
+
+
+@FUZZ
+@given(data=st.binary(max_size=2048))
+def test_session_random_bytes(scratch, data):
+    _count("session zip")
+    _check_session(_write(scratch, "random.mvsession", data))
+
+
+@settings(FUZZ, max_examples=300)
+@given(data=st.data())
+def test_autosave_mutations_never_hide_a_valid_crash_autosave(scratch, session_seed, data):
+    """Beside a crafted autosave, a genuine crash autosave is always offered, never an exception."""
+    import shutil
+
+    from maskviewer.gui.session_model import AUTOSAVE_PREFIX, SessionModel
+
+    _count("autosave")
+    plain, _zipped, doc = session_seed
+    folder = scratch / "recovery"
+    shutil.rmtree(folder, ignore_errors=True)
+    good = folder / f"{AUTOSAVE_PREFIX}999999999-1"
+    shutil.copytree(plain, good)
+    (good / "session.json").write_text(json.dumps({**doc, "autosave": {"pid": 999_999_999, "time": 1.0}}))  # no such process
+    bad = folder / f"{AUTOSAVE_PREFIX}999999998-2"
+    shutil.copytree(plain, bad)
+    crafted = dict(doc)
+    edited = _mutate_json({"autosave": doc["autosave"]}, data) if data.draw(st.booleans()) else {}
+    crafted["autosave"] = edited.get("autosave") if isinstance(edited, dict) and edited else data.draw(ANY_JSON)
+    (bad / "session.json").write_text(json.dumps(crafted))
+    model = SessionModel(folder, pid=4)
+    with _time_limit():
+        found = model.recoverable()
+    assert good in [f for f, _s in found]
+    assert len(model.skipped) <= 1 and all(str(bad.name) in s or "autosave" in s for s in model.skipped)
+
+
+LABEL_VALUES = st.one_of(st.text(max_size=6), st.integers(-5, 10**6), st.floats(), ANY_JSON)
+
+
+@FUZZ
+@given(data=st.data())
+def test_labels_files(scratch, data):
+    """Labels as text, as any JSON list/object, or random bytes: a list of str or a ValueError."""
+    from maskviewer.core.predictions import read_labels
+
+    _count("labels")
+    kind = data.draw(st.sampled_from(["list", "object", "any", "bytes", "text"]))
+    if kind == "list":
+        raw = json.dumps(data.draw(st.lists(LABEL_VALUES, max_size=8))).encode()
+    elif kind == "object":
+        keys = st.one_of(st.integers(0, 20).map(str), st.text(max_size=4), st.just("99999999"))
+        raw = json.dumps(data.draw(st.dictionaries(keys, LABEL_VALUES, max_size=6))).encode()
+    elif kind == "any":
+        raw = json.dumps(data.draw(ANY_JSON)).encode()
+    elif kind == "text":
+        raw = data.draw(st.text(max_size=200)).encode("utf-8", "surrogatepass")
+    else:
+        raw = data.draw(st.binary(max_size=512))
+    path = _write(scratch, "labels.json", raw)
+    with _time_limit():
+        try:
+            labels = read_labels(str(path))
+        except ValueError as exc:
+            assert str(exc).strip()
+            return
+    assert isinstance(labels, list) and all(isinstance(v, str) for v in labels)

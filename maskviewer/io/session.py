@@ -14,7 +14,9 @@ import contextlib
 import datetime as _dt
 import io
 import json
+import lzma
 import os
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -245,6 +247,12 @@ def _save_file(path: Path, session: Session, durable: bool) -> Path:
 # Reading
 
 
+#: what zipfile raises for damaged or unsupported archives (an encrypted entry: RuntimeError;
+#: an unknown compression method or zip version: NotImplementedError)
+_ZIP_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+               NotImplementedError, RuntimeError, struct.error)
+
+
 class _Reader:
     """Reads files of a session folder or archive by their name inside it, within a budget.
 
@@ -263,7 +271,7 @@ class _Reader:
             self.base = path.parent
             try:
                 self.zip = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            except _ZIP_ERRORS as exc:
                 raise SessionError(
                     f"{path.name}: not a maskviewer session (a .mvsession file is a zip archive; "
                     "this one cannot be read, it may be damaged)."
@@ -297,7 +305,7 @@ class _Reader:
         try:
             with (self.zip.open(name) if self.zip is not None else open(self.base / name, "rb")) as fh:
                 yield fh
-        except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        except _ZIP_ERRORS as exc:
             raise SessionError(f"{self.path.name}: {name} cannot be read ({exc}).") from exc
 
     def read(self, name: str, limit: int) -> bytes:
