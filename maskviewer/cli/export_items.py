@@ -143,6 +143,9 @@ def prepare_one(path: str, stem: str, info: Any, plan: Plan, mask_arg: str | Non
         item.error = str(exc)
     except OSError as exc:
         item.error = f"{Path(path).name}: {exc.strerror or exc}"
+    except MemoryError:  # this image fails, the others are still exported
+        item.image, item.arrays = None, {}
+        item.error = f"{Path(path).name}: not enough memory to prepare this image for the model."
     return item
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from maskviewer.core.errors import InputMappingError
-from maskviewer.core.image import ImageData, convert_channels, resize_bilinear
+from maskviewer.core.image import ImageData, _bilinear_axis, convert_channels, resize_bilinear
 from maskviewer.core.model_info import PreprocessingInfo, PreprocessingStep
 
 RESIZE_MODES = ("stretch", "fit", "crop", "none")
@@ -400,19 +400,55 @@ def prepare_input(
     th = image.height if th is None else th
     tw = image.width if tw is None else tw
 
-    if mapping.scale == "raw":
-        x = image.array.astype(np.float32)
-    elif mapping.scale in _BASE_255:  # 0..255 units, where Keras' own preprocessing starts
-        x = image.array.astype(np.float32)
-        if image.value_max != 255:
-            x = x * np.float32(255.0 / image.value_max)
-    else:
-        x = image.as_unit_float()
-    x = convert_channels(x, tc, alpha_value=255.0 if mapping.scale in _BASE_255 else 1.0)
+    def to_float(a: np.ndarray) -> np.ndarray:
+        f = a.astype(np.float32)
+        if mapping.scale in _BASE_255:  # 0..255 units, where Keras' own preprocessing starts
+            full = 255.0
+            f = f if image.value_max == 255 else f * np.float32(255.0 / image.value_max)
+        else:
+            full = 1.0
+            f = f if mapping.scale == "raw" else f / np.float32(image.value_max)
+        return convert_channels(f, tc, alpha_value=full)
 
-    x, frame = resize_to_input(x, mapping.resize, th, tw, what="image")
+    if mapping.resize != "none" and image.height * image.width > SPARSE_RESIZE_ABOVE:
+        # a large image: only the rows and columns the resize reads become float (the same
+        # numbers, without a float copy of the whole image); the proxy only gives the shape
+        proxy = np.broadcast_to(np.zeros((1, 1, 1), np.float32), (image.height, image.width, tc))
+        x, frame = resize_to_input(proxy, mapping.resize, th, tw, _sparse_resize(image.array, to_float), "image")
+    else:
+        x, frame = resize_to_input(to_float(image.array), mapping.resize, th, tw, what="image")
     x = _scale(x, mapping).astype(np.float32, copy=False)
     if no_channel_axis:
         x = x[:, :, 0]
     return np.ascontiguousarray(x), frame
 
+
+#: images with more pixels than this are resized without converting all of them to float first
+SPARSE_RESIZE_ABOVE = 1 << 22
+
+
+def _sparse_resize(
+    src: np.ndarray, to_float: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[np.ndarray, int, int], np.ndarray]:
+    """A ``resize_fn`` for :func:`resize_to_input` that reads ``src`` (any dtype) directly.
+
+    The bilinear resize reads two rows and two columns per output pixel; only those become
+    float (``to_float``), and the arithmetic is :func:`resize_bilinear`'s, so the result equals
+    ``resize_bilinear(to_float(src), h, w)`` while memory follows the output, not the image.
+    """
+    h, w = src.shape[:2]
+
+    def resize(_shape_only: np.ndarray, height: int, width: int) -> np.ndarray:
+        y0, y1, fy = _bilinear_axis(h, height)
+        x0, x1, fx = _bilinear_axis(w, width)
+        rows, ry = np.unique(np.concatenate([y0, y1]), return_inverse=True)
+        cols, rx = np.unique(np.concatenate([x0, x1]), return_inverse=True)
+        sub = to_float(src[rows][:, cols])
+        top_rows, bottom_rows = sub[ry[:height]], sub[ry[height:]]
+        left, right = rx[:width], rx[width:]
+        fxx = fx[None, :, None]  # along x first, then y: resize_bilinear's (and TF's) order
+        top = top_rows[:, left] + (top_rows[:, right] - top_rows[:, left]) * fxx
+        bottom = bottom_rows[:, left] + (bottom_rows[:, right] - bottom_rows[:, left]) * fxx
+        return top + (bottom - top) * fy[:, None, None]
+
+    return resize
