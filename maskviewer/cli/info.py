@@ -41,6 +41,7 @@ def info_main(argv: list[str]) -> int:
         data = asdict(info)
         if signatures is not None:
             data["signatures"] = signatures
+        data["proposed_mappings"] = proposed_mappings(info)
         print(json.dumps(data, indent=2, default=str))
     else:
         print_info(info)
@@ -89,6 +90,7 @@ def print_info(info: Any) -> None:
             f"  {'  ' * depth}{layer.name:{max(1, 30 - 2 * depth)}s} {layer.class_name:24s} "
             f"{layer.shape_text():22s} {layer.params:>10,}"
         )
+
 
 def proposed_mappings(info: Any) -> dict:
     """Per image input: the mapping proposed for an image file, and why (what was read)."""

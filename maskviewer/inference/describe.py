@@ -25,6 +25,8 @@ class LoadedModel:
     input_structure: str  # "single", "list" or "dict"
     input_keys: list[str] = field(default_factory=list)
     output_keys: list[str] = field(default_factory=list)
+    #: SHA-256 of the bytes loaded (see ``maskviewer.io.untrusted.digest``)
+    sha256: str = ""
 
 
 
