@@ -1,8 +1,9 @@
 """Speed of ``maskviewer export --cam`` against a batched, compiled keras-io Grad-CAM loop.
 
 64 seeded random 96x96 RGB images (PNG) go through MobileNetV2 (``weights=None``, 96x96
-input, saved as ``.keras`` in a temporary folder), in batches of 32. Both sides compute, for
-every image, the Grad-CAM (or Grad-CAM++ with ``--plus``) of its top class on ``out_relu``:
+input, batch-norm statistics set from the images, saved as ``.keras`` in a temporary folder),
+in batches of 32. Both sides compute, for every image, the Grad-CAM (or Grad-CAM++ with
+``--plus``) of its top class on ``out_relu``:
 
 * export   ``maskviewer export FOLDER --model m.keras --cam gradcam --layer out_relu
            --no-predictions --scale 0..1`` in this process (TensorFlow imported, the model
@@ -56,6 +57,15 @@ def make_inputs(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], Path]:
         paths.append(p)
     keras.utils.set_random_seed(seed)
     model = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), weights=None, classes=10)
+    # with fresh batch-norm statistics the activations of random weights fade to ~1e-12 and
+    # every image has the same top class: set the statistics from these images (one pass in
+    # training mode with momentum 0), so that maps and top classes differ as in a real model
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(np.stack([np.asarray(Image.open(p), np.float32) / 255.0 for p in paths]), training=True)
+    for layer in norms:
+        layer.momentum = 0.999
     model_path = folder.parent / "mobilenetv2.keras"
     model.save(model_path)
     return paths, model_path
@@ -143,6 +153,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs of each side; the best is reported")
     ap.add_argument("--plus", action="store_true", help="Grad-CAM++ instead of Grad-CAM")
     ap.add_argument("--no-per-image", action="store_true", help="skip the one-image-at-a-time timing")
+    ap.add_argument("--atol", type=float, default=1e-5,
+                    help="largest difference allowed between the export's maps and the recipe's "
+                         "(one image at a time differs from a batch of 32 by about 2e-5 on MobileNetV2)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_cam_"))
@@ -165,7 +178,7 @@ def main() -> None:
                                            "--format", "npy", "--no-overlay")[0])
         assert ref is not None and got is not None and got.shape == ref.shape, (got, ref)
         err = float(np.abs(got - ref).max())
-        assert err < 1e-5, f"the export's CAMs differ from the recipe's by {err}"
+        assert err <= args.atol, f"the export's CAMs differ from the recipe's by {err}"
         classes = len({e["class"] for e in manifest["artifacts"] if e["kind"] == "cam"})
         n, method = args.images, "Grad-CAM++" if args.plus else "Grad-CAM"
         best_recipe, best_export, best_npy = min(recipe_t), min(export_t), min(npy_t)

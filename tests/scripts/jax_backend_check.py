@@ -16,7 +16,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from maskviewer.inference.backend import init_backend  # noqa: E402
-from maskviewer.inference.cam import grad_cam  # noqa: E402
+from maskviewer.inference.cam import cam_function, grad_cam  # noqa: E402
 from maskviewer.inference.probe import ActivationProbe, Reduction  # noqa: E402
 
 device = init_backend()
@@ -67,4 +67,16 @@ cam = grad_cam(probe, xb, "last_conv", class_index=cls)
 cam_map = np.asarray(cam.heatmap)
 cam_err = float(np.abs(cam_map - heat).max())
 assert cam_err < 1e-5, f"Grad-CAM differs from the recipe by {cam_err}"
-print(f"OK backend={device.backend} device={device.kind} probe_err={worst:.2e} gradcam_err={cam_err:.2e}")
+
+# the traced batch (jax.jit) equals one image at a time, Grad-CAM++ included
+xs = np.random.default_rng(2).random((3, 16, 16, 3), dtype=np.float32)
+batch_err = 0.0
+for plus in (False, True):
+    batch = cam_function(probe, "last_conv", plus=plus)(xs)
+    for i in range(len(xs)):
+        one = grad_cam(probe, xs[i : i + 1], "last_conv", plus=plus)
+        assert one.class_index == batch.item(i).class_index
+        batch_err = max(batch_err, float(np.abs(np.asarray(batch.heatmaps[i]) - np.asarray(one.heatmap)).max()))
+assert batch_err < 1e-5, f"the batched CAM differs from one image at a time by {batch_err}"
+print(f"OK backend={device.backend} device={device.kind} probe_err={worst:.2e} gradcam_err={cam_err:.2e} "
+      f"batch_err={batch_err:.2e}")
