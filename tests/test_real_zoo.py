@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -63,14 +64,8 @@ def saved_real(tmp_path_factory, real_models):
 
 
 def _plan(**options):
-    """An export plan as the command line makes it, for :func:`image_mappings`."""
-    from maskviewer.cli.export_plan import Plan
-    from maskviewer.cli.export_options import ReduceSpec
-
-    return Plan(layers=[], attention=set(), reduce=ReduceSpec("mean"), activations=False, cam=None,
-                cam_layers=[], output=None, class_index=None, predictions=True, mask_feed=None,
-                patch_spec=None, combine="mean", threshold=None, binarise_output=None, invert=False,
-                labels=None, resize=options.get("resize"), scale=options.get("scale"))
+    """What :func:`image_mappings` reads of an export plan: the mapping options and mask feed."""
+    return SimpleNamespace(resize=options.get("resize"), scale=options.get("scale"), mask_feed=None)
 
 
 @pytest.mark.parametrize("name", ALL)
