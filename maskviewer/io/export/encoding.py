@@ -59,7 +59,8 @@ class PngStream:
 
     For pictures too large to hold whole (a map drawn on a 14,000² image): memory follows
     one band, and the file is what :func:`encode_png` would make of the whole (up to how the
-    deflate stream is cut into IDAT chunks).
+    deflate stream is cut into IDAT chunks). Rows stay unfiltered, as there: a coloured map's
+    horizontal runs deflate well, and the "Up" filter made such files larger, not smaller.
 
     Parameters
     ----------
@@ -98,9 +99,10 @@ class PngStream:
         if self.rows + a.shape[0] > self.height:
             raise ValueError(f"more than the picture's {self.height} rows")
         pixels = np.ascontiguousarray(a.astype(">u2") if self.dtype == np.uint16 else a)
-        raw = np.empty((a.shape[0], self.width * self.channels * self.dtype.itemsize + 1), dtype=np.uint8)
+        rows = pixels.reshape(a.shape[0], -1).view(np.uint8)
+        raw = np.empty((a.shape[0], rows.shape[1] + 1), dtype=np.uint8)
         raw[:, 0] = 0  # filter type "none" on every row
-        raw[:, 1:] = pixels.reshape(a.shape[0], -1).view(np.uint8)
+        raw[:, 1:] = rows
         self._emit(self._z.compress(raw.data))
         self.rows += a.shape[0]
 

@@ -206,11 +206,32 @@ def _colour_on_image(
     rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
     on_image = map_on_image(units, frame, height, width, rows=rows)
-    lut = colormap_lut(style.colormap)
-    rgba = np.empty((*on_image.shape, 4), dtype=np.uint8)
-    rgba[..., :3] = lut[to_indices(np.nan_to_num(on_image, nan=0.0))]
-    rgba[..., 3] = np.where(np.isnan(on_image), 0, 255)
+    # one 4-byte gather per pixel (opaque colours), then the outside made transparent: a few
+    # times faster than gathering three bytes and writing alpha apart
+    packed = np.ascontiguousarray(_rgba_lut(style.colormap)[to_indices(np.nan_to_num(on_image, nan=0.0))])
+    rgba = packed.view(np.uint8).reshape(*on_image.shape, 4)
+    rgba[..., 3][np.isnan(on_image)] = 0
     return rgba
+
+
+@functools.lru_cache(maxsize=16)
+def _rgba_lut(colormap: str) -> np.ndarray:
+    """The colour map as 256 opaque RGBA pixels packed in uint32 (the bytes in memory order)."""
+    lut = np.concatenate([colormap_lut(colormap), np.full((256, 1), 255, np.uint8)], axis=1)
+    packed = np.ascontiguousarray(lut).view(np.uint32).reshape(256)
+    packed.flags.writeable = False
+    return packed
+
+
+def _blend(image: np.ndarray, rgba: np.ndarray, opacity: float) -> np.ndarray:
+    """:func:`~maskviewer.core.heatmap.composite` of a heatmap whose alpha is 0 or 255 (every
+    export heatmap): the same numbers, with the blend weight a scalar instead of an array."""
+    a = np.float32(float(np.clip(opacity, 0.0, 1.0)))  # composite's 255 / 255.0 * opacity
+    out = image.astype(np.float32) * (np.float32(1.0) - a) + rgba[..., :3].astype(np.float32) * a
+    blended = np.clip(out + np.float32(0.5), 0, 255).astype(np.uint8)
+    clear = rgba[..., 3] == 0
+    blended[clear] = image[clear]  # composite gives the image itself where the map is transparent
+    return blended
 
 
 def legend_rgba(
@@ -324,7 +345,7 @@ def heat_bands(
             rgba = _colour_on_image(units, frame, h, w, style, rows)[0]
             over = None
             if image is not None and span is not None:
-                over = composite(image_rgb(image, rows, span), rgba, style.alpha)
+                over = _blend(image_rgb(image, rows, span), rgba, style.alpha)
             yield rgba, over
 
     return bands(), ranges[0]
