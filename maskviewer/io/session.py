@@ -6,6 +6,11 @@ a ``.mvsession`` file is a zip archive of the same. Paths are stored absolute an
 the session, so a session moved together with its images still opens. Every file is written
 atomically and ``session.json`` last, so a crash while saving leaves the previous session
 readable. No Qt here: the window's session tool and the tests share this module.
+
+A session file is untrusted: ``session.json`` is checked against
+:data:`maskviewer.io.session_schema.SESSION` (one message naming the file and the field), and
+every mask's declared sizes (zip entry, NPY header) against the session's own image size and
+:data:`MAX_MASK_BYTES` before a byte of it is inflated.
 """
 
 from __future__ import annotations
