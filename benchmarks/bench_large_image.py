@@ -33,6 +33,16 @@ MODEL = ROOT / "resources" / "demo" / "digits_cnn.keras"
 BUDGET_GB = 1.5
 
 _PEAK = """
+import sys
+if sys.argv[-1] == 'legacy':  # the whole-image paths this work replaced, for a same-run ratio
+    from maskviewer.core import mapping, masks
+    from maskviewer.gui import image_canvas
+    from maskviewer.gui.patches import overlay
+    from maskviewer.io import images
+    from maskviewer.io.export import pictures
+    mapping.SPARSE_RESIZE_ABOVE = pictures.BAND_ABOVE = images.BAND_COPY_ABOVE = 1 << 62
+    image_canvas.DISPLAY_MAX_PIXELS = masks.LAZY_ABOVE = overlay.MAX_OUTLINED = 1 << 62
+
 def _peak_kb():
     for line in open('/proc/self/status'):
         if line.startswith('VmHWM:'):
@@ -120,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=14000)
     parser.add_argument("--mode", choices=("L", "RGB"), default="L")
     parser.add_argument("--cases", default="export,window")
+    parser.add_argument("--legacy", action="store_true",
+                        help="also run each case with the whole-image paths (use a smaller --side: "
+                        "at 14,000² they need many GB)")
     args = parser.parse_args(argv)
     cases = [c for c in args.cases.split(",") if c]
     failed = False
@@ -129,18 +142,20 @@ def main(argv: list[str] | None = None) -> int:
         size_kb = image.stat().st_size / 1024
         print(f"image: {args.side}×{args.side} {args.mode} PNG, {size_kb:.0f} KB; model {MODEL.name}")
         print(f"{'case':8} {'peak RSS':>10} {'time':>8}   (before this work: 16.4 GB, 64 s for the export)")
-        for case in cases:
+        runs = [(case, flag) for case in cases for flag in (["", "legacy"] if args.legacy else [""])]
+        for n, (case, flag) in enumerate(runs):
             if case == "export":
-                result = run_case(EXPORT_CASE, [str(image), str(MODEL), str(Path(tmp) / "out")])
+                result = run_case(EXPORT_CASE, [str(image), str(MODEL), str(Path(tmp) / f"out{n}"), flag])
             elif case == "window":
-                result = run_case(WINDOW_CASE, [str(image), str(MODEL), str(Path(tmp) / "settings.ini")])
+                result = run_case(WINDOW_CASE, [str(image), str(MODEL), str(Path(tmp) / "settings.ini"), flag])
             else:
                 parser.error(f"unknown case {case!r}")
             peak_gb = result["peak_kb"] / 1024**2
             ok = result["rc"] == 0 and peak_gb < BUDGET_GB
-            failed |= not ok
+            failed |= not ok and not flag
             extra = f" error: {result.get('error')}" if result.get("error") else ""
-            print(f"{case:8} {peak_gb:>8.2f} GB {result['seconds']:>6.1f} s   "
+            name = f"{case} (whole-image paths)" if flag else case
+            print(f"{name:8} {peak_gb:>8.2f} GB {result['seconds']:>6.1f} s   "
                   f"{'within' if ok else 'OVER'} {BUDGET_GB} GB (exit {result['rc']}){extra}")
     return 1 if failed else 0
 
