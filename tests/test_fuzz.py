@@ -402,7 +402,6 @@ def test_full_keras_load_of_mutated_configs(scratch, model_files, data):
     _count("full model load (loaded)")
 
 
-
 # -- SavedModel folders ------------------------------------------------------------------------
 
 

@@ -179,11 +179,11 @@ def _check_earlier_export(args: argparse.Namespace, setup: Setup) -> None:
 def _load(args: argparse.Namespace) -> tuple[Any, str, Plan] | None:
     """``(model host, model file SHA-256, plan)``, or None once the refusal is reported."""
     from maskviewer.core.errors import UnsafeModelError
-    from maskviewer.inference.loading import file_sha256
 
     try:
         host = load_model(args)
-        model_sha = file_sha256(args.model)
+        # the hash of the bytes that were loaded, not of the path read again
+        model_sha = host.loaded.sha256
         plan = make_plan(args, host)
     except UnsafeModelError as exc:
         say(f"maskviewer export: {exc}\nAdd --trust to load it anyway.")

@@ -127,6 +127,21 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
         tokens=tokens,
     )
 
+
+def _check_inputs(info: Any) -> None:
+    """Refuse a model with an input that is not an image before any image is read (every one
+    would fail the same way: the export feeds images only)."""
+    from maskviewer.core.mapping import is_image_input
+
+    other = [t for t in info.inputs if not is_image_input(t.shape)]
+    if other:
+        listed = ", ".join(f"{t.name} {t.shape_text()}" for t in other)
+        raise UsageError(
+            f"The model has input{'s' if len(other) > 1 else ''} that {'are' if len(other) > 1 else 'is'} "
+            f"not an image ({listed}); maskviewer export feeds images (H, W, C) only."
+        )
+
+
 def _plan_names(names: list[str], notes: list[str]) -> dict[str, str]:
     """A file-name token per layer and output name, checked before any image is read: names
     that would share files (``inner/conv`` and ``inner_conv``) are told apart by a hash."""
@@ -144,20 +159,6 @@ def _plan_names(names: list[str], notes: list[str]) -> dict[str, str]:
             + ", ".join(f"{n} -> {t}" for n, t in renamed.items()) + "."
         )
     return tokens
-
-
-def _check_inputs(info: Any) -> None:
-    """Refuse a model with an input that is not an image before any image is read (every one
-    would fail the same way: the export feeds images only)."""
-    from maskviewer.core.mapping import is_image_input
-
-    other = [t for t in info.inputs if not is_image_input(t.shape)]
-    if other:
-        listed = ", ".join(f"{t.name} {t.shape_text()}" for t in other)
-        raise UsageError(
-            f"The model has input{'s' if len(other) > 1 else ''} that {'are' if len(other) > 1 else 'is'} "
-            f"not an image ({listed}); maskviewer export feeds images (H, W, C) only."
-        )
 
 
 def _plan_layers(args: argparse.Namespace, host: Any) -> _Layers:
