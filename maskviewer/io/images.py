@@ -16,6 +16,7 @@ from maskviewer.core.errors import ImageLoadError
 from maskviewer.core.image import ImageData, full_scale
 from maskviewer.io.atomic import atomic_write
 from maskviewer.io.npy import read_npy_header
+from maskviewer.io.png_bands import read_png_banded
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy")
 #: Larger images are refused before decoding (decompression bombs, absurd headers).
@@ -203,6 +204,11 @@ def _load_pillow(path: Path) -> ImageData:
     with Image.open(path) as im:
         _check_size(im.width, im.height, path)
         mode = im.mode
+        if im.format == "PNG" and mode in ("L", "RGB", "RGBA") and _large(im):
+            # Pillow's whole decode would hold 4 bytes a pixel beside the array: bands instead
+            arr = read_png_banded(path, mode)
+            if arr is not None:
+                return _finish(arr, path)
         if mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         elif mode == "1":
@@ -226,11 +232,15 @@ def _load_pillow(path: Path) -> ImageData:
 BAND_COPY_ABOVE = 1 << 22
 
 
+def _large(im: Any) -> bool:
+    return im.width * im.height > BAND_COPY_ABOVE
+
+
 def _pillow_array(im: Any) -> np.ndarray:
     """A loaded Pillow image as an array, without the whole-image intermediate copies
     ``np.asarray`` makes (a bytes object, joined from pieces): for a large image the peak is
     Pillow's own buffer plus the array, not three times the image."""
-    if im.width * im.height <= BAND_COPY_ABOVE:
+    if not _large(im):
         return np.asarray(im)
     first = np.asarray(im.crop((0, 0, im.width, 1)))
     out = np.empty((im.height, *first.shape[1:]), dtype=first.dtype)
