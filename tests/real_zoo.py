@@ -24,6 +24,15 @@ def _app(name: str, **kw):
     return build(weights=None, input_shape=(SIZE, SIZE, 3), classes=5, **kw)
 
 
+def _app_at(name: str, size: int, **kw):
+    """``keras.applications.<name>`` at ``size``×``size`` (the smallest it accepts, to build fast)."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    build = getattr(keras.applications, name)
+    return build(weights=None, input_shape=(size, size, 3), classes=5, **kw)
+
+
 def efficientnet_b0():
     """Rescaling 1/255 + Normalization inside: fed 0..255 (the input-scale bug's example)."""
     return _app("EfficientNetB0")
@@ -35,12 +44,8 @@ def mobilenet_v3_small():
 
 
 def convnext_tiny():
-    """A Normalization with 0..255 ImageNet statistics inside: fed 0..255.
-
-    Not in :data:`EXPECTED` (27M weights, slow to build here); :func:`normalization_255` reads
-    the same way. Expected: ``("0..255", convnext.preprocess_input, "read")``.
-    """
-    return _app("ConvNeXtTiny")
+    """A Normalization with 0..255 ImageNet statistics inside: fed 0..255 (32×32, ~2 s)."""
+    return _app_at("ConvNeXtTiny", 32)
 
 
 def resnet50():
@@ -56,6 +61,46 @@ def mobilenet_v2():
 def densenet121():
     """"torch" outside the model: 0..1, ImageNet mean/std."""
     return _app("DenseNet121")
+
+
+def vgg16():
+    """"caffe" outside the model (32×32: the smallest VGG accepts)."""
+    return _app_at("VGG16", 32)
+
+
+def vgg19():
+    """"caffe" outside the model."""
+    return _app_at("VGG19", 32)
+
+
+def xception():
+    """"tf" outside the model: -1..1 (71×71: the smallest Xception accepts)."""
+    return _app_at("Xception", 71)
+
+
+def inception_v3():
+    """"tf" outside the model (75×75)."""
+    return _app_at("InceptionV3", 75)
+
+
+def inception_resnet_v2():
+    """"tf" outside the model (75×75; ~7 s to build here, the slowest of the zoo)."""
+    return _app_at("InceptionResNetV2", 75)
+
+
+def nasnet_mobile():
+    """"tf" outside the model (32×32; ~7 s to build here)."""
+    return _app_at("NASNetMobile", 32)
+
+
+def resnet50_v2():
+    """"tf" outside the model: -1..1, unlike ResNet50's "caffe"."""
+    return _app_at("ResNet50V2", 32)
+
+
+def efficientnet_v2_b0():
+    """Rescaling 1/255 + Normalization (ImageNet mean/std) inside: fed 0..255."""
+    return _app_at("EfficientNetV2B0", 32)
 
 
 def _head(inp, x, name: str):
@@ -194,7 +239,23 @@ EXPECTED: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray], str]] = {
     "transfer_mobilenet_v2": ("-1..1", _keras_pre("mobilenet_v2"), "high"),
     "transfer_renamed": ("-1..1", _keras_pre("mobilenet_v2"), "medium"),
     "plain_cnn": ("0..1", _unit, ""),
+    "vgg16": ("caffe", _keras_pre("vgg16"), "high"),
+    "vgg19": ("caffe", _keras_pre("vgg19"), "high"),
+    "xception": ("-1..1", _keras_pre("xception"), "high"),
+    "inception_v3": ("-1..1", _keras_pre("inception_v3"), "high"),
+    "inception_resnet_v2": ("-1..1", _keras_pre("inception_resnet_v2"), "high"),
+    "nasnet_mobile": ("-1..1", _keras_pre("nasnet"), "high"),
+    "resnet50_v2": ("-1..1", _keras_pre("resnet_v2"), "high"),
+    "convnext_tiny": ("0..255", _keras_pre("convnext"), "read"),
+    "efficientnet_v2_b0": ("0..255", _keras_pre("efficientnet_v2"), "read"),
 }
+
+#: the keras.applications builders above (not the hand-built models), for the checks on
+#: renamed models: a renamed one is known by its layer names only ("medium", shown "likely"),
+#: unless it carries its preprocessing ("read" either way)
+APPLICATIONS = ["efficientnet_b0", "mobilenet_v3_small", "resnet50", "mobilenet_v2", "densenet121",
+                "vgg16", "vgg19", "xception", "inception_v3", "inception_resnet_v2", "nasnet_mobile",
+                "resnet50_v2", "convnext_tiny", "efficientnet_v2_b0"]
 
 
 # -- models whose defaults are easy to get wrong: variable input size, several outputs, 1×1

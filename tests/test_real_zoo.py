@@ -82,7 +82,9 @@ def test_the_proposal_is_the_documented_preprocessing(name, real_models):
 
 
 @pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenet_v3_small", "resnet50", "mobilenet_v2",
-                                  "densenet121", "transfer_renamed", "normalization_255"])
+                                  "densenet121", "transfer_renamed", "normalization_255", "vgg16", "vgg19",
+                                  "xception", "inception_v3", "inception_resnet_v2", "nasnet_mobile",
+                                  "resnet50_v2", "convnext_tiny", "efficientnet_v2_b0"])
 def test_default_inputs_equal_keras_preprocess_input(name, real_models):
     """The export's own mapping (no options) gives the model what preprocess_input gives it."""
     model, info = real_models(name)
@@ -238,3 +240,30 @@ def test_a_loaded_sequential_shows_every_step(tmp_path):
     (pre,) = info.preprocessing.values()
     assert [s.layer for s in pre.steps] == ["unit", "norm"]
     assert read_scale(pre).scale == "0..255"
+
+
+@pytest.mark.parametrize("name", real_zoo.APPLICATIONS)
+def test_a_renamed_application_is_known_by_its_layer_names(name, real_models):
+    """Renamed (as a fine-tuned model often is), an architecture is still recognised by its
+    layer names: the same scaling, said to be "likely"; what the model carries is read as before."""
+    from maskviewer.cli.info import proposed_mappings
+    from maskviewer.inference.describe import describe_model
+
+    model, info = real_models(name)
+    want, _, confidence = real_zoo.EXPECTED[name]
+    original = model.name
+    model.name = "my_classifier"
+    try:
+        renamed = describe_model(model, "my_classifier.keras").info
+    finally:
+        model.name = original
+    spec = renamed.inputs[0]
+    pre = renamed.preprocessing[spec.name]
+    proposed = proposed_mappings(renamed)[spec.name]  # what `maskviewer info --json` prints
+    assert proposed["scale_option"] == want
+    if confidence == "read":
+        assert read_scale(pre).confidence == "read" and proposed["why"].startswith("Read from the model: ")
+        return
+    assert pre.confidence == "medium" and pre.recognised_by == "layer names"
+    assert pre.architecture == info.preprocessing[spec.name].architecture
+    assert "by its layer names (likely)" in proposed["why"]

@@ -195,8 +195,11 @@ def _by_layer_names(names: set[str]) -> tuple[str, str] | None:
         return "Xception", "tf"
     if {"mixed0", "mixed10"} <= names:
         return "InceptionV3", "tf"
-    if {"block35_1", "mixed_5b"} <= names:
+    # its blocks are named by their layers ("block35_1_mixed"), no layer is "block35_1" itself
+    if {"block35_1_mixed", "block17_1_mixed", "mixed_5b"} <= names:
         return "InceptionResNetV2", "tf"
+    if {"stem_conv1", "reduction_concat_stem_1", "normal_concat_0"} <= names:
+        return "NASNet", "tf"
     if {"block1_conv1", "block5_pool"} <= names and not any("sepconv" in n for n in names):
         return "VGG16/19", "caffe"
     return None
