@@ -103,6 +103,30 @@ def efficientnet_v2_b0():
     return _app_at("EfficientNetV2B0", 32)
 
 
+def mobilenet_v3_small_bare():
+    """:func:`mobilenet_v3_small` with ``include_preprocessing=False``: fed -1..1."""
+    return _app("MobileNetV3Small", include_preprocessing=False)
+
+
+def convnext_tiny_bare():
+    """:func:`convnext_tiny` with ``include_preprocessing=False``: fed ImageNet mean/std."""
+    return _app_at("ConvNeXtTiny", 32, include_preprocessing=False)
+
+
+def efficientnet_v2_b0_bare():
+    """:func:`efficientnet_v2_b0` with ``include_preprocessing=False``: fed ImageNet mean/std."""
+    return _app_at("EfficientNetV2B0", 32, include_preprocessing=False)
+
+
+#: a model built without its preprocessing layers -> (the same model with them, the --scale
+#: that reproduces what those layers make of 0..255 pixels)
+BARE = {
+    "mobilenet_v3_small_bare": ("mobilenet_v3_small", "-1..1"),
+    "convnext_tiny_bare": ("convnext_tiny", "mean=0.485,0.456,0.406,std=0.229,0.224,0.225"),
+    "efficientnet_v2_b0_bare": ("efficientnet_v2_b0", "mean=0.485,0.456,0.406,std=0.229,0.224,0.225"),
+}
+
+
 def _head(inp, x, name: str):
     import keras
 

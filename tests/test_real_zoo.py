@@ -267,3 +267,42 @@ def test_a_renamed_application_is_known_by_its_layer_names(name, real_models):
     assert pre.confidence == "medium" and pre.recognised_by == "layer names"
     assert pre.architecture == info.preprocessing[spec.name].architecture
     assert "by its layer names (likely)" in proposed["why"]
+
+
+_PREPROCESSING_LAYERS = ("Rescaling", "Normalization")
+
+
+@pytest.mark.parametrize("bare", list(real_zoo.BARE))
+def test_built_without_its_preprocessing_layers(bare, real_models):
+    """An architecture that preprocesses inside, built with ``include_preprocessing=False``, is
+    fed what the left-out layers would make, not 0..255: the same model with those layers (its
+    weights copied) on raw pixels gives what the bare one gives on the proposed input."""
+    import keras
+
+    from maskviewer.cli.info import proposed_mappings
+
+    full_name, want = real_zoo.BARE[bare]
+    model, info = real_models(bare)
+    full, _ = real_models(full_name)
+    spec = info.inputs[0]
+    proposed = proposed_mappings(info)[spec.name]
+    assert proposed["scale_option"] == want
+    assert "built without its preprocessing layers" in proposed["why"]
+    assert not any(type(layer).__name__ in _PREPROCESSING_LAYERS for layer in model.layers)
+
+    h, w = model.input_shape[1:3]
+    pixels = np.random.default_rng(5).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image = ImageData(pixels)
+    ours, _ = prepare_input(image, image_mappings(info, image, _plan())[spec.name], spec.shape)
+    raw = pixels[None].astype(np.float32)
+    last = [layer for layer in full.layers if type(layer).__name__ in _PREPROCESSING_LAYERS][-1]
+    by_keras = np.asarray(keras.Model(full.input, last.output)(raw))[0]
+    np.testing.assert_allclose(ours, by_keras, rtol=1e-5, atol=1e-5)
+
+    rest = [layer for layer in full.layers if type(layer).__name__ not in (*_PREPROCESSING_LAYERS, "InputLayer")]
+    mine = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    assert [type(a).__name__ for a in rest] == [type(b).__name__ for b in mine]
+    for a, b in zip(rest, mine, strict=True):
+        b.set_weights(a.get_weights())
+    np.testing.assert_allclose(np.asarray(model(ours[None], training=False)),
+                               np.asarray(full(raw, training=False)), rtol=1e-4, atol=1e-5)

@@ -67,6 +67,8 @@ def read_preprocessing(model: Any, input_names: list[str]) -> dict[str, Preproce
         info = PreprocessingInfo(steps=steps)
         for m in [*models, model]:  # the innermost (a transfer model's base) first
             if _recognise(m, info):
+                if info.convention == "inside" and not steps:
+                    _built_without_its_layers(info, str(getattr(m, "name", "")).lower())
                 break
         found[name] = info
     return found
@@ -177,6 +179,23 @@ def _recognise(model: Any, info: PreprocessingInfo) -> bool:
         info.recognised_by, info.confidence = "layer names", "medium"
         return True
     return False
+
+
+def _built_without_its_layers(info: PreprocessingInfo, name: str) -> None:
+    """An "inside" architecture built with ``include_preprocessing=False``: feed it what the
+    layers it left out would have made (0..255 would be fed unscaled to its first convolution)."""
+    if info.architecture == "MobileNetV3":
+        mode = "tf"  # Rescaling 1/127.5 offset -1
+    elif info.architecture in ("ConvNeXt", "RegNet"):
+        mode = "torch"  # Normalization with the ImageNet mean/std (ConvNeXt's in 0..255 units)
+    elif re.search(r"^efficientnetv2-b", name):
+        mode = "torch"  # Rescaling 1/255, then Normalization with the ImageNet mean/std
+    elif re.search(r"^efficientnetv2-", name):
+        mode = "tf"  # S/M/L: Rescaling 1/128 offset -1, within 0.4 % of -1..1
+    else:
+        return  # EfficientNet (V1) always carries its layers: nothing known to feed instead
+    info.architecture = f"{info.architecture} built without its preprocessing layers"
+    info.convention = mode
 
 
 def _by_layer_names(names: set[str]) -> tuple[str, str] | None:
