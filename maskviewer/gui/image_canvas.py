@@ -37,7 +37,7 @@ def reduce_box(array: np.ndarray, factor: int, lohi: tuple[float, float] | None 
     out = np.empty((-(-h // factor), -(-w // factor), array.shape[2]), dtype=np.uint8)
     cols = np.arange(0, w, factor)
     cols_n = np.minimum(factor, w - cols).astype(np.float32)
-    step = max(1, (1 << 22) // max(1, w * factor)) * factor
+    step = max(1, (1 << 20) // max(1, w * factor)) * factor
     for r0 in range(0, h, step):
         band = array[r0 : r0 + step]
         starts = np.arange(0, band.shape[0], factor)
