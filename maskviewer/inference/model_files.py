@@ -106,10 +106,10 @@ def read_model_config(source: str | Path | Snapshot) -> dict | None:
                     # read no more than the limit, whatever the archive claims the size is
                     raw = fh.read(MAX_CONFIG_BYTES + 1)
         elif fmt == "h5":
-            import h5py
+            from maskviewer.inference.h5_check import read_h5_config
 
-            with h5py.File(io.BytesIO(snap.data), "r") as f:
-                raw = f.attrs.get("model_config")
+            # in a child process: HDF5 can crash the process on a malformed file
+            raw = read_h5_config(snap.data, name)
         else:
             return None
         if raw is None:

@@ -4,7 +4,9 @@ From each model input the graph is walked to the first computing layer: Rescalin
 Normalization layers met on the way are recorded with their numbers, nested models are entered,
 layers that do not change values at inference (padding, augmentation) are stepped over. When
 the model carries no preprocessing, its name and layer names are matched against the
-``keras.applications`` architectures whose ``preprocess_input`` runs outside the model.
+``keras.applications`` architectures whose ``preprocess_input`` runs outside the model. An
+architecture that preprocesses inside but was built without those layers
+(``include_preprocessing=False``) is fed what the layers would have made.
 
 Only plain data comes out (:class:`~maskviewer.core.model_info.PreprocessingInfo`); what to
 feed is decided in :func:`maskviewer.core.mapping.propose_mapping`.
@@ -39,7 +41,7 @@ _BY_NAME = (
     ("InceptionResNetV2", "tf", r"^inception_resnet_v2$"),
     ("NASNet", "tf", r"^nasnet"),
     ("DenseNet121/169/201", "torch", r"^densenet\d+$"),
-    ("EfficientNet", "inside", r"^efficientnet"),
+    ("EfficientNet/EfficientNetV2", "inside", r"^efficientnet"),
     ("ConvNeXt", "inside", r"^convnext_"),
     ("MobileNetV3", "inside", r"^mobilenetv3"),
     ("RegNet", "inside", r"^regnet"),
