@@ -210,8 +210,9 @@ def test_npy_with_many_channels_shows_their_mean(tmp_path):
         (np.array(["ab", "cd"]), "not numeric"),
         (np.array([[np.nan, 1.0]], dtype=np.float32), "NaN"),
         (np.zeros((0, 4), dtype=np.uint8), "no pixels"),
+        (np.zeros((1, 12, 10, 0), dtype=np.float32), "no pixels"),  # found by the fuzzer
     ],
-    ids=["objects", "4d", "strings", "nan", "empty"],
+    ids=["objects", "4d", "strings", "nan", "empty", "no-channels"],
 )
 def test_npy_refusals(tmp_path, array, match):
     np.save(tmp_path / "bad.npy", array, allow_pickle=True)

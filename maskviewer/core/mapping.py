@@ -401,13 +401,7 @@ def prepare_input(
     tw = image.width if tw is None else tw
 
     def to_float(a: np.ndarray) -> np.ndarray:
-        f = a.astype(np.float32)
-        if mapping.scale in _BASE_255:  # 0..255 units, where Keras' own preprocessing starts
-            full = 255.0
-            f = f if image.value_max == 255 else f * np.float32(255.0 / image.value_max)
-        else:
-            full = 1.0
-            f = f if mapping.scale == "raw" else f / np.float32(image.value_max)
+        f, full = float_units(a, image.value_max, mapping.scale)
         return convert_channels(f, tc, alpha_value=full)
 
     if mapping.resize != "none" and image.height * image.width > SPARSE_RESIZE_ABOVE:
@@ -425,6 +419,19 @@ def prepare_input(
 
 #: images with more pixels than this are resized without converting all of them to float first
 SPARSE_RESIZE_ABOVE = 1 << 22
+
+
+def float_units(a: np.ndarray, value_max: float, scale: str) -> tuple[np.ndarray, float]:
+    """``(a as float32 in the units scale ``scale`` starts from, full-scale value)``.
+
+    The modes of :data:`_BASE_255` start from 0..255 (where Keras' own preprocessing starts),
+    ``raw`` from the stored values, the others from 0..1. Images and patches both go through
+    this, so a patch fed alone equals the same pixels fed as an image.
+    """
+    f = a.astype(np.float32)
+    if scale in _BASE_255:
+        return (f if value_max == 255 else f * np.float32(255.0 / value_max)), 255.0
+    return (f if scale == "raw" else f / np.float32(value_max)), 1.0
 
 
 def _sparse_resize(

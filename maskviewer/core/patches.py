@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskviewer.core.image import ImageData, convert_channels
-from maskviewer.core.mapping import InputMapping, _scale, prepare_input, spatial_shape
+from maskviewer.core.mapping import InputMapping, _scale, float_units, prepare_input, spatial_shape
 from maskviewer.core.patch_grid import (
     PADDINGS,
     Pair,
@@ -134,12 +134,9 @@ def _prepare_chunk(
 ) -> np.ndarray:
     n, kh, kw, c = patches.shape
     th, tw, tc = target
-    if mapping.scale == "raw":
-        x = patches.astype(np.float32)
-    else:
-        x = patches.astype(np.float32) / np.float32(value_max)
+    x, full = float_units(patches, value_max, mapping.scale)
     # channel conversion is per pixel: do it on all patches seen as one tall image
-    x = convert_channels(x.reshape(n * kh, kw, c), tc).reshape(n, kh, kw, tc)
+    x = convert_channels(x.reshape(n * kh, kw, c), tc, alpha_value=full).reshape(n, kh, kw, tc)
     # resize all patches at once: stack them along the channel axis, scale afterwards
     stacked = np.ascontiguousarray(x.transpose(1, 2, 0, 3)).reshape(kh, kw, n * tc)
     unscaled = InputMapping(resize=mapping.resize, scale="0..1")

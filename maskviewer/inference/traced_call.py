@@ -19,12 +19,14 @@ def call_traced(model: Any, packed: Any) -> Any:
     """``model(packed, training=False)``, traced once per model on TensorFlow.
 
     Sub-classed models keep eager calls (their ``call`` may branch on tensor values in
-    Python, which a trace without AutoGraph cannot follow); other backends call directly.
+    Python, which a trace without AutoGraph cannot follow), and so do models with layers of
+    the user's own (custom classes, Lambda): their Python runs on every call, as the user
+    wrote it, not once at tracing. Other backends call directly.
     """
     from maskviewer.inference.backend import backend_name
     from maskviewer.inference.probe_graph import _graph_of
 
-    if backend_name() != "tensorflow" or _graph_of(model) is None:
+    if backend_name() != "tensorflow" or _graph_of(model) is None or not _library_layers_only(model):
         return model(packed, training=False)
     fn = model.__dict__.get(_ATTR)
     if fn is None:
@@ -37,3 +39,25 @@ def call_traced(model: Any, packed: Any) -> Any:
         # set past Keras' attribute tracking: the function is no weight or layer of the model
         object.__setattr__(model, _ATTR, fn)
     return fn(packed)
+
+
+#: modules whose layers do nothing in Python beyond building the graph (safe to trace once)
+_LIBRARY = ("keras.", "keras_hub.", "maskviewer.")
+
+
+def _library_layers_only(model: Any) -> bool:
+    """Every layer (nested ones too) is a library layer, none a Lambda; cached per model."""
+    cached = model.__dict__.get(_ATTR + "_library")
+    if cached is None:
+        cached = all(
+            type(layer).__module__.startswith(_LIBRARY) and type(layer).__name__ != "Lambda"
+            for layer in _walk(model)
+        )
+        object.__setattr__(model, _ATTR + "_library", cached)
+    return cached
+
+
+def _walk(model: Any):
+    for layer in getattr(model, "layers", ()):
+        yield layer
+        yield from _walk(layer)

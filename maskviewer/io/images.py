@@ -147,6 +147,8 @@ def _load_npy(path: Path) -> ImageData:
             f"{path.name}: an array of shape {tuple(shape)} is not an image "
             "(expected (H, W), (H, W, C) or (1, H, W, C))."
         )
+    if 0 in display_shape:
+        raise ImageLoadError(f"{path.name}: an array of shape {tuple(shape)} holds no pixels.")
     _check_size(int(display_shape[1]), int(display_shape[0]), path)
     _check_values(shape, path)
     raw = np.load(path, allow_pickle=False)
