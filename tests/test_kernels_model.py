@@ -8,6 +8,7 @@ import pytest
 from maskviewer.core.model_info import LayerInfo, ModelInfo, TensorInfo
 from maskviewer.gui.kernels import model as km
 from maskviewer.gui.kernels.model import AS_LOADED, KernelsModel, kernel_grid, kernel_note
+from tests.recorder import Recorder
 
 
 def _info(probe_supported=True):
@@ -21,14 +22,6 @@ def _info(probe_supported=True):
                      [TensorInfo("y", (None, 2))], layers, probe_supported=probe_supported)
 
 
-class Recorder:
-    def __init__(self, model, names):
-        self.calls = {n: [] for n in names}
-        for n in names:
-            getattr(model, n).connect(lambda *a, n=n: self.calls[n].append(a))
-
-    def count(self, name):
-        return len(self.calls[name])
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from maskviewer.core.mapping import Frame
 from maskviewer.core.model_info import LayerInfo, ModelInfo, TensorInfo
 from maskviewer.gui.layers.model import NO_SPATIAL_NOTE, LayersModel
 from maskviewer.gui.layers.probe import ProbeOutcome, ProbeRequest
+from tests.recorder import Recorder
 
 
 def _info(probe_supported=True, note=""):
@@ -41,16 +42,6 @@ def _entries():
     ]
 
 
-class Recorder:
-    """Counts each event of a model and keeps the arguments of the last one."""
-
-    def __init__(self, model, names):
-        self.calls = {n: [] for n in names}
-        for n in names:
-            getattr(model, n).connect(lambda *a, n=n: self.calls[n].append(a))
-
-    def count(self, name):
-        return len(self.calls[name])
 
 
 @pytest.fixture

@@ -169,10 +169,21 @@ def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
         return array.copy()
     y0, y1, fy = _bilinear_axis(h, height)
     x0, x1, fx = _bilinear_axis(w, width)
-    fx = fx[None, :, None]
-    top_rows, bottom_rows = array[y0], array[y1]
-    top = top_rows[:, x0] + (top_rows[:, x1] - top_rows[:, x0]) * fx
-    bottom = bottom_rows[:, x0] + (bottom_rows[:, x1] - bottom_rows[:, x0]) * fx
+    return bilinear_blend(array[y0], array[y1], x0, x1, fx, fy)
+
+
+def bilinear_blend(
+    top_rows: np.ndarray, bottom_rows: np.ndarray, x0: np.ndarray, x1: np.ndarray,
+    fx: np.ndarray, fy: np.ndarray,
+) -> np.ndarray:
+    """TF's bilinear arithmetic on the gathered upper and lower rows: along x, then along y.
+
+    One place for it, so every resize that must equal ``tf.image.resize`` bit for bit (the
+    whole image, or only the rows and columns a large image's resize reads) computes alike.
+    """
+    fxx = fx[None, :, None]
+    top = top_rows[:, x0] + (top_rows[:, x1] - top_rows[:, x0]) * fxx
+    bottom = bottom_rows[:, x0] + (bottom_rows[:, x1] - bottom_rows[:, x0]) * fxx
     return top + (bottom - top) * fy[:, None, None]
 
 

@@ -13,7 +13,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from maskviewer.core.errors import InputMappingError
-from maskviewer.core.image import ImageData, _bilinear_axis, convert_channels, resize_bilinear
+from maskviewer.core.image import (
+    ImageData,
+    _bilinear_axis,
+    bilinear_blend,
+    convert_channels,
+    resize_bilinear,
+)
 from maskviewer.core.model_info import PreprocessingInfo, PreprocessingStep
 
 RESIZE_MODES = ("stretch", "fit", "crop", "none")
@@ -451,11 +457,6 @@ def _sparse_resize(
         rows, ry = np.unique(np.concatenate([y0, y1]), return_inverse=True)
         cols, rx = np.unique(np.concatenate([x0, x1]), return_inverse=True)
         sub = to_float(src[rows][:, cols])
-        top_rows, bottom_rows = sub[ry[:height]], sub[ry[height:]]
-        left, right = rx[:width], rx[width:]
-        fxx = fx[None, :, None]  # along x first, then y: resize_bilinear's (and TF's) order
-        top = top_rows[:, left] + (top_rows[:, right] - top_rows[:, left]) * fxx
-        bottom = bottom_rows[:, left] + (bottom_rows[:, right] - bottom_rows[:, left]) * fxx
-        return top + (bottom - top) * fy[:, None, None]
+        return bilinear_blend(sub[ry[:height]], sub[ry[height:]], rx[:width], rx[width:], fx, fy)
 
     return resize
