@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QTabBar,
     QTabWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -58,7 +59,7 @@ class MainWindow(QMainWindow):
         self._message_boxes: list[QMessageBox] = []
 
         self.canvas = ImageCanvas()
-        self.setCentralWidget(self.canvas)
+        self._build_canvas_area()
         self.model_panel = ModelPanel()
         self.mapping_panel = MappingPanel()
         self.predictions_panel = PredictionsPanel()
@@ -113,6 +114,30 @@ class MainWindow(QMainWindow):
         c.confirm = self.confirm
 
     # -- layout --------------------------------------------------------------------------------
+
+    def _build_canvas_area(self) -> None:
+        """The centre: bars above the image (modes, a demo's banner), the image, and bars below
+        it (the model's result), so what the model answers stays in view while the user edits."""
+        area = QWidget()
+        column = QVBoxLayout(area)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        self._canvas_top = QVBoxLayout()
+        self._canvas_bottom = QVBoxLayout()
+        for box in (self._canvas_top, self._canvas_bottom):
+            box.setContentsMargins(0, 0, 0, 0)
+            box.setSpacing(0)
+        column.addLayout(self._canvas_top)
+        column.addWidget(self.canvas, 1)
+        column.addLayout(self._canvas_bottom)
+        self.canvas_area = area
+        self.setCentralWidget(area)
+
+    def add_canvas_widget(self, widget: QWidget, position: str = "top") -> None:
+        """Put ``widget`` above (``"top"``) or below (``"bottom"``) the image, full width."""
+        if position not in ("top", "bottom"):
+            raise ValueError(f"position must be 'top' or 'bottom', not {position!r}")
+        (self._canvas_top if position == "top" else self._canvas_bottom).addWidget(widget)
 
     def add_panel(
         self,
