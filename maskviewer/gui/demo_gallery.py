@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.mapping import InputMapping
 from maskviewer.demo import Demo, get_demo, list_demos
+from maskviewer.gui.demo_banner import DemoBanner
 
 THUMB = 160
 
@@ -167,6 +168,10 @@ class DemoTool(QObject):
         about = next((a for a in window.help_menu.actions() if a is not self.action), None)
         if about is not None:  # first in the Help menu
             window.help_menu.insertAction(about, self.action)
+        #: what to try and the held-out score, above the image while the demo's model is open
+        self.banner = DemoBanner(on_details=self.show_gallery)
+        if hasattr(window, "add_canvas_widget"):
+            window.add_canvas_widget(self.banner, "top")
         self.state.model_changed.connect(self._model_changed)
         self.state.prediction_changed.connect(self._prediction_changed)
         self.controller.worker.job_finished.connect(self._job_finished)
@@ -200,6 +205,7 @@ class DemoTool(QObject):
             return False
         c = self.controller
         self.demo = demo
+        self.banner.show_demo(demo)
         self._pending = self._pending_prediction = None
         self._pending_layer = None
         if not c.open_image(str(demo.path(demo.images[0]))):
@@ -230,8 +236,8 @@ class DemoTool(QObject):
         dock.raise_()
         return True
 
-    def _is_demo_model(self, info) -> bool:
-        demo = self._pending
+    @staticmethod
+    def _is_model_of(demo: Demo | None, info) -> bool:
         if demo is None or info is None:
             return False
         try:
@@ -239,7 +245,12 @@ class DemoTool(QObject):
         except OSError:
             return False
 
+    def _is_demo_model(self, info) -> bool:
+        return self._is_model_of(self._pending, info)
+
     def _model_changed(self, info) -> None:
+        if not self._is_model_of(self.banner.demo, info):
+            self.banner.hide()  # another model: the demo's instructions no longer apply
         if not self._is_demo_model(info):
             if info is not None:
                 self._pending = None  # another model was opened meanwhile
@@ -307,6 +318,8 @@ class DemoTool(QObject):
         preset = p.preset.findData(focus.get("preset", "corners"))
         if preset >= 0:
             p.preset.setCurrentIndex(preset)
+        # the vote's map is what the demo is about: shown over the image as soon as it is run
+        tool.show_map(focus.get("map", "score"))
         size = int(focus.get("size", 18))
         if tool.set_spec(preset_corners(image.height, image.width, size)) and focus.get("run", True):
             tool.run_all()

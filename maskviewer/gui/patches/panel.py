@@ -63,7 +63,8 @@ class PatchPanel(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        for build in (_settings_box, _current_box, _run_box, _map_box, _export_box):
+        # the combined vote and its map come right after the settings: the answer stays in view
+        for build in (_settings_box, _run_box, _map_box, _current_box, _export_box):
             lay.addWidget(build(self))
         lay.addStretch(1)
 
@@ -307,6 +308,7 @@ def _current_box(p: PatchPanel) -> QGroupBox:
     nav_lay.addWidget(p.index_label)
     p.patch_view = pg.GraphicsLayoutWidget()
     p.patch_view.setMinimumHeight(170)
+    p.patch_view.setMaximumHeight(240)  # the patch is a preview: the results keep the room
     p.patch_view.setBackground("#202020")
     vb = p.patch_view.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
     vb.setMouseEnabled(False, False)

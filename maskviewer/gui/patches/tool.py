@@ -21,6 +21,7 @@ from maskviewer.gui.patches import export
 from maskviewer.gui.patches.model import PatchModel
 from maskviewer.gui.patches.overlay import PatchOverlay
 from maskviewer.gui.patches.panel import PatchPanel, arrow_step
+from maskviewer.gui.patches.results import MAPS
 from maskviewer.gui.patches.runs import (
     KIND,
     KIND_CURRENT,
@@ -216,6 +217,12 @@ class PatchTool(QObject):
         layer, legend = self.model.results.map_layer(self.model.grid)
         self.overlay.draw_map(layer, self.model.grid, self.panel.map_opacity.value())
         self.panel.map_legend.setText(legend)
+
+    def show_map(self, kind: str = "score") -> None:
+        """Show the map ``kind`` (a key of :data:`~maskviewer.gui.patches.results.MAPS`) over the
+        image; drawn as soon as its run is there (a demo opens with its vote's map shown)."""
+        if kind in MAPS and kind != self.model.results.map_kind:
+            self.model.results.set_map_kind(kind)
 
     def occlusion_drop(self) -> np.ndarray | None:
         """``(N, K)``: how much each class's probability drops with each patch greyed out."""
