@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from maskviewer.cli.args import UsageError, add_trust_options
-from maskviewer.core.heatmap import COLORMAPS, NORMALISATIONS
+from maskviewer.core.heatmap import COLORMAPS, DEFAULT_OPACITY, NORMALISATIONS
 from maskviewer.core.mapping import RESIZE_MODES
 
 #: the reductions ``--reduce`` takes, as its help lists them
@@ -132,7 +132,8 @@ def _add_threshold_options(g: Any) -> None:
 def _add_file_options(g: Any) -> None:
     g.add_argument("--colormap", choices=COLORMAPS, default="viridis")
     g.add_argument("--normalise", "--normalize", dest="normalisation", choices=NORMALISATIONS, default="per_map")
-    g.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in the overlay, 0..1 (default 0.5)")
+    g.add_argument("--alpha", type=float, default=DEFAULT_OPACITY,
+                   help=f"heatmap opacity in the overlay, 0..1 (default {DEFAULT_OPACITY}, as the window)")
     g.add_argument("--legend", action="store_true", help="write a colour-bar legend beside each heatmap")
     g.add_argument("--no-overlay", action="store_true", help="no heatmap-over-image PNGs")
     g.add_argument("--format", default="png,npy", help="png, npy or png,npy (default)")

@@ -33,6 +33,9 @@ NORMALISATION_LABELS = {
     "percentile": "Percentile clip (1–99 %)",
     "shared": "Shared across channels",
 }
+#: how opaque a heatmap is over the image unless the user says otherwise: the window's
+#: Layers panel starts at it and exports (window and command line) blend with it
+DEFAULT_OPACITY = 0.6
 #: the longest side a heatmap is upsampled to for display (the overlay is stretched beyond)
 DISPLAY_MAX_SIDE = 1024
 #: small images still get a smooth heatmap: at least this many pixels on the longest side
@@ -164,7 +167,7 @@ def upsample_to_frame(values: np.ndarray, frame: Frame, max_side: int = DISPLAY_
     return upsample(values, h, w)
 
 
-def composite(image_rgb: np.ndarray, heat_rgba: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+def composite(image_rgb: np.ndarray, heat_rgba: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:
     """Blend an RGBA heatmap over an RGB image of the same size; returns uint8 RGB.
 
     The heatmap's own alpha is multiplied by ``opacity``. A stack of heatmaps ``(n, H, W, 4)``

@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from maskviewer.core.events import Event
-from maskviewer.core.heatmap import COLORMAPS, NORMALISATIONS, default_cam_layer, is_one_by_one
+from maskviewer.core.heatmap import (
+    COLORMAPS,
+    DEFAULT_OPACITY,
+    NORMALISATIONS,
+    default_cam_layer,
+    is_one_by_one,
+)
 from maskviewer.core.mapping import Frame, is_image_input
 from maskviewer.gui.layers.drawing import (
     Drawing,
@@ -75,7 +81,7 @@ class LayersModel:
         self.class_index = -1  # -1: the top class
         self.rank_in_mask = False
         self.colormap = "viridis"
-        self.opacity = 60  # percent
+        self.opacity = round(DEFAULT_OPACITY * 100)  # percent
         self.normalisation = "per_map"
         self.input: str | None = None
         self.outcome: ProbeOutcome | None = None

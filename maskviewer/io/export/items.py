@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskviewer.core.errors import MaskviewerError
-from maskviewer.core.heatmap import COLORMAPS, NORMALISATIONS
+from maskviewer.core.heatmap import COLORMAPS, DEFAULT_OPACITY, NORMALISATIONS
 from maskviewer.core.mapping import Frame
 from maskviewer.io.export import naming
 
@@ -58,7 +58,7 @@ class ExportStyle:
 
     colormap: str = "viridis"
     normalisation: str = "per_map"
-    alpha: float = 0.5
+    alpha: float = DEFAULT_OPACITY
     formats: tuple[str, ...] = ("png", "npy")
     overlay: bool = True
     legend: bool = False
