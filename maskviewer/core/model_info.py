@@ -16,6 +16,10 @@ class TensorInfo:
     name: str
     shape: tuple  # with the batch axis, None for unknown dims
     dtype: str = "float32"
+    #: outputs: the last layer's activation ("softmax", "sigmoid", "linear"...), "" when unknown
+    activation: str = ""
+    #: outputs: the class of the layer that makes it ("Dense"), "" when unknown
+    layer_class: str = ""
 
     def shape_text(self) -> str:
         return "(" + ", ".join("?" if d is None else str(d) for d in self.shape) + ")"

@@ -14,6 +14,7 @@ from maskviewer.core.events import Event
 from maskviewer.core.image import ImageData
 from maskviewer.core.mapping import Frame, InputMapping
 from maskviewer.core.model_info import ModelInfo
+from maskviewer.core.output_kinds import OutputKinds
 
 
 @dataclass
@@ -40,6 +41,8 @@ class AppState:
         self.labels: list[str] | None = None
         self.prediction: Prediction | None = None
         self.device: str = ""
+        #: how each output is read (class scores, labels, values, maps); see core.output_kinds
+        self.kinds = OutputKinds()
         self.image_changed = Event()
         self.model_changed = Event()
         self.mapping_changed = Event()
@@ -51,8 +54,12 @@ class AppState:
         self.prediction = None
         self.image_changed.emit(image)
 
-    def set_model(self, info: ModelInfo | None, mappings: dict[str, InputMapping]) -> None:
+    def set_model(
+        self, info: ModelInfo | None, mappings: dict[str, InputMapping], kinds: dict[str, str] | None = None
+    ) -> None:
+        """A new model with its input mappings; ``kinds``: output kinds the user chose before."""
         self.model_info = info
+        self.kinds.set_model(info, kinds)
         self.mappings = dict(mappings)
         self.prediction = None
         self.model_changed.emit(info)

@@ -180,6 +180,13 @@ class Controller(QObject):
         if self.model_path:
             self.prefs.save_mappings(self.model_path, self.state.mappings)
 
+    def set_output_kind(self, output_name: str, kind: str) -> None:
+        """Read one output as ``kind`` (see :mod:`maskviewer.core.output_kinds`); it is
+        remembered for this model."""
+        self.state.kinds.choose(output_name, kind)
+        if self.model_path:
+            self.prefs.save_kinds(self.model_path, self.state.kinds.chosen())
+
     def load_labels(self, path: str | Path) -> bool:
         """Read class labels (text or JSON) for the predictions; errors are reported."""
         try:

@@ -104,7 +104,7 @@ class ModelLoader:
         self.path = info.path
         self.sha256 = sha
         mappings = initial_mappings(info, c.state.image, c.prefs.saved_mappings(info.path))
-        c.state.set_model(info, mappings)
+        c.state.set_model(info, mappings, c.prefs.saved_kinds(info.path))
         c.remember_file(info.path)
         c.status.emit(f"Loaded {info.name} ({info.kind}, {info.total_params:,} parameters)")
         c.schedule_prediction()

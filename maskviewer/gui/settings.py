@@ -150,6 +150,26 @@ class AppSettings:
         data = {k: m.to_dict() for k, m in mappings.items()}
         self.store.setValue(f"mappings/{model_key(model_path)}", json.dumps(data))
 
+    # -- per-model output kinds ------------------------------------------------------------
+
+    def saved_kinds(self, model_path: str | Path) -> dict[str, str]:
+        """The output kinds the user chose for this model (output name -> kind; empty when none
+        or unreadable)."""
+        from maskviewer.core.output_kinds import KINDS
+        from maskviewer.core.schema import Map, SchemaError, Str, parse_json
+
+        raw = self.store.value(f"output_kinds/{model_key(model_path)}")
+        if not raw or not isinstance(raw, (str, bytes)):
+            return {}
+        try:
+            data = Map(Str(max_len=64), 10_000, what="output name -> kind").check(parse_json(raw), "kinds")
+        except SchemaError:
+            return {}
+        return {k: v for k, v in data.items() if v in KINDS}
+
+    def save_kinds(self, model_path: str | Path, kinds: dict[str, str]) -> None:
+        self.store.setValue(f"output_kinds/{model_key(model_path)}", json.dumps(kinds))
+
     # -- window layout ---------------------------------------------------------------------
 
     def window_layout(self) -> tuple[Any, Any]:

@@ -193,8 +193,28 @@ def _outputs(model: Any, kind: str) -> tuple[list[str], list[TensorInfo]]:
     out_struct = getattr(model, "_outputs_struct", None)
     if isinstance(out_struct, dict):
         out_keys = list(out_struct.keys())
-        return out_keys, [TensorInfo(k, _shape(out_struct[k])) for k in out_keys]
+        return out_keys, [_output_info(k, out_struct[k]) for k in out_keys]
     names = list(getattr(model, "output_names", None) or [])
     if len(names) != len(model_outputs) or any(n.startswith("keras_tensor") for n in names):
         names = [_producer_name(t) for t in model_outputs]
-    return names, [TensorInfo(n, _shape(t)) for n, t in zip(names, model_outputs, strict=True)]
+    return names, [_output_info(n, t) for n, t in zip(names, model_outputs, strict=True)]
+
+
+#: layers that are an activation themselves, by class name
+_ACTIVATION_LAYERS = {"Softmax": "softmax", "ReLU": "relu", "LeakyReLU": "leaky_relu", "ELU": "elu",
+                      "PReLU": "prelu"}
+
+
+def _output_info(name: str, tensor: Any) -> TensorInfo:
+    """An output's shape with the activation and class of the layer that makes it (what the
+    output kind is proposed from; see :mod:`maskviewer.core.output_kinds`)."""
+    history = getattr(tensor, "_keras_history", None)
+    op = getattr(history, "operation", None) or (history[0] if history else None)
+    layer_class = type(op).__name__ if op is not None else ""
+    activation = _ACTIVATION_LAYERS.get(layer_class, "")
+    fn = getattr(op, "activation", None)
+    if not activation and callable(fn):
+        activation = str(getattr(fn, "__name__", "") or "")
+    if layer_class in ("Lambda", "TFSMLayer") or activation == "<lambda>":
+        activation = ""  # Python code: its outputs are read from their values
+    return TensorInfo(name, _shape(tensor), activation=activation, layer_class=layer_class)
