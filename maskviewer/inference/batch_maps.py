@@ -48,7 +48,7 @@ class BatchMapper:
 
         def fn(x: Any) -> tuple[dict[str, Any], Any]:
             captured, outputs = self.probe.forward(x, self.paths)
-            return {p: reduce_batch(captured[p], reduction) for p in self.paths}, outputs
+            return {p: reduce_batch(self.probe.grid_view(p, captured[p], x), reduction) for p in self.paths}, outputs
 
         self._fn = compile_function(fn) if compiled else fn
 
@@ -83,6 +83,7 @@ class BatchMapper:
     def _layer_maps(self, path: str, parts: dict[str, np.ndarray], i: int) -> LayerMaps:
         spatial = "vector" not in parts
         lm = LayerMaps(path=path, shape=(), spatial=spatial, method=self.reduction.method)
+        lm.tokens = self.probe.token_grid(path)
         for key in ("map", "maps", "channel_means", "rank_scores", "vector", "full"):
             if key in parts:
                 setattr(lm, key, np.ascontiguousarray(parts[key][i], dtype=np.float32))

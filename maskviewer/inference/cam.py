@@ -297,11 +297,13 @@ class CamFunction:
 
             captured, outputs = self.probe.forward(inputs, [self.layer], hooks={self.layer: watch})
             act = captured[self.layer]
-            self._check_spatial(act.shape)
+            self._check_spatial(self.probe.grid_view(self.layer, act, inputs).shape)
             scores, chosen = self._select(outputs, classes)
         grads = tape.gradient(scores, act)  # of the summed scores: each image's own gradient
         if grads is None:
             raise self._no_gradient()
+        # a token layer: tokens and their gradients reshaped to the grid, extra tokens left out
+        act, grads = self.probe.grid_view(self.layer, act, inputs), self.probe.grid_view(self.layer, grads, inputs)
         return self._result(act, grads, scores, chosen, outputs)
 
     def _jax_pass(self, inputs: Any, classes: Any) -> dict[str, Any]:
@@ -311,7 +313,7 @@ class CamFunction:
         self.traces += 1
         path = self.layer
         spec = jax.eval_shape(lambda x: self.probe.forward(x, [path])[0][path], inputs)
-        self._check_spatial(spec.shape)
+        self._check_spatial(jax.eval_shape(lambda t: self.probe.grid_view(path, t, inputs), spec).shape)
 
         def score_fn(eps: Any) -> tuple[Any, tuple]:
             cap, outputs = self.probe.forward(inputs, [path], hooks={path: lambda t: t + eps})
@@ -320,6 +322,7 @@ class CamFunction:
 
         zero = jnp.zeros(spec.shape, spec.dtype)
         (_, (act, scores, chosen, outputs)), grads = jax.value_and_grad(score_fn, has_aux=True)(zero)
+        act, grads = self.probe.grid_view(path, act, inputs), self.probe.grid_view(path, grads, inputs)
         return self._result(act, grads, scores, chosen, outputs)
 
 

@@ -45,6 +45,7 @@ from maskviewer.inference.probe_graph import (
     run_graph,
     wrapped_calls,
 )
+from maskviewer.inference.probe_tokens import TokenGrids, input_hw, to_grid
 from maskviewer.inference.reduce import (
     MAX_GRID_CHANNELS,
     METHODS,
@@ -107,6 +108,8 @@ class ActivationProbe:
         }
         self._compiled: dict[tuple, Callable] = {}
         self.cache = ActivationCache(max_cache_bytes)
+        #: token layers' grids (and the user's override of them)
+        self.tokens = TokenGrids(model)
         #: how many tensors each layer returned in the last pass (the first is captured)
         self.last_counts: dict[str, int] = {}
 
@@ -124,6 +127,30 @@ class ActivationProbe:
             return self._layers[path][0]
         except KeyError:
             raise ProbeError(f"The model has no layer {path!r}; pick one from the layer list.") from None
+
+    # -- token layers ---------------------------------------------------------------------------
+
+    def token_grid(self, path: str, shape: tuple | None = None, inputs: Any = None) -> Any:
+        """The :class:`~maskviewer.core.tokens.TokenGrid` of a ``(B, N, C)`` layer, or None.
+
+        ``shape`` is the layer's output shape (its static one by default); ``inputs`` tell the
+        image size when the model's is free.
+        """
+        shape = shape if shape is not None else self._static_shape(path)
+        return self.tokens.grid_for(shape, input_hw(inputs) if inputs is not None else None)
+
+    def grid_view(self, path: str, tensor: Any, inputs: Any = None) -> Any:
+        """A token layer's output reshaped to ``(B, grid_h, grid_w, C)``; others unchanged."""
+        if len(tensor.shape) != 3:
+            return tensor
+        grid = self.token_grid(path, tuple(tensor.shape), inputs)
+        return tensor if grid is None else to_grid(tensor, grid)
+
+    def map_shape(self, path: str) -> tuple | None:
+        """The layer's static output shape, as a grid for token layers."""
+        shape = self._static_shape(path)
+        grid = self.token_grid(path, shape)
+        return shape if grid is None else (shape[0], grid.grid_h, grid.grid_w, shape[2])
 
     # -- the forward pass ---------------------------------------------------------------------
 
@@ -210,7 +237,7 @@ class ActivationProbe:
             captured, _ = self.forward(x, paths)
             if reduction is None:
                 return dict(captured)
-            return {p: reduce_tensor(captured[p], reduction) for p in paths}
+            return {p: reduce_tensor(self.grid_view(p, captured[p], x), reduction) for p in paths}
 
         if not compiled:
             return fn(inputs)
@@ -224,9 +251,12 @@ class ActivationProbe:
     ) -> dict[str, LayerMaps]:
         """Reduce many layers in one pass and copy only the reductions to the host."""
         for p in paths:
-            _check_reduction(p, self._static_shape(p) or (), reduction)
+            _check_reduction(p, self.map_shape(p) or (), reduction)
         reduced = self.run(inputs, paths, reduction, compiled=compiled)
-        return {p: to_layer_maps(p, self._static_shape(p), reduction.method, reduced[p]) for p in paths}
+        out = {p: to_layer_maps(p, self.map_shape(p), reduction.method, reduced[p]) for p in paths}
+        for p, lm in out.items():
+            lm.tokens = self.token_grid(p, inputs=inputs)
+        return out
 
     def _static_shape(self, path: str) -> tuple | None:
         from maskviewer.inference.describe import _layer_output_shape
@@ -265,6 +295,9 @@ class ActivationProbe:
             ``(H, W) -> weights`` called once the layer's size is known.
         """
         act = self.activations(inputs, [path])[path]
+        grid = self.token_grid(path, tuple(act.shape), inputs) if len(act.shape) == 3 else None
+        if grid is not None:
+            act = to_grid(act, grid)
         shape = tuple(int(d) for d in act.shape)
         _check_reduction(path, shape, reduction)
         notes = []
@@ -277,6 +310,9 @@ class ActivationProbe:
             notes.append("The mask does not cover this layer's map: channels ranked over the whole map.")
             w = None
         lm = to_layer_maps(path, shape, reduction.method, reduce_tensor(act, reduction, w))
+        lm.tokens = grid
+        if grid is not None:
+            notes.insert(0, f"Tokens shown as a {grid.describe()}.")
         lm.notes = notes
         return lm
 
@@ -350,6 +386,10 @@ class LayerEntry:
     shape: tuple | None  # with the batch axis
     spatial: bool
     attention: bool = False
+    #: a token layer's grid (:class:`~maskviewer.core.tokens.TokenGrid`), drawn as a map
+    tokens: Any = None
+    #: a MultiHeadAttention layer (per-head attention weights can be captured)
+    heads: int = 0
 
 
 def is_attention_layer(layer: Any, shape: tuple | None) -> bool:
@@ -365,6 +405,11 @@ def is_attention_layer(layer: Any, shape: tuple | None) -> bool:
         return False
     name = getattr(act, "__name__", None) or str(act)
     return name == "sigmoid"
+
+
+def class_name_is_mha(layer: Any) -> bool:
+    """A Keras ``MultiHeadAttention`` layer (or a subclass)."""
+    return any(c.__name__ == "MultiHeadAttention" for c in type(layer).__mro__)
 
 
 def describe_layers(host: Any, inputs: Any | None = None) -> list[LayerEntry]:
@@ -400,7 +445,8 @@ def describe_layers(host: Any, inputs: Any | None = None) -> list[LayerEntry]:
             shape = (None, *measured[1:]) if measured else _layer_output_shape(layer)
         if shape is not None and shape and isinstance(shape[0], tuple):
             shape = shape[0]
-        spatial = shape is not None and len(shape) == 4
+        grid = probe.token_grid(layer_info.path, shape) if shape is not None and len(shape) == 3 else None
+        spatial = shape is not None and (len(shape) == 4 or grid is not None)
         entries.append(
             LayerEntry(
                 path=layer_info.path,
@@ -408,6 +454,8 @@ def describe_layers(host: Any, inputs: Any | None = None) -> list[LayerEntry]:
                 shape=shape,
                 spatial=spatial,
                 attention=spatial and is_attention_layer(layer, shape),
+                tokens=grid,
+                heads=int(getattr(layer, "num_heads", 0) or 0) if class_name_is_mha(layer) else 0,
             )
         )
     return entries

@@ -83,6 +83,9 @@ class LayerMaps:
         ``"full"``: the whole output ``(H, W, C)`` (or any shape).
     notes : list of str
         Things the user should know (e.g. several outputs, only the first shown).
+    tokens : TokenGrid or None
+        For a ``(N, C)`` token layer: the grid its tokens were reshaped to (``shape`` is then
+        the grid's ``(grid_h, grid_w, C)``).
     """
 
     path: str
@@ -98,6 +101,8 @@ class LayerMaps:
     vector: np.ndarray | None = None
     full: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    #: a token layer's grid (:class:`~maskviewer.core.tokens.TokenGrid`); None for others
+    tokens: Any = None
 
 
 # ---------------------------------------------------------------------------------------------
