@@ -126,9 +126,38 @@ def test_kernel_grid_and_note():
     kernel = np.zeros((3, 3, 20, 2), np.float32)
     kernel[0, 0, 0, 0] = 2.0
     kernel[1, 1, 0, 1] = -2.0
-    img = kernel_grid(kernel)
-    assert img.shape == (16 * 4 - 1, 2 * 4 - 1, 3)
-    np.testing.assert_array_equal(img[0, 0], km.LUT[255])  # the largest value: red
-    np.testing.assert_array_equal(img[1, 5], km.LUT[0])  # the most negative: blue
-    assert img[3, 0].tolist() == [70, 70, 70]  # the gap
+    grid = kernel_grid(kernel)
+    tap = grid.tap
+    assert grid.shown == (16, 2) and grid.scale == 2.0
+    y, x = grid.origins[(0, 0)]
+    np.testing.assert_array_equal(grid.rgb[y, x], km.LUT[255])  # the largest value: red
+    y, x = grid.origins[(0, 1)]
+    np.testing.assert_array_equal(grid.rgb[y + tap, x + tap], km.LUT[0])  # the most negative: blue
+    np.testing.assert_array_equal(grid.rgb[y + 2 * tap, x + 2 * tap], km.LUT[128])  # zero: white
+    y, x = grid.origins[(0, 0)]
+    assert grid.rgb[y + 3 * tap, x].tolist() == list(km.GAP)  # between two input channels
     assert kernel_note("c", kernel.shape).endswith("showing first 16 of 20 input channels")
+
+
+def test_kernel_grid_is_near_square_and_crosses_out_taps_that_are_off():
+    kernel = np.random.default_rng(1).normal(size=(5, 5, 1, 16)).astype(np.float32)
+    assert km.grid_layout(kernel.shape) == (4, 4)
+    assert km.grid_layout((5, 5, 1, 10)) in ((3, 4), (4, 3))
+    mask = np.ones((5, 5), np.float32)
+    mask[1, 2] = 0
+    grid = kernel_grid(kernel, mask)
+    plain = kernel_grid(kernel)
+    assert (grid.rows, grid.cols) == (4, 4)
+    tap, scale = grid.tap, float(np.abs(kernel).max())
+    for (i, o), (y, x) in grid.origins.items():
+        for a, b in ((1, 2), (3, 3)):
+            cell = grid.rgb[y + a * tap : y + (a + 1) * tap, x + b * tap : x + (b + 1) * tap]
+            want = km.LUT[int(np.clip(np.round((kernel[a, b, i, o] / scale + 1) * 127.5), 0, 255))]
+            same = plain.rgb[y + a * tap : y + (a + 1) * tap, x + b * tap : x + (b + 1) * tap]
+            assert (same == want).all()  # without the mask: the weight's colour everywhere
+            if (a, b) == (1, 2):  # off: dimmed, with a light cross on its diagonals
+                assert not (cell == want).all(axis=-1).any()
+                assert cell[0, 0].tolist() == list(km.OFF_CROSS) and cell[2, 2].tolist() == list(km.OFF_CROSS)
+                assert cell[0, 3].max() <= max(want) * km.OFF_DIM + 1
+            else:
+                assert (cell == want).all()

@@ -8,6 +8,8 @@ here too; :mod:`maskviewer.gui.kernels.tool` submits them.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,26 +39,121 @@ def _diverging_lut() -> np.ndarray:
 LUT = _diverging_lut()
 
 
-def kernel_grid(kernel: np.ndarray, max_grid: int = MAX_GRID, cell: int = 0) -> np.ndarray:
-    """The kernels as one RGB image: rows = input channels, columns = output channels.
+#: Pixels per kernel tap at most (enough to draw a cross on a tap that is off).
+TAP_PIXELS = 8
+#: Largest side of the grid picture, in pixels.
+MAX_PIXELS = 2048
+GAP = (70, 70, 70)  # between kernels
+OFF_CROSS = (235, 235, 235)  # the cross on a tap that is off
+OFF_DIM = 0.3  # an off tap keeps a dimmed colour of its weight
 
-    Each ``kh x kw`` kernel is drawn with a blue-white-red scale symmetric around 0 (shared by
-    all kernels of the layer), one grey pixel between kernels.
+
+@dataclass
+class KernelGrid:
+    """The kernels drawn as one picture: one tile per filter, tiles in a near-square grid.
+
+    Attributes
+    ----------
+    rgb : ndarray
+        ``(H, W, 3)`` uint8 picture.
+    rows, cols : int
+        How the filter tiles are laid out.
+    scale : float
+        ``max |w|`` over the whole layer: colours run from ``-scale`` (blue) to ``+scale`` (red).
+    tap : int
+        Pixels per kernel tap.
+    shown : tuple of int
+        ``(input channels, filters)`` drawn.
+    origins : dict
+        ``(input channel, filter) -> (y, x)``: where each kernel's top-left tap is.
+    """
+
+    rgb: np.ndarray
+    rows: int
+    cols: int
+    scale: float
+    tap: int
+    shown: tuple[int, int]
+    origins: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+
+
+def grid_shape(n: int, tile_h: float, tile_w: float, aspect: float = 1.0) -> tuple[int, int]:
+    """``(rows, cols)`` for ``n`` tiles of ``tile_h x tile_w`` that fill a box of ``aspect``
+    (width / height) best: the largest tiles, then the fewest empty places."""
+    best, pick = None, (1, max(n, 1))
+    for cols in range(1, max(n, 1) + 1):
+        rows = math.ceil(n / cols)
+        fill = min(aspect / (cols * tile_w), 1.0 / (rows * tile_h))
+        key = (round(fill, 12), -(rows * cols - n))
+        if best is None or key > best:
+            best, pick = key, (rows, cols)
+    return pick
+
+
+def _tile_size(ni: int, kh: int, kw: int, tap: int) -> tuple[int, int, int, int]:
+    # gaps between a filter's input channels, and between filters (wider when tiles are tall)
+    inner, outer = max(1, tap // 4), (max(2, tap // 2) if ni == 1 else max(3, tap))
+    return ni * kh * tap + (ni - 1) * inner, kw * tap, inner, outer
+
+
+def _plan(shape: tuple[int, ...], aspect: float, max_grid: int) -> tuple[int, int, int]:
+    """``(rows, cols, pixels per tap)`` of the grid of kernels of ``shape``."""
+    kh, kw, cin, cout = shape
+    ni, no = min(cin, max_grid), min(cout, max_grid)
+    th, tw, _inner, outer = _tile_size(ni, kh, kw, TAP_PIXELS)
+    rows, cols = grid_shape(no, th + outer, tw + outer, aspect)
+    longest = max(rows * (th + outer), cols * (tw + outer))
+    tap = TAP_PIXELS if longest <= MAX_PIXELS else max(1, int(TAP_PIXELS * MAX_PIXELS / longest))
+    return rows, cols, tap
+
+
+def grid_layout(shape: tuple[int, ...], aspect: float = 1.0, max_grid: int = MAX_GRID) -> tuple[int, int]:
+    """``(rows, cols)`` of filter tiles :func:`kernel_grid` lays out for kernels of ``shape``."""
+    return _plan(shape, aspect, max_grid)[:2]
+
+
+def _off_pixels(mask: np.ndarray | None, kh: int, kw: int, tap: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pixels of one kernel that are off, and those that draw their cross (None: all on)."""
+    if mask is None or mask.shape != (kh, kw) or not np.any(mask == 0):
+        return None
+    off = np.kron(mask == 0, np.ones((tap, tap), bool))
+    eye = np.eye(tap, dtype=bool)
+    cross = np.tile(eye | eye[::-1], (kh, kw)) & off if tap >= 5 else np.zeros_like(off)
+    return off, cross
+
+
+def kernel_grid(kernel: np.ndarray, mask: np.ndarray | None = None, aspect: float = 1.0,
+                max_grid: int = MAX_GRID) -> KernelGrid:
+    """The kernels ``(kh, kw, cin, cout)`` as a :class:`KernelGrid`.
+
+    Each filter is a tile holding its input channels' kernels top to bottom; the tiles are laid
+    out to fill a box of ``aspect`` (width / height). Colours: blue-white-red, symmetric around 0
+    with one scale for the layer. Taps that are off in ``mask`` (``(kh, kw)``, 0 = off) are dimmed
+    and crossed out.
     """
     kh, kw, cin, cout = kernel.shape
     ni, no = min(cin, max_grid), min(cout, max_grid)
-    k = kernel[:, :, :ni, :no].astype(np.float64)
-    scale = float(np.max(np.abs(kernel))) or 1.0
+    finite = np.abs(kernel[np.isfinite(kernel)])
+    scale = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    rows, cols, tap = _plan(kernel.shape, aspect, max_grid)
+    th, tw, inner, outer = _tile_size(ni, kh, kw, tap)
+    k = np.nan_to_num(kernel[:, :, :ni, :no].astype(np.float64), nan=0.0)
     idx = np.clip(np.round((k / scale + 1.0) * 127.5), 0, 255).astype(np.intp)
-    gap = 1
-    h = ni * (kh + gap) - gap
-    w = no * (kw + gap) - gap
-    out = np.full((h, w, 3), 70, dtype=np.uint8)
-    for i in range(ni):
-        for o in range(no):
-            y, x = i * (kh + gap), o * (kw + gap)
-            out[y : y + kh, x : x + kw] = LUT[idx[:, :, i, o]]
-    return out
+    out = np.empty((rows * (th + outer) - outer, cols * (tw + outer) - outer, 3), np.uint8)
+    out[:] = GAP
+    off = _off_pixels(None if mask is None else np.asarray(mask), kh, kw, tap)
+    origins = {}
+    for o in range(no):
+        r, c = divmod(o, cols)
+        for i in range(ni):
+            y, x = r * (th + outer) + i * (kh * tap + inner), c * (tw + outer)
+            big = LUT[idx[:, :, i, o]].repeat(tap, axis=0).repeat(tap, axis=1)
+            if off is not None:
+                big[off[0]] = (big[off[0]] * OFF_DIM).astype(np.uint8)
+                big[off[1]] = OFF_CROSS
+            out[y : y + kh * tap, x : x + kw * tap] = big
+            origins[(i, o)] = (y, x)
+    return KernelGrid(out, rows, cols, scale, tap, (ni, no), origins)
 
 
 def kernel_note(path: str, shape: tuple[int, ...]) -> str:
@@ -67,11 +164,24 @@ def kernel_note(path: str, shape: tuple[int, ...]) -> str:
         more.append(f"first {MAX_GRID} of {cin} input channels")
     if cout > MAX_GRID:
         more.append(f"first {MAX_GRID} of {cout} filters")
+    tiles = "each tile is one filter" + (", its input channels top to bottom" if min(cin, MAX_GRID) > 1 else "")
     return (
-        f"{path}: {kh}×{kw} kernels, {cin} input channels × {cout} filters. Rows: input "
-        "channels · columns: filters · blue < 0 < red (white = 0)"
+        f"{path}: {kh}×{kw} kernels, {cin} input channel{'s' * (cin != 1)} × {cout} filters; "
+        f"{tiles}. Colour: the weight, blue < 0 < red (white = 0)"
         + (f" · showing {', '.join(more)}" if more else "")
     )
+
+
+def empty_note(has_model: bool, layers: list[str], selected: str | None) -> str:
+    """What the kernel box says while it has no kernels to draw."""
+    if not has_model:
+        return ("Open a model to see the kernels of its Conv2D layers here "
+                "(Help → Demos → “Masked kernels” has one).")
+    if not layers:
+        return "This model has no Conv2D layer (or its layers cannot be read): no kernels to show."
+    if selected is None:
+        return "Pick a Conv2D layer above to see its kernels."
+    return f"Reading the kernels of {selected}…"
 
 
 # -- the jobs (inference thread) -------------------------------------------------------------------
@@ -136,6 +246,7 @@ class KernelsModel:
         self.mask = np.ones((0, 0), np.float32)
         self.applied: tuple[str, np.ndarray] | None = None
         self.status = AS_LOADED
+        self.has_model = False
         self.layers_changed = Event()
         self.selection_changed = Event()
         self.kernel_changed = Event()
@@ -154,6 +265,7 @@ class KernelsModel:
     def set_model(self, info: Any) -> str | None:
         """Forget the model before; returns the first Conv2D layer of ``info`` (selected), if any."""
         self.kernel, self.layer_path, self.applied = None, None, None
+        self.has_model = info is not None
         self.layers = self.conv_layers(info)
         self.selected = self.layers[0] if self.layers else None
         self.mask = np.ones((0, 0), np.float32)
@@ -166,6 +278,10 @@ class KernelsModel:
         else:
             self.set_status(AS_LOADED)
         return self.selected
+
+    def empty_text(self) -> str:
+        """What the kernel box says while there are no kernels to draw."""
+        return empty_note(self.has_model, self.layers, self.selected)
 
     def select_layer(self, path: str | None) -> bool:
         """Choose a listed layer; True when the choice changed (its kernels are to be read)."""

@@ -1,4 +1,5 @@
-"""The Kernels dock: layer choice, the kernel grid, the NxN mask editor and Apply / Reset.
+"""The Kernels dock: layer choice, the kernel grid with its colour bar, the NxN mask editor and
+Apply / Reset.
 
 Bound to a :class:`~maskviewer.gui.kernels.model.KernelsModel`: a click on a cell or a button
 changes the model; the model's events redraw the widgets. Apply and Reset are jobs, which the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -22,13 +23,30 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from maskviewer.gui.kernels.model import KernelsModel, kernel_grid, kernel_note
-
-GRID_NOTE = "Rows: input channels · columns: filters · blue < 0 < red"
-CELL_STYLE = (
-    "QToolButton { background: #404040; border: 1px solid #202020; }"
-    "QToolButton:checked { background: #f0f0f0; }"
+from maskviewer.gui.empty_state import EmptyState
+from maskviewer.gui.kernels.model import (
+    LUT,
+    KernelGrid,
+    KernelsModel,
+    grid_layout,
+    kernel_grid,
+    kernel_note,
 )
+
+GRID_NOTE = "Each tile is one filter · blue < 0 < red (white = 0)"
+CELL = 26  # pixels per cell of the mask editor
+ON_COLOUR, OFF_COLOUR = "#f2f2f2", "#2a2a2a"
+CELL_STYLE = (
+    f"QToolButton {{ background: {OFF_COLOUR}; color: #ff6060; border: 1px solid #101010; "
+    "font-weight: bold; }"
+    f"QToolButton:checked {{ background: {ON_COLOUR}; border: 1px solid #909090; }}"
+)
+MASK_LEGEND = (
+    f'<span style="color: #606060;"><b>□</b></span> on: the tap '
+    f'is used &nbsp; <span style="background: {OFF_COLOUR}; color: #ff6060;"><b>&nbsp;✕&nbsp;</b></span> off: the '
+    "tap is set to 0 (dimmed and crossed out in the kernels above)"
+)
+COLOUR_MAP = pg.ColorMap(np.linspace(0.0, 1.0, len(LUT)), LUT)
 
 
 class KernelPanel(QWidget):
@@ -43,20 +61,23 @@ class KernelPanel(QWidget):
         self.layer = QComboBox()
         self.layer.setToolTip("A Conv2D layer of the model")
         lay.addWidget(self.layer)
-        self.grid_view = pg.GraphicsLayoutWidget()
-        self.grid_view.setBackground("#303030")
-        self.grid_view.setMinimumHeight(160)
-        self.view = self.grid_view.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
-        self.image = pg.ImageItem(axisOrder="row-major")
-        self.view.addItem(self.image)
-        lay.addWidget(self.grid_view, 1)
+        self._make_grid_view()
+        self.grid_box = EmptyState(self.grid_view, model.empty_text())
+        self.grid_box.setMinimumHeight(220)
+        lay.addWidget(self.grid_box, 1)
         self.grid_note = QLabel(GRID_NOTE)
         self.grid_note.setWordWrap(True)
         lay.addWidget(self.grid_note)
-        box = QGroupBox("Kernel mask (click cells to switch them off)")
-        self.mask_layout = QGridLayout(box)
+        box = QGroupBox("Kernel mask (click cells to switch taps off)")
+        box_lay = QVBoxLayout(box)
+        self.mask_layout = QGridLayout()
         self.mask_layout.setSpacing(2)
         self.mask_layout.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        box_lay.addLayout(self.mask_layout)
+        self.mask_legend = QLabel(MASK_LEGEND)
+        self.mask_legend.setTextFormat(Qt.TextFormat.RichText)
+        self.mask_legend.setWordWrap(True)
+        box_lay.addWidget(self.mask_legend)
         lay.addWidget(box)
         row = QHBoxLayout()
         self.all_on = QPushButton("All on")
@@ -73,7 +94,36 @@ class KernelPanel(QWidget):
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
         self.cells: list[list[QToolButton]] = []
+        self.grid: KernelGrid | None = None  # the picture drawn
         self._bind()
+
+    def _make_grid_view(self) -> None:
+        """The kernel picture and, beside it, a colour bar of the layer's weight range."""
+        self.grid_view = pg.GraphicsLayoutWidget()
+        self.grid_view.setBackground("#303030")
+        self.view = self.grid_view.addViewBox(row=0, col=0, lockAspect=True, invertY=True, enableMenu=False)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image)
+        self.color_bar = pg.ColorBarItem(
+            values=(-1.0, 1.0), colorMap=COLOUR_MAP, interactive=False, width=14, label="weight"
+        )
+        self.grid_view.addItem(self.color_bar, row=0, col=1)
+        self.grid_view.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        # the tiles are laid out for the box's shape: look again when it changes
+        if obj is self.grid_view and event.type() == QEvent.Type.Resize and self.model.kernel is not None:
+            grid = self.grid
+            if grid is None or (grid.rows, grid.cols) != self._layout_for_box():
+                self._show_kernel()
+        return False
+
+    def _box_aspect(self) -> float:
+        w, h = self.view.width(), self.view.height()
+        return float(np.clip(w / h, 0.5, 2.0)) if w > 1 and h > 1 else 1.0
+
+    def _layout_for_box(self) -> tuple[int, int]:
+        return grid_layout(self.model.kernel.shape, self._box_aspect())
 
     def _bind(self) -> None:
         m = self.model
@@ -104,10 +154,13 @@ class KernelPanel(QWidget):
             self.layer.setCurrentIndex(self.layer.findData(m.selected))
         finally:
             self._updating = False
+        self.layer.setEnabled(bool(m.layers))
         for b in (self.apply, self.reset, self.all_on, self.invert):
             b.setEnabled(bool(m.layers))
         if m.kernel is None:
             self.image.clear()
+            self.grid = None
+        self.grid_box.set_empty(m.kernel is None, m.empty_text())
 
     def _show_mask(self) -> None:
         mask = self.model.mask
@@ -115,7 +168,11 @@ class KernelPanel(QWidget):
             self._make_cells(*mask.shape)
         for i, row in enumerate(self.cells):
             for j, b in enumerate(row):
-                b.setChecked(bool(mask[i, j] != 0))
+                on = bool(mask[i, j] != 0)
+                b.setChecked(on)
+                b.setText("" if on else "✕")
+        if self.model.kernel is not None:  # the kernels show which taps are off
+            self._show_kernel()
 
     def _make_cells(self, kh: int, kw: int) -> None:
         for row in self.cells:
@@ -129,7 +186,7 @@ class KernelPanel(QWidget):
                 b = QToolButton()
                 b.setCheckable(True)
                 b.setChecked(True)
-                b.setFixedSize(22, 22)
+                b.setFixedSize(CELL, CELL)
                 b.setStyleSheet(CELL_STYLE)
                 b.setToolTip(f"row {i}, column {j}")
                 b.toggled.connect(lambda on, i=i, j=j: self.model.set_cell(i, j, on))
@@ -139,6 +196,12 @@ class KernelPanel(QWidget):
 
     def _show_kernel(self) -> None:
         m = self.model
-        self.image.setImage(kernel_grid(m.kernel), autoLevels=False, levels=(0, 255))
+        if m.kernel is None:
+            return
+        self.grid = grid = kernel_grid(m.kernel, m.mask if m.mask.size else None, self._box_aspect())
+        self.grid_box.set_empty(False)
+        self.image.setImage(grid.rgb, autoLevels=False, levels=(0, 255))
+        self.color_bar.setLevels((-grid.scale, grid.scale))
         self.view.autoRange(padding=0.02)
         self.grid_note.setText(kernel_note(m.layer_path, m.kernel.shape))
+
