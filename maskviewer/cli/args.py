@@ -53,6 +53,46 @@ def add_trust_options(
         custom()
 
 
+def add_verbose_option(parser: Any) -> None:
+    """Add ``--verbose``: show the backend's own start-up and log lines (hidden otherwise)."""
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="also show TensorFlow's own start-up and log messages (hidden otherwise)",
+    )
+
+
+def quiet_backend(args: argparse.Namespace) -> None:
+    """Keep the backend's chatter off the terminal unless ``--verbose`` (see
+    :mod:`maskviewer.cli.quiet`); call before the backend is imported."""
+    from maskviewer.cli.quiet import install
+
+    install(bool(getattr(args, "verbose", False)))
+
+
+def check_paths(args: argparse.Namespace, *names: str) -> None:
+    """Refuse at once an ``args`` path that does not exist (before any backend is imported:
+    a mistyped name fails in a moment, not after TensorFlow's start).
+
+    Parameters
+    ----------
+    names : str
+        Attributes of ``args`` holding a path, or a list of paths (``custom_objects``).
+
+    Raises
+    ------
+    UsageError
+        A path is missing; the message names it.
+    """
+    from pathlib import Path
+
+    for name in names:
+        value = getattr(args, name, None)
+        for path in value if isinstance(value, list) else [value]:
+            if path is not None and not Path(path).exists():
+                what = "the model" if name == "model" else f"--{name.replace('_', '-')}"
+                raise UsageError(f"{path}: no such file or folder ({what}).")
+
+
 def check_trust(args: argparse.Namespace) -> None:
     """Refuse ``--custom-objects`` without ``--trust``: without a window nobody can be asked.
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maskviewer.cli.args import UsageError, check_trust, load_model, say
+from maskviewer.cli.args import UsageError, check_paths, check_trust, load_model, quiet_backend, say
 from maskviewer.cli.export_options import (
     build_parser,
     find_images,
@@ -62,6 +62,7 @@ class Setup:
 def export_main(argv: list[str]) -> int:
     """The ``maskviewer export`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    quiet_backend(args)  # TensorFlow's start-up chatter off the terminal unless --verbose
     from maskviewer.io.export import ExportError
 
     try:
@@ -119,7 +120,7 @@ def check_arguments(args: argparse.Namespace) -> Setup:
 
     formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
     style = ExportStyle(args.colormap, args.normalisation, args.alpha, formats,
-                        overlay=not args.no_overlay, legend=args.legend)
+                        overlay=not args.no_overlay, legend=args.legend, scale=args.png_scale)
     parse_reduce(args.reduce)
     parse_threshold(args.threshold)
     shard = parse_shard(args.shard)
@@ -132,6 +133,7 @@ def check_arguments(args: argparse.Namespace) -> Setup:
     paths = shard_slice(all_paths, shard)
     stems = image_stems(all_paths)
     out = check_writable(args.out)
+    check_paths(args, "model", "custom_objects")  # at once, not after the backend's start
     manifest_name = MANIFEST_NAME if shard is None else f"manifest.shard-{shard[0]}-of-{shard[1]}.json"
     setup = Setup(style, shard, all_paths, paths, stems, out, manifest_name)
     _check_folders(setup)
@@ -246,7 +248,7 @@ def _open_run(argv: list[str], args: argparse.Namespace, setup: Setup, model_sha
     from maskviewer.io.export.lock import remove_temp_files
     from maskviewer.io.export.stack import NpyStack
 
-    quiet = {"--resume", "--quiet", "-q", "--overwrite", "--durable"}  # they change no file
+    quiet = {"--resume", "--quiet", "-q", "--overwrite", "--durable", "--verbose"}  # they change no file
     run = {"command": [a for a in argv if a not in quiet], "model_sha256": model_sha,
            "images": hashlib.sha256("\n".join(setup.all_paths).encode()).hexdigest()}
     resume = args.resume and os.path.lexists(setup.out / naming.run_file_name("journal", setup.manifest_name))

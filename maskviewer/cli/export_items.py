@@ -94,6 +94,7 @@ def input_settings(info: Any, plan: Plan) -> dict:
             "read_from_model": explain_mapping(info.preprocessing.get(name)),
             # an .npy of the input's exact shape is fed as is unless a mapping was given
             "npy_of_input_shape": "raw" if plan.resize is None and plan.scale is None else "mapped",
+            "fed_from": plan.inputs.get(name, "image"),
         }
     resizes = {d["resize"] for d in inputs.values()}
     scales = {d["scale_option"] for d in inputs.values()}
@@ -134,6 +135,9 @@ def prepare_one(path: str, stem: str, info: Any, plan: Plan, mask_arg: str | Non
                 )
             if is_mask_source(m.source):
                 x, frame = prepare_masked_input(image, m, spec.shape, masks)
+            elif spec.name in plan.inputs:  # --input NAME=FILE: fed from its own file
+                source = _companion(plan.inputs[spec.name], path, f"image for input {spec.name!r}")
+                x, frame = prepare_input(load_image(source), m, spec.shape)
             else:
                 x, frame = prepare_input(image, m, spec.shape)
             dtype = spec.dtype if spec.dtype in ("float16", "float32", "float64") else "float32"

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from maskviewer.cli.args import UsageError, add_trust_options
+from maskviewer.cli.args import UsageError, add_trust_options, add_verbose_option
 from maskviewer.core.heatmap import COLORMAPS, DEFAULT_OPACITY, NORMALISATIONS
 from maskviewer.core.mapping import RESIZE_MODES
+from maskviewer.io.export.items import AUTO_SCALE_SIDE, MAX_SCALE
 
 #: the reductions ``--reduce`` takes, as its help lists them
 REDUCE_HELP = "mean | max | topk:K | channel:N | grid | attention"
@@ -63,6 +64,20 @@ def scale_option(text: str) -> str:
         return scale_text(InputMapping.from_dict(parse_scale(text)))
     except InputMappingError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def png_scale_option(text: str) -> int | str:
+    """``--png-scale``: ``auto`` or a whole number 1..MAX_SCALE."""
+    t = text.strip().lower()
+    if t == "auto":
+        return t
+    try:
+        value = int(t)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_SCALE:
+        raise argparse.ArgumentTypeError(f"write auto or a whole number 1..{MAX_SCALE}, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +125,10 @@ def _add_input_options(g: Any) -> None:
     g.add_argument("--scale", type=scale_option, metavar="S",
                    help="input scaling: 0..1, 0..255, -1..1, caffe, imagenet, mean=M1,M2,M3,std=S1,S2,S3 "
                         "or raw (default: as read from the model; `maskviewer info` shows it)")
+    g.add_argument("--input", dest="inputs", action="append", default=[], metavar="NAME=FILE|DIR",
+                   help="feed the model input NAME from FILE (the same for every image) or from the file "
+                        "with the image's stem in DIR (repeatable, one per input); image inputs not named "
+                        "get the image itself. The run lists what each input was fed")
     g.add_argument("--mask", metavar="FILE|DIR", help="a mask for every image, or a folder with one mask per image (same file stem)")
     g.add_argument("--mask-mode", default=None, metavar="MODE",
                    help="how the mask feeds the model: channel | multiply | input:NAME | none (default: proposed from the model's inputs)")
@@ -137,6 +156,10 @@ def _add_file_options(g: Any) -> None:
     g.add_argument("--legend", action="store_true", help="write a colour-bar legend beside each heatmap")
     g.add_argument("--no-overlay", action="store_true", help="no heatmap-over-image PNGs")
     g.add_argument("--format", default="png,npy", help="png, npy or png,npy (default)")
+    g.add_argument("--png-scale", type=png_scale_option, default="auto", metavar="N|auto",
+                   help="enlarge heatmap and overlay PNGs N times, nearest neighbour (1: the image's size); "
+                        f"auto (default): pictures whose short side is under {AUTO_SCALE_SIDE} px are enlarged "
+                        f"until it is not (a 28x28 image gives 280x280). Mask and binary PNGs keep their size")
     g.add_argument("--npy-layout", choices=("stacked", "files"), default="stacked",
                    help="stacked (default): one .npy per map under DIR/arrays, a row per image "
                         "(the manifest gives each image's row); files: one .npy per image and map")
@@ -154,6 +177,7 @@ def _add_running_options(g: Any) -> None:
                         "images done are kept, the others exported (the result equals an uninterrupted run)")
     g.add_argument("--durable", action="store_true", help="fsync every file (slow for many small files)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    add_verbose_option(g)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,3 +298,49 @@ def image_stems(paths: list[str]) -> dict[str, str]:
             digest = hashlib.sha1(str(Path(p).resolve()).encode()).hexdigest()[:8]
             stems[p] = f"{s}-{digest}"
     return stems
+
+
+def parse_inputs(values: list[str]) -> dict[str, str]:
+    """``--input NAME=FILE`` values -> ``{NAME: FILE}``; each input named once."""
+    out: dict[str, str] = {}
+    for text in values:
+        name, sep, path = text.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise UsageError(f"--input {text}: write NAME=FILE, e.g. --input density_a=density.png.")
+        if name in out:
+            raise UsageError(f"--input {name} is given twice; name each model input once.")
+        if not Path(path).exists():
+            raise UsageError(f"--input {text}: {path} does not exist.")
+        out[name] = path
+    return out
+
+
+def plan_inputs(inputs: dict[str, str], info: Any, mask_feed: Any, notes: list[str]) -> dict[str, str]:
+    """Check ``--input`` names against the model's image inputs and say, in ``notes``, what
+    every input is fed (a model with several inputs is never fed one image silently).
+
+    Raises
+    ------
+    UsageError
+        An input the model does not have, or one the mask is fed to as well.
+    """
+    names = [t.name for t in info.inputs]
+    unknown = [n for n in inputs if n not in names]
+    if unknown:
+        raise UsageError(
+            f"--input {unknown[0]}: the model has no such input; its inputs are {', '.join(names)}."
+        )
+    masked = getattr(mask_feed, "input_name", None) if getattr(mask_feed, "mode", "none") == "input" else None
+    if masked in inputs:
+        raise UsageError(f"--input {masked} and the mask (--mask-mode input:{masked}) both feed {masked}; choose one.")
+    fed = {n: ("the mask" if n == masked else inputs.get(n, "each image")) for n in names}
+    if len(names) > 1 or inputs:
+        notes.append("inputs: " + "; ".join(f"{n} <- {src}" for n, src in fed.items()) + ".")
+    same = [n for n, src in fed.items() if src == "each image"]
+    if len(same) > 1:
+        notes.append(
+            f"{', '.join(same)} are all fed the same image; feed an input from its own file with "
+            "--input NAME=FILE (or NAME=DIR, one file per image stem)."
+        )
+    return inputs

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from maskviewer.cli.args import UsageError
-from maskviewer.cli.export_options import COMBINE_ALIASES, ReduceSpec, parse_reduce, parse_threshold
+from maskviewer.cli.export_options import (
+    COMBINE_ALIASES,
+    ReduceSpec,
+    parse_inputs,
+    parse_reduce,
+    parse_threshold,
+    plan_inputs,
+)
 from maskviewer.core.errors import MaskviewerError
 
 
@@ -42,6 +49,8 @@ class Plan:
     #: layer / output name -> its part of the file names, unique by construction (see
     #: :func:`maskviewer.io.export.naming.name_tokens`)
     tokens: dict[str, str] = field(default_factory=dict)
+    #: model input -> the file (or folder of per-image files) it is fed from (``--input``)
+    inputs: dict[str, str] = field(default_factory=dict)
 
     def renamed(self) -> dict[str, str]:
         """The names whose files carry a hash because another name would share their files."""
@@ -114,6 +123,7 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
         raise UsageError(f"--output {args.output}: the model has no such output; its outputs are {', '.join(out_names)}.")
     cam_layers = _plan_cam(args, info, layers, notes) if args.cam else []
     feed = _plan_mask_feed(args, info, notes)
+    inputs = plan_inputs(parse_inputs(getattr(args, "inputs", [])), info, feed, notes)
     patch_spec = _plan_patches(args)
     threshold, binarise_output = _plan_threshold(args, info)
     tokens = _plan_names([*layers.chosen, *cam_layers, *out_names, "mask"], notes)
@@ -124,7 +134,7 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
         predictions=not args.no_predictions, mask_feed=feed, patch_spec=patch_spec,
         combine=COMBINE_ALIASES[args.combine], threshold=threshold, binarise_output=binarise_output,
         invert=args.invert, labels=_read_labels(args), resize=args.resize, scale=args.scale, notes=notes,
-        tokens=tokens,
+        tokens=tokens, inputs=inputs,
     )
 
 

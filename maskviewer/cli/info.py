@@ -7,7 +7,16 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from maskviewer.cli.args import UsageError, add_trust_options, check_trust, load_model, say
+from maskviewer.cli.args import (
+    UsageError,
+    add_trust_options,
+    add_verbose_option,
+    check_paths,
+    check_trust,
+    load_model,
+    quiet_backend,
+    say,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=".keras, .h5, or a SavedModel folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_trust_options(p, custom_help=None, trust_help="allow models that contain Python code")
+    add_verbose_option(p)
     return p
 
 
@@ -26,7 +36,9 @@ def info_main(argv: list[str]) -> int:
 
     signatures = None
     try:
+        check_paths(args, "model", "custom_objects")  # before the backend: a missing file fails at once
         check_trust(args)
+        quiet_backend(args)
         info, signatures = _describe(args)
     except UsageError as exc:
         say(f"maskviewer: {exc}")

@@ -20,7 +20,14 @@ from maskviewer.io.atomic import atomic_write
 from maskviewer.io.export import naming
 from maskviewer.io.export.encoding import PngStream
 from maskviewer.io.export.items import ExportItem
-from maskviewer.io.export.pictures import heat_bands, legend_rgba, mask_png_array, tint_bands
+from maskviewer.io.export.pictures import (
+    enlarge,
+    heat_bands,
+    legend_rgba,
+    mask_png_array,
+    picture_scale,
+    tint_bands,
+)
 
 if TYPE_CHECKING:
     from maskviewer.io.export.writing import ArtifactWriter
@@ -36,14 +43,18 @@ def write_banded(
     files: dict[str, dict] = {}
     style = writer.style
     with_over = image is not None and style.overlay
+    f = picture_scale(style.scale, h, w)  # heatmaps and overlays enlarged as a whole picture is
     if item.is_heat:
         bands, (lo, hi) = heat_bands(item, image, frame, h, w, style)
         files["colour_range"] = {"lo": lo, "hi": hi}
         if style.legend:
             legend = legend_rgba(style.colormap, lo, hi, item.caption or item.method)
             files["legend"] = writer._save_png(stem, "legend", legend)
-        roles = {"png": (h, w, 4), "overlay": (h, w, 3)} if with_over else {"png": (h, w, 4)}
-        files.update(stream_pngs(writer, stem, roles, bands))
+        roles = {"png": (h * f, w * f, 4)}
+        if with_over:
+            roles["overlay"] = (h * f, w * f, 3)
+        scaled = (tuple(None if p is None else enlarge(p, f) for p in parts) for parts in bands)
+        files.update(stream_pngs(writer, stem, roles, scaled))
         return files
     if item.kind == "binary":  # the exact mask at the map's own resolution
         files["png"] = writer._save_png(stem, "png", values.astype(np.uint8) * 255)
@@ -51,8 +62,8 @@ def write_banded(
         files["png"] = writer._save_png(stem, "png", mask_png_array(values))
     if with_over:
         assert image is not None
-        tints = ((band,) for band in tint_bands(values, image, frame, h, w, style.alpha))
-        files.update(stream_pngs(writer, stem, {"overlay": (h, w, 3)}, tints))
+        tints = ((enlarge(band, f),) for band in tint_bands(values, image, frame, h, w, style.alpha))
+        files.update(stream_pngs(writer, stem, {"overlay": (h * f, w * f, 3)}, tints))
     return files
 
 

@@ -30,6 +30,10 @@ NAME_KEYS = {
 NPY_LAYOUTS = ("files", "stacked")
 #: mask overlays are tinted with this colour
 MASK_TINT = (255, 60, 60)
+#: ``ExportStyle(scale="auto")`` enlarges pictures until their short side is at least this
+AUTO_SCALE_SIDE = 256
+#: the largest picture scale factor
+MAX_SCALE = 32
 
 
 class ExportError(MaskviewerError):
@@ -54,6 +58,11 @@ class ExportStyle:
         Write ``STEM_overlay.png`` (needs the image).
     legend : bool
         Write ``STEM_legend.png``.
+    scale : int or "auto"
+        Heatmap and overlay PNGs enlarged by this whole factor (nearest neighbour: every
+        pixel becomes a block); ``"auto"`` enlarges a picture whose short side is under
+        :data:`AUTO_SCALE_SIDE` pixels until it is not (a 28×28 map comes out 280×280).
+        Mask and binary PNGs keep their exact size (they are data, read back as masks).
     """
 
     colormap: str = "viridis"
@@ -62,8 +71,12 @@ class ExportStyle:
     formats: tuple[str, ...] = ("png", "npy")
     overlay: bool = True
     legend: bool = False
+    scale: int | str = 1
 
     def __post_init__(self) -> None:
+        whole = isinstance(self.scale, (int, np.integer)) and not isinstance(self.scale, bool)
+        if self.scale != "auto" and not (whole and 1 <= self.scale <= MAX_SCALE):
+            raise ExportError(f"The picture scale must be a whole number 1..{MAX_SCALE} or auto, not {self.scale!r}.")
         if self.colormap not in COLORMAPS:
             raise ExportError(
                 f"Unknown colour map {self.colormap!r}; choose one of {', '.join(COLORMAPS)}."
@@ -90,6 +103,7 @@ class ExportStyle:
             "formats": list(self.formats),
             "overlay": self.overlay,
             "legend": self.legend,
+            "scale": self.scale,
         }
 
 

@@ -21,7 +21,13 @@ from maskviewer.core.heatmap import (
 )
 from maskviewer.core.image import ImageData, display_range, display_uint8
 from maskviewer.core.mapping import Frame
-from maskviewer.io.export.items import MASK_TINT, ExportItem, ExportStyle
+from maskviewer.io.export.items import (
+    AUTO_SCALE_SIDE,
+    MASK_TINT,
+    MAX_SCALE,
+    ExportItem,
+    ExportStyle,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -45,6 +51,24 @@ def band_rows(height: int, width: int) -> Iterator[tuple[int, int]]:
     step = max(1, BAND_PIXELS // max(1, width))
     for r0 in range(0, height, step):
         yield r0, min(height, r0 + step)
+
+
+def picture_scale(scale: int | str, height: int, width: int) -> int:
+    """The whole factor a ``height`` x ``width`` picture is enlarged by (see ``ExportStyle.scale``):
+    ``scale`` itself, or for ``"auto"`` the least one that makes the short side at least
+    :data:`AUTO_SCALE_SIDE` pixels (1 for pictures that are that large already)."""
+    if scale != "auto":
+        return int(scale)
+    short = max(1, min(int(height), int(width)))
+    return int(min(MAX_SCALE, max(1, -(-AUTO_SCALE_SIDE // short))))
+
+
+def enlarge(picture: np.ndarray, factor: int) -> np.ndarray:
+    """``picture`` (rows, columns, ...) with every pixel a ``factor`` x ``factor`` block (nearest
+    neighbour: no value is made up, a small map stays readable)."""
+    if factor <= 1:
+        return picture
+    return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
 
 
 def image_rgb(

@@ -38,6 +38,7 @@ from maskviewer.io.export.items import (
 from maskviewer.io.export.pictures import (
     HeatPicture,
     canvas,
+    enlarge,
     heat_pictures,
     image_rgb,
     is_large,
@@ -45,6 +46,7 @@ from maskviewer.io.export.pictures import (
     map_on_image,
     mask_png_array,
     montage_rgba,
+    picture_scale,
     tint_overlay,
 )
 from maskviewer.io.export.stack import NpyStack, StackSet  # noqa: F401  (NpyStack: re-exported)
@@ -369,7 +371,8 @@ class ArtifactWriter:
                 picture = values.astype(np.uint8) * 255
             else:  # mask: image pixels
                 picture = mask_png_array(values)
-        files["png"] = self._save_png(stem, "png", picture)
+        factor = picture_scale(self.style.scale, h, w)  # mask and binary PNGs are data: exact size
+        files["png"] = self._save_png(stem, "png", enlarge(picture, factor) if item.is_heat else picture)
         if over is not None:
-            files["overlay"] = self._save_png(stem, "overlay", over)
+            files["overlay"] = self._save_png(stem, "overlay", enlarge(over, factor))
         return files
