@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QScrollArea,
-    QTabBar,
+    QSizePolicy,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -32,6 +32,7 @@ from maskviewer.gui.menus import WindowMenus
 from maskviewer.gui.model_panel import ModelPanel
 from maskviewer.gui.predictions_panel import PredictionsPanel
 from maskviewer.gui.status_bar import StatusIndicators
+from maskviewer.gui.tool_pages import PAGE_WIDTH, ToolPage, ToolPages
 from maskviewer.inference.loading import MODEL_SUFFIXES, is_savedmodel_dir
 from maskviewer.io.images import IMAGE_SUFFIXES
 
@@ -81,16 +82,23 @@ class MainWindow(QMainWindow):
 
         self.tools = install_tools(self)
         self.menus.rebuild_recent()
+        column = self.tool_pages.selector.sizeHint().width() + PAGE_WIDTH
+        self.resizeDocks([self.tool_pages.dock], [column], Qt.Orientation.Horizontal)
         self._restore_layout()
 
     def _add_core_panels(self) -> None:
-        left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
-        self.add_panel("Model", self.model_panel, left)
-        self.add_panel("Input", self.mapping_panel, left, tabify=False)
-        self.add_panel("Predictions", self.predictions_panel, right)
-        self.resizeDocks(
-            [self.docks["Model"], self.docks["Predictions"]], [340, 420], Qt.Orientation.Horizontal
-        )
+        self.tool_pages = ToolPages(self)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tool_pages.dock)
+        self.view_menu.addAction(self.tool_pages.dock.toggleViewAction())
+        self.panels_menu = self.view_menu.addMenu("&Panels")
+        model_page = QWidget()
+        column = QVBoxLayout(model_page)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.model_panel)
+        column.addWidget(self.mapping_panel, 1)
+        self.add_panel("Model", model_page)
+        self.docks["Input"] = self.docks["Model"]  # the input mapping sits under the model
+        self.add_panel("Predictions", self.predictions_panel)
 
     def _connect_state(self) -> None:
         s = self.state
@@ -137,22 +145,32 @@ class MainWindow(QMainWindow):
         """Put ``widget`` above (``"top"``) or below (``"bottom"``) the image, full width."""
         if position not in ("top", "bottom"):
             raise ValueError(f"position must be 'top' or 'bottom', not {position!r}")
+        # a bar takes the image's width and never widens the centre (long texts wrap or elide)
+        policy = widget.sizePolicy()
+        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+        widget.setSizePolicy(policy)
         (self._canvas_top if position == "top" else self._canvas_bottom).addWidget(widget)
 
     def add_panel(
         self,
         title: str,
         widget: QWidget,
-        area: Qt.DockWidgetArea,
+        area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea,
         tabify: bool = True,
         scroll: bool = True,
-    ) -> QDockWidget:
-        """Put ``widget`` in a dock (listed in the View menu) and return the dock.
+    ):
+        """Give ``widget`` a place in the window and return its handle.
 
-        Docks added to an area that already has one become tabs beside the first, so the image
-        keeps its room however many tools there are; ``scroll`` wraps tall panels so their
-        minimum height never forces the window's.
+        Side panels (left or right) become pages of the tool column (:mod:`tool_pages`): one
+        selector with every tool's whole name, one page in view, the image keeps its room
+        however many tools there are. Other areas (below the image) get a dock of their own.
+        ``scroll`` wraps tall panels so their height never forces the window's.
         """
+        if area in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea):
+            page = self.tool_pages.add(title, widget, scroll)
+            self.panels_menu.addAction(page.action)
+            self.docks[title] = page
+            return page
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower().replace(' ', '_')}")
         if scroll:
@@ -172,44 +190,30 @@ class MainWindow(QMainWindow):
             self._area_docks[area] = dock
         self.view_menu.addAction(dock.toggleViewAction())
         self.docks[title] = dock
-        dock.dockLocationChanged.connect(self._tidy_dock_tabs)
-        dock.topLevelChanged.connect(self._tidy_dock_tabs)
-        self._tidy_dock_tabs()
         return dock
 
-    def _tidy_dock_tabs(self, *_args) -> None:
-        """Show tool tabs with their whole names (arrows scroll them when they do not fit)
-        rather than cut to "Lay…"; Qt makes the tab bars of docked panels lazily, so look
-        again once the layout has settled."""
-
-        def tidy() -> None:
-            for bar in self.findChildren(QTabBar):
-                if bar.parent() is self:  # the dock area's own tab bars, not tools' tab widgets
-                    bar.setElideMode(Qt.TextElideMode.ElideNone)
-                    bar.setUsesScrollButtons(True)
-
-        tidy()
-        QTimer.singleShot(0, tidy)
-
     def add_panel_overlay(self, title: str, item, z: float = 10.0) -> None:
-        """Put ``item`` over the image, shown only while the dock ``title`` is in front.
+        """Put ``item`` over the image, shown only while the panel ``title`` is in front.
 
-        Each tool's maps (heatmaps, patch grids, binary masks) belong to its tab: with several
+        Each tool's maps (heatmaps, patch grids, binary masks) belong to its page: with several
         tools on one image, the picture shows the one the user is looking at.
         """
         group = self._overlay_groups.get(title)
         if group is None:
             group = pg.ItemGroup()
             self.canvas.add_overlay(group, 10.0)
-            dock = self.docks[title]
-            dock.visibilityChanged.connect(group.setVisible)
-            group.setVisible(not dock.visibleRegion().isEmpty() or not self.isVisible())
+            panel = self.docks[title]
+            panel.visibilityChanged.connect(group.setVisible)
+            if isinstance(panel, ToolPage):
+                group.setVisible(panel.is_in_front())
+            else:
+                group.setVisible(not panel.visibleRegion().isEmpty() or not self.isVisible())
             self._overlay_groups[title] = group
         item.setParentItem(group)
         item.setZValue(z)
 
     def show_panel(self, title: str) -> None:
-        """Make a dock visible and bring its tab to the front."""
+        """Bring the panel ``title`` into view (its page in front, or its dock shown)."""
         dock = self.docks.get(title)
         if dock is not None:
             dock.show()

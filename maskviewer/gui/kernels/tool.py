@@ -38,10 +38,6 @@ class KernelTool(QObject):
         self.model = KernelsModel()
         self.panel = KernelPanel(self.model)
         self.dock = window.add_panel("Kernels", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        masks_dock = window.docks.get("Masks")
-        if masks_dock is not None:  # share the right column with the masks, as tabs
-            window.tabifyDockWidget(masks_dock, self.dock)
-            masks_dock.raise_()
         self.jobs = JobClient(self.controller, KINDS)
         self.jobs.finished.connect(self._job_finished)
         self.jobs.failed.connect(self._job_failed)
