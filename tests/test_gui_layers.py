@@ -159,8 +159,9 @@ def test_layer_maps_reductions_colormaps_and_grid(qtbot, window, model_files, im
     tool.panel.set_method("gradcam")
     qtbot.waitUntil(lambda: "no spatial output" in tool.panel.message.text())
 
-    # picking a layer in the Model dock selects it here
-    win.model_panel.layer_selected.emit("conv1")
+    # picking a row of the layer tree selects the layer
+    tree = tool.panel.layer_list
+    tree.setCurrentItem(tool.panel.layer_tree.item("conv1"))
     assert tool.panel.current_path() == "conv1"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -20,8 +19,6 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QStackedWidget,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +27,7 @@ from maskviewer.core.heatmap import COLORMAP_LABELS, COLORMAPS, NORMALISATION_LA
 from maskviewer.gui.layers.drawing import Drawing
 from maskviewer.gui.layers.model import CLASS_MAX, K_MAX, LayersModel
 from maskviewer.gui.layers.probe import CAM_METHODS, METHOD_LABELS, RANKED_METHODS
+from maskviewer.gui.layers.tree import LayerTree
 from maskviewer.gui.layers.widgets import ColorBar, GridView, RankingTable
 
 #: the pages of :attr:`LayersPanel.views`
@@ -48,6 +46,16 @@ def _spin(lo: int, hi: int, value: int, prefix: str) -> QSpinBox:
     box.setRange(lo, hi)
     box.setValue(value)
     box.setPrefix(prefix)
+    return box
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    """Widgets side by side in one form row; the lists and sliders share the room."""
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    for w in widgets:
+        row.addWidget(w, 1 if isinstance(w, (QComboBox, QSlider)) else 0)
     return box
 
 
@@ -80,10 +88,9 @@ class LayersPanel(QWidget):
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #b06000;")
         self.message.hide()
-        self.layer_list = QTreeWidget()
-        self.layer_list.setHeaderLabels(["Layer", "Output", "Shown as"])
-        self.layer_list.setRootIsDecorated(False)
-        self.layer_list.setUniformRowHeights(True)
+        #: the model's layers (nested models as children): selecting a row picks the layer
+        self.layer_tree = LayerTree()
+        self.layer_list = self.layer_tree.tree
         self.method = _combo(METHOD_LABELS)
         self.k = _spin(1, K_MAX, m.k, "k = ")
         self.channel = _spin(0, 0, 0, "channel ")
@@ -115,48 +122,49 @@ class LayersPanel(QWidget):
         self.views.addWidget(self.bars)
         self.views.addWidget(QLabel(""))  # nothing to show below
         self.views.setCurrentIndex(VIEW_PAGES["none"])
+        self.views.hide()  # shown with a grid or bars: no empty box above the ranking
 
     def _lay_out(self) -> None:
+        """The tree on top (a splitter gives it the room the user wants), then the controls, the
+        colour bar and the result; the page scrolls when the window is short."""
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
-        picks = QHBoxLayout()
-        picks.addWidget(self.k)
-        picks.addWidget(self.channel)
-        form.addRow("Method", self.method)
-        form.addRow("", picks)
-        cam = QHBoxLayout()
-        cam.addWidget(self.output, 1)
-        cam.addWidget(self.class_index)
-        form.addRow("Output", cam)
+        for box in (self.method, self.output, self.colormap, self.normalisation, self.input):
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(6)
+        form.addRow("Method", _row(self.method, self.k, self.channel))
+        form.addRow("Output", _row(self.output, self.class_index))
         form.addRow("", self.rank_in_mask)
-        form.addRow("Colours", self.colormap)
-        form.addRow("Opacity", self.opacity)
+        form.addRow("Colours", _row(self.colormap, QLabel("Opacity"), self.opacity))
         form.addRow("Scale", self.normalisation)
         form.addRow(self.input_label, self.input)
-        top = QWidget()
-        tl = QVBoxLayout(top)
-        tl.setContentsMargins(0, 0, 0, 0)
-        tl.addWidget(self.message)
-        tl.addWidget(self.layer_list, 1)
-        tl.addLayout(form)
-        tl.addWidget(self.colorbar)
-        tl.addWidget(self.info)
-        bottom = QSplitter(Qt.Orientation.Vertical)
-        bottom.addWidget(self.views)
-        bottom.addWidget(self.ranking)
+        lower = QWidget()
+        ll = QVBoxLayout(lower)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addLayout(form)
+        ll.addWidget(self.colorbar)
+        ll.addWidget(self.info)
+        result = QSplitter(Qt.Orientation.Vertical)
+        result.addWidget(self.views)
+        result.addWidget(self.ranking)
+        result.setChildrenCollapsible(False)
+        ll.addWidget(result, 1)
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(top)
-        split.addWidget(bottom)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.addWidget(self.layer_tree)
+        split.addWidget(lower)
+        split.setChildrenCollapsible(False)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        self.splitter = split
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        lay.addWidget(split)
+        lay.addWidget(self.message)
+        lay.addWidget(split, 1)
 
     def _bind(self) -> None:
         m = self.model
         # controls -> model
-        self.layer_list.itemSelectionChanged.connect(self._guard(lambda: m.select_layer(self._selected_path())))
+        self.layer_tree.picked.connect(self._guard(m.select_layer))
         for combo, setter in (
             (self.method, m.set_method),
             (self.output, m.set_output),
@@ -201,8 +209,7 @@ class LayersPanel(QWidget):
         return self.model.entry
 
     def _selected_path(self) -> str | None:
-        items = self.layer_list.selectedItems()
-        return items[0].data(0, Qt.ItemDataRole.UserRole) if items else None
+        return self.layer_tree.selected_path()
 
     # -- setting (through the model) -------------------------------------------------------------
 
@@ -236,38 +243,21 @@ class LayersPanel(QWidget):
             self.bar_item.setOpts(x=np.arange(len(vec)), height=vec, width=0.8)
             self.bars.autoRange()
         elif drawing.view == "grid":
-            self.grid.show_grid(drawing.grid_rgba, drawing.highlight)
+            self.grid.show_grid(drawing.grid_rgba, drawing.highlight, drawing.grid_layout, drawing.grid_channels)
         self.views.setCurrentIndex(VIEW_PAGES[drawing.view])
+        self.views.setVisible(drawing.view != "none")
         self.ranking.show_ranking(drawing.ranking)
 
     def _clear(self) -> None:
         self.colorbar.set_range(None, None)
         self.ranking.show_ranking(None)
         self.views.setCurrentIndex(VIEW_PAGES["none"])
+        self.views.hide()
 
     def _fill_layers(self) -> None:
-        """Fill the list from the model's :class:`~maskviewer.inference.probe.LayerEntry` rows."""
-        self._updating = True
-        try:
-            self.layer_list.clear()
-            for e in self.model.entries.values():
-                shape = "?" if e.shape is None else "×".join("?" if d is None else str(d) for d in e.shape[1:])
-                kind = "attention" if e.attention else ("map" if e.spatial else "bars")
-                item = QTreeWidgetItem([e.path, shape, kind])
-                item.setData(0, Qt.ItemDataRole.UserRole, e.path)
-                item.setToolTip(0, f"{e.path} ({e.class_name})")
-                if not e.spatial:
-                    for col in range(3):
-                        item.setForeground(col, QBrush(QColor("#808080")))
-                if e.attention:
-                    font = QFont(item.font(0))
-                    font.setBold(True)
-                    item.setFont(0, font)
-                self.layer_list.addTopLevelItem(item)
-            for col in range(3):
-                self.layer_list.resizeColumnToContents(col)
-        finally:
-            self._updating = False
+        """Fill the tree from the model's :class:`~maskviewer.inference.probe.LayerEntry` rows."""
+        self.layer_tree.fill(self.model.entries, self.model.layer_infos)
+        self.layer_tree.select(self.model.selected)
 
     def _sync_choices(self) -> None:
         m = self.model
@@ -305,13 +295,7 @@ class LayersPanel(QWidget):
         self.rank_in_mask.setEnabled(m.method in RANKED_METHODS)
 
     def _select_item(self, path: str | None) -> None:
-        for i in range(self.layer_list.topLevelItemCount()):
-            item = self.layer_list.topLevelItem(i)
-            if item.data(0, Qt.ItemDataRole.UserRole) == path:
-                self.layer_list.setCurrentItem(item)
-                item.setSelected(True)
-                return
-        self.layer_list.clearSelection()
+        self.layer_tree.select(path)
 
     def _sync_display(self) -> None:
         m = self.model

@@ -59,7 +59,6 @@ class LayersTool(QObject):
         s.image_changed.connect(lambda _img: m.clear())
         s.prediction_changed.connect(self._prediction_changed)
         s.labels_changed.connect(lambda _labels: self._update_info())
-        window.model_panel.layer_selected.connect(self.select_layer)
         self._model_changed(self.state.model_info)
 
     # -- the model's state, as other tools read it --------------------------------------------------
@@ -98,7 +97,7 @@ class LayersTool(QObject):
     # -- actions ---------------------------------------------------------------------------------
 
     def select_layer(self, path: str) -> None:
-        """Select ``path`` (from the Model dock, a session, a demo or a test)."""
+        """Select ``path`` (from a session, a demo or a test; the user picks it in the tree)."""
         if path:
             self.model.select_layer(path)
 

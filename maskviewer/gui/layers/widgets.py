@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
+    QGraphicsItem,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -21,6 +23,8 @@ from maskviewer.gui.layers.drawing import Ranking
 
 #: most channels listed in the ranking table
 MAX_RANKED = 512
+#: a tile narrower than this on screen (pixels) gets no number: the numbers would overlap
+MIN_NUMBERED_TILE = 22
 
 
 def _fmt(v: float) -> str:
@@ -35,6 +39,8 @@ class ColorBar(QWidget):
         self.bar = QLabel()
         self.bar.setFixedHeight(14)
         self.bar.setScaledContents(True)
+        self.bar.setMinimumWidth(64)  # the gradient stretches: its 256 px never widen the panel
+        self.bar.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.lo = QLabel("")
         self.hi = QLabel("")
         self.caption = QLabel("")
@@ -72,6 +78,49 @@ class ColorBar(QWidget):
         self.caption.setText(caption)
 
 
+class TileNumbers(QGraphicsItem):
+    """The channel number in the corner of each grid tile, in screen pixels at any zoom.
+
+    ``labels`` are ``(x, y, text)`` in grid pixels (a tile's top-left corner); nothing is drawn
+    while a tile is narrower than :data:`MIN_NUMBERED_TILE` screen pixels.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels: list[tuple[float, float, str]] = []
+        self.tile_w = 0.0
+        self._rect = QRectF()
+        self.font = QFont()
+        self.font.setPixelSize(10)
+
+    def set_labels(self, labels: list[tuple[float, float, str]], tile_w: float, rect: QRectF) -> None:
+        self.prepareGeometryChange()
+        self.labels, self.tile_w, self._rect = labels, float(tile_w), QRectF(rect)
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt's name)
+        return self._rect
+
+    def drawn(self, scale: float) -> bool:
+        """Whether the numbers are drawn at ``scale`` screen pixels per grid pixel."""
+        return bool(self.labels) and self.tile_w * scale >= MIN_NUMBERED_TILE
+
+    def paint(self, painter: QPainter, _option, _widget=None) -> None:
+        t = painter.transform()
+        if not self.drawn(abs(t.m11()) or abs(t.m12())):
+            return
+        painter.save()
+        painter.resetTransform()
+        painter.setFont(self.font)
+        for x, y, text in self.labels:
+            p = t.map(QPointF(x, y)) + QPointF(2, 11)
+            painter.setPen(QColor(0, 0, 0, 200))  # a shadow keeps white digits readable on yellow
+            painter.drawText(p + QPointF(1, 1), text)
+            painter.setPen(QColor(255, 255, 255))
+            painter.drawText(p, text)
+        painter.restore()
+
+
 class GridView(pg.GraphicsLayoutWidget):
     """The channel grid; a click on a tile emits its position in grid pixels."""
 
@@ -87,12 +136,28 @@ class GridView(pg.GraphicsLayoutWidget):
         self.highlight.setPen(pg.mkPen("#ff4040", width=0))
         self.highlight.hide()
         self.view.addItem(self.highlight)
+        self.numbers = TileNumbers()
+        self.view.addItem(self.numbers)
         self.scene().sigMouseClicked.connect(self._clicked)
         self.setMinimumHeight(160)
 
-    def show_grid(self, rgba: np.ndarray, highlight: tuple[float, float, float, float] | None) -> None:
-        """Draw the tiles and frame the selected one (none when ``highlight`` is None)."""
+    def show_grid(
+        self,
+        rgba: np.ndarray,
+        highlight: tuple[float, float, float, float] | None,
+        layout=None,
+        channels: np.ndarray | None = None,
+    ) -> None:
+        """Draw the tiles, frame the selected one (none when ``highlight`` is None) and write
+        each tile's channel number (``channels[i]`` on tile ``i`` of ``layout``)."""
         self.item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        labels = []
+        if layout is not None and channels is not None:
+            for i, c in enumerate(np.asarray(channels).reshape(-1)[: layout.count]):
+                x, y = layout.tile_origin(i)
+                labels.append((float(x), float(y), str(int(c))))
+        w = layout.tile_w if layout is not None else 0
+        self.numbers.set_labels(labels, w, QRectF(0, 0, rgba.shape[1], rgba.shape[0]))
         if highlight is None:
             self.highlight.hide()
         else:

@@ -37,6 +37,7 @@ from maskviewer.core.mask_feed import ABLATION_LABELS, ABLATIONS, AblationRow, M
 from maskviewer.gui.masks.model import TOOLS, MasksModel, mask_label
 
 _NAME_ROLE = Qt.ItemDataRole.UserRole
+_SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # the ablation table's sort keys
 
 
 def color_icon(rgb: tuple[int, int, int], size: int = 14) -> QIcon:
@@ -300,8 +301,35 @@ class MasksPanel(QWidget):
             self.model.feeding.mode_picked(option, self.feed_mask.currentText())
 
 
+def effect(row: AblationRow) -> float:
+    """How much a row's output moves without the painted mask: the largest ``|Δ|`` of the variants."""
+    return max((abs(row.delta(v)) for v in row.values if v != "painted"), default=0.0)
+
+
+def _natural(text: str) -> tuple:
+    """Sort key putting numeric entries ("2" before "10") in number order, before words."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text.lower())
+
+
+class _SortItem(QTableWidgetItem):
+    """A cell sorted by the key in its ``_SORT_ROLE`` (a number or a tuple), not by its text."""
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        a, b = self.data(_SORT_ROLE), other.data(_SORT_ROLE)
+        if a is None or b is None or type(a) is not type(b):
+            return super().__lt__(other)
+        return a < b
+
+
 class AblationPanel(QWidget):
-    """The ablation table: outputs per mask variant, with the difference to the painted run."""
+    """The ablation table: outputs per mask variant, with the difference to the painted run.
+
+    Rows come largest effect first (the entry the mask matters most for); a click on a column
+    header sorts by it (entries by number, variants by their Δ, the painted run by its value).
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -312,33 +340,44 @@ class AblationPanel(QWidget):
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSortIndicatorClearable(True)
+        header.setToolTip("Rows: the largest change first. Click a column to sort by it.")
         lay.addWidget(self.summary)
         lay.addWidget(self.table, 1)
         self.rows: list[AblationRow] = []
 
     def show_rows(self, rows: list[AblationRow], summary: str) -> None:
-        """Fill the table: one row per output entry, one column per mask variant."""
+        """Fill the table: one row per output entry (largest effect first), one column per variant."""
+        rows = sorted(rows, key=effect, reverse=True)  # stable: ties keep the model's order
         self.rows = rows
         self.summary.setText(summary)
         variants = [v for v in ABLATIONS if rows and v in rows[0].values]
         headers = ["Output", "Entry"] + [ABLATION_LABELS[v] for v in variants]
-        self.table.clear()
-        self.table.setColumnCount(len(headers))
-        self.table.setHorizontalHeaderLabels(headers)
-        self.table.setRowCount(len(rows))
-        biggest = max((abs(r.delta(v)) for r in rows for v in variants), default=0.0) or 1.0
+        t = self.table
+        t.setSortingEnabled(False)  # filling a sorted table would move rows under our feet
+        t.clear()
+        t.setColumnCount(len(headers))
+        t.setHorizontalHeaderLabels(headers)
+        t.setRowCount(len(rows))
+        biggest = max((effect(r) for r in rows), default=0.0) or 1.0
         for i, r in enumerate(rows):
-            self.table.setItem(i, 0, QTableWidgetItem(r.output))
-            self.table.setItem(i, 1, QTableWidgetItem(r.entry))
+            for col, text in ((0, r.output), (1, r.entry)):
+                item = _SortItem(text)
+                item.setData(_SORT_ROLE, _natural(text))
+                t.setItem(i, col, item)
             for j, v in enumerate(variants):
-                self.table.setItem(i, 2 + j, self._cell(r, v, biggest))
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+                t.setItem(i, 2 + j, self._cell(r, v, biggest))
+        t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        t.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.DescendingOrder)  # no column: by effect
+        t.setSortingEnabled(True)
 
     @staticmethod
     def _cell(r: AblationRow, v: str, biggest: float) -> QTableWidgetItem:
         value = r.values[v]
         text = f"{value:.4g}" if v == "painted" else f"{value:.4g}  (Δ {r.delta(v):+.3g})"
-        item = QTableWidgetItem(text)
+        item = _SortItem(text)
+        item.setData(_SORT_ROLE, float(value if v == "painted" else r.delta(v)))
         item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if v != "painted":
             t = float(np.clip(abs(r.delta(v)) / biggest, 0.0, 1.0))
