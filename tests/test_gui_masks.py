@@ -94,7 +94,7 @@ def test_mouse_stroke_updates_the_prediction(qtbot, window, model_files, rgb_png
     # an empty mask multiplied in: the model saw a black image
     assert not before.inputs["image"].any()
     tool.panel.size.setValue(8)
-    qtbot.keyClick(window, Qt.Key.Key_B)
+    tool.mode_bar.actions["brush"].trigger()  # painting needs paint mode (pan/zoom is the default)
     assert tool.tool == "brush"
     paint_stroke(qtbot, window, [(4, 5), (20, 20), (44, 36)])  # few, far-apart events
     mask = tool.current_mask().copy()

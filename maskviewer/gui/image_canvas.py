@@ -1,17 +1,21 @@
-"""The central image view: pan, zoom, and the pixel under the cursor.
+"""The central image view: pan, zoom, the pixel under the cursor, and the hint shown without an image.
 
 Other tools (heatmaps, masks, patch rectangles) add their items on top with
 :meth:`ImageCanvas.add_overlay`; they share the image's pixel coordinates (x right, y down).
+What a left drag does is the canvas's mode (:attr:`ImageCanvas.modes`): pan/zoom by default,
+the mask tools otherwise; Space held pans in any mode, the wheel always zooms.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Signal
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtCore import QEvent, QPointF, Qt, Signal
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QGraphicsItem, QLabel
 
 from maskviewer.core.image import ImageData, display_range, display_uint8
+from maskviewer.gui.mode_state import CanvasModes
 
 #: larger images are shown through a reduced display copy, stretched over the image's pixel
 #: rectangle (overlays stay aligned, the cursor reads the full image): Qt's own copies of a
@@ -72,8 +76,24 @@ def display_array(image: ImageData, max_pixels: int = DISPLAY_MAX_PIXELS) -> np.
     return out
 
 
+def empty_hint_html() -> str:
+    """What the canvas says before an image is open: how to start."""
+    open_key = QKeySequence(QKeySequence.StandardKey.Open).toString(QKeySequence.SequenceFormat.NativeText)
+    return (
+        "<div style='font-size:15pt; color:#e0e0e0'>No image open</div>"
+        "<p style='font-size:11pt; color:#b4b4b4; line-height:140%'>"
+        f"Open an image: <b>File → Open Image…</b> ({open_key})<br>"
+        "or drop an image or a model file here<br>"
+        "or try a demo: <b>Help → Demos…</b></p>"
+    )
+
+
 class ImageCanvas(pg.GraphicsLayoutWidget):
-    """A pyqtgraph view of one image with cursor readout."""
+    """A pyqtgraph view of one image with cursor readout.
+
+    :attr:`modes` holds the canvas's mode; the canvas keeps Space (held: pan) and the mouse
+    pointer in step with it. Tools that edit on a drag (the masks tool) read it.
+    """
 
     #: x, y (pixel, may be outside), and a text describing the value there ("" outside)
     cursor_moved = Signal(int, int, str)
@@ -87,9 +107,20 @@ class ImageCanvas(pg.GraphicsLayoutWidget):
         self.image: ImageData | None = None
         self.scene().sigMouseMoved.connect(self._mouse_moved)
         self.setAcceptDrops(False)  # the main window takes drops
+        self.modes = CanvasModes()
+        self.modes.changed.connect(lambda _mode: self.show_mode())
+        self.modes.held_changed.connect(lambda _held: self.show_mode())
+        self.empty_hint = QLabel(empty_hint_html(), self)
+        self.empty_hint.setObjectName("canvas_empty_hint")
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
+        self.empty_hint.setStyleSheet("background: transparent;")
+        self.show_mode()
 
     def set_image(self, image: ImageData | None) -> None:
         self.image = image
+        self.empty_hint.setVisible(image is None)
         if image is None:
             self.image_item.clear()
             return
@@ -109,6 +140,38 @@ class ImageCanvas(pg.GraphicsLayoutWidget):
 
     def remove_overlay(self, item: QGraphicsItem) -> None:
         self.view.removeItem(item)
+
+    # -- modes: the pointer, Space held ----------------------------------------------------------
+
+    def show_mode(self) -> None:
+        """The pointer: an open hand while a drag pans, a cross in the editing modes."""
+        shape = Qt.CursorShape.OpenHandCursor if self.modes.panning else Qt.CursorShape.CrossCursor
+        self.viewport().setCursor(shape)
+
+    def event(self, ev: QEvent) -> bool:
+        # Space before the window's shortcuts and the view's own key handling; its auto-repeat
+        # while held changes nothing
+        et = ev.type()
+        if not hasattr(self, "modes"):
+            return super().event(ev)
+        if et in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.ShortcutOverride):
+            if ev.key() == Qt.Key.Key_Space and not ev.modifiers():
+                if not ev.isAutoRepeat():
+                    if et == QEvent.Type.KeyPress:
+                        self.modes.hold(True)
+                    elif et == QEvent.Type.KeyRelease:
+                        self.modes.hold(False)
+                ev.accept()
+                return True
+        elif et == QEvent.Type.FocusOut:
+            self.modes.hold(False)  # a release the canvas will not hear
+        return super().event(ev)
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802
+        super().resizeEvent(ev)
+        hint = getattr(self, "empty_hint", None)  # pyqtgraph resizes during __init__
+        if hint is not None:
+            hint.setGeometry(self.rect().adjusted(24, 24, -24, -24))
 
     def value_text(self, x: int, y: int) -> str:
         if self.image is None or not (0 <= x < self.image.width and 0 <= y < self.image.height):

@@ -19,20 +19,13 @@ from maskviewer.core.masks import Box, Brush, HistoryEntry, Mask, MaskSet, Strok
 from maskviewer.gui.masks import files
 from maskviewer.gui.masks.ablation import summarise
 from maskviewer.gui.masks.feeding import FeedMemory, MaskFeeding
+from maskviewer.gui.mode_state import EDIT_MODES, MODES, PAN
 
-#: (tool id, label, shortcut, tooltip)
-TOOLS = (
-    ("pan", "Pan", "H", "Pan and zoom the image (H)"),
-    ("brush", "Brush", "B", "Paint with a round brush (B); Shift: erase"),
-    ("eraser", "Eraser", "E", "Erase with a round brush (E)"),
-    ("fill", "Fill", "F", "Flood-fill the connected region (F); Shift: fill with 0"),
-    ("rectangle", "Rect", "R", "Drag a rectangle (R); Shift: erase"),
-    ("ellipse", "Ellipse", "O", "Drag an ellipse (O); Shift: erase"),
-    ("lasso", "Lasso", "L", "Drag a freehand lasso, or click polygon corners and double-click "
-     "to close (L); Shift: erase"),
-)
+#: (tool id, label, shortcut, tooltip): the canvas modes (pan/zoom and the mask tools)
+TOOLS = tuple((m.name, m.label, m.key, m.tooltip()) for m in MODES)
 TOOL_TIPS = {tool: tip for tool, _label, _key, tip in TOOLS}
-PAINT_TOOLS = ("brush", "eraser", "fill", "rectangle", "ellipse", "lasso")
+#: the tools whose left drag edits the active mask (pan/zoom leaves the masks alone)
+PAINT_TOOLS = EDIT_MODES
 
 
 def image_key(image: Any) -> str:
@@ -57,7 +50,7 @@ class PaintSettings:
     """
 
     def __init__(self) -> None:
-        self.tool = "brush"
+        self.tool = PAN  # a drag pans until a paint tool is chosen
         self.size = 20  # brush diameter in pixels
         self.hardness = 1.0
         self.intensity = 1.0

@@ -1,8 +1,9 @@
 """Painting masks with the mouse: an event filter on the canvas viewport.
 
 Presses, drags and releases of the left button become brush strokes, fills, rectangles,
-ellipses and lassos on the model's active mask; other buttons and the Pan tool leave the
-events to the canvas (pan and zoom). The brush cursor and the shape preview follow the mouse.
+ellipses and lassos on the model's active mask, in the canvas's editing modes only; other
+buttons, the pan/zoom mode and a drag begun with Space held leave the events to the canvas (pan
+and zoom). The brush outline and the shape preview follow the mouse.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ class CanvasPainter(QObject):
         self._lasso: list[tuple[float, float]] = []
         self._lasso_dragged = False
         self._erase_modifier = False
+        self._passing = False  # a press went to the canvas (a pan): so do its moves and release
         model.paint.tool_changed.connect(self._tool_changed)
+        canvas.modes.held_changed.connect(lambda _held: self.update_cursor_shape())
         model.paint.brush_changed.connect(self.update_cursor_shape)
         model.maskset_changed.connect(self.cancel_shape)
         canvas.viewport().installEventFilter(self)
@@ -66,9 +69,16 @@ class CanvasPainter(QObject):
             return False
         if et not in _MOUSE_EVENTS:
             return False
+        if self._passing:  # a pan under way goes on, Space held or not
+            self._passing = et != QEvent.Type.MouseButtonRelease or bool(event.buttons())
+            return False
         ms = self.model.maskset
-        if ms is None or ms.active is None or self.model.paint.tool not in PAINT_TOOLS:
+        busy = self.model.stroke is not None or self._shape_start is not None
+        if ms is None or ms.active is None or self.model.paint.tool not in PAINT_TOOLS or (
+            self.canvas.modes.held and not busy
+        ):
             self.cursor.hide()
+            self._passing = et == QEvent.Type.MouseButtonPress
             return False
         x, y = self._image_pos(event)
         self._move_cursor(x, y)
@@ -165,19 +175,16 @@ class CanvasPainter(QObject):
     # -- the cursor --------------------------------------------------------------------------------
 
     def _move_cursor(self, x: float, y: float) -> None:
-        if self.model.paint.tool in ("brush", "eraser"):
+        if self.canvas.modes.shows_brush and self.model.paint.tool in ("brush", "eraser"):
             self.cursor.place(round(x) + 0.5, round(y) + 0.5, self.model.paint.brush.radius)
             self.cursor.show()
         else:
             self.cursor.hide()
 
     def update_cursor_shape(self) -> None:
-        """Size the brush circle and pick the mouse pointer for the current tool."""
-        viewport = self.canvas.viewport()
-        if self.model.paint.tool in ("brush", "eraser"):
+        """Size the brush outline; hide it where a drag would not paint (the canvas picks the
+        mouse pointer)."""
+        if self.canvas.modes.shows_brush and self.model.paint.tool in ("brush", "eraser"):
             self.cursor.set_radius(self.model.paint.brush.radius)
-            viewport.setCursor(Qt.CursorShape.CrossCursor)
         else:
             self.cursor.hide()
-            pan = self.model.paint.tool == "pan"
-            viewport.setCursor(Qt.CursorShape.ArrowCursor if pan else Qt.CursorShape.CrossCursor)

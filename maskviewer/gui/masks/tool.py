@@ -19,6 +19,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.mask_feed import MaskFeed
 from maskviewer.core.masks import Brush, Mask, MaskSet
+from maskviewer.gui.canvas_modes import ModeBar
 from maskviewer.gui.jobs import JobClient
 from maskviewer.gui.masks.ablation import (
     ABLATION_KIND,
@@ -76,6 +77,10 @@ class MaskTool(QObject):
             "Mask ablation", self.ablation_panel, Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.ablation_dock.hide()
+        self.modes = self.canvas.modes
+        self.mode_bar = ModeBar(self.modes, self.canvas)
+        window.add_canvas_widget(self.mode_bar, "top")
+        _link_modes(self)
         self.painter = CanvasPainter(m, self.canvas, self)
         self.mask_overlays = MaskOverlays(self.canvas, m)
         self.menu: Any = None
@@ -89,7 +94,6 @@ class MaskTool(QObject):
         self.jobs = JobClient(c, [ABLATION_KIND], self)
         self.jobs.finished.connect(self._ablation_finished)
         self.jobs.failed.connect(self._ablation_failed)
-        self.set_tool("brush")
 
     # -- what other tools, sessions and tests read ----------------------------------------------
 
@@ -353,6 +357,18 @@ class MaskTool(QObject):
         p.ablation_button.clicked.connect(self.run_ablation)
 
 
+def _link_modes(tool: MaskTool) -> None:
+    """The canvas's mode and the paint tool are one choice (the bar, the keys and the Masks
+    panel change it); the bar's brush size is the brush's."""
+    paint, modes, bar = tool.model.paint, tool.modes, tool.mode_bar
+    modes.set_mode(paint.tool)
+    modes.changed.connect(lambda mode: None if paint.tool == mode else paint.set_tool(mode))
+    paint.tool_changed.connect(modes.set_mode)
+    bar.show_size(paint.size)
+    bar.size.valueChanged.connect(lambda v: paint.set_brush(size=v))
+    paint.brush_changed.connect(lambda: bar.show_size(paint.size))
+
+
 def _build_menu(tool: MaskTool) -> None:
     """The Mask menu (and Load Mask… in the File menu)."""
     w = tool.window
@@ -372,8 +388,10 @@ def _build_menu(tool: MaskTool) -> None:
     add("undo", "&Undo Stroke", tool.undo, QKeySequence.StandardKey.Undo)
     add("redo", "&Redo Stroke", tool.redo, "Ctrl+Shift+Z")
     menu.addSeparator()
-    for name, label, key, _tip in TOOLS:
-        add(f"tool_{name}", f"{label} Tool", lambda t=name: tool.set_tool(t), key)
+    for name, _label, _key, _tip in TOOLS:  # the mode bar's actions, with their keys
+        act = tool.mode_bar.actions[name]
+        menu.addAction(act)
+        tool.actions[f"tool_{name}"] = act
     add("smaller", "Smaller Brush", lambda: tool.change_size(1 / 1.25), "[")
     add("larger", "Larger Brush", lambda: tool.change_size(1.25), "]")
     menu.addSeparator()
@@ -390,5 +408,5 @@ def _build_menu(tool: MaskTool) -> None:
 
 
 def install(window) -> MaskTool:
-    """Add the Masks dock, the Mask menu and painting on the canvas."""
+    """Add the Masks dock, the Mask menu, the mode bar above the image and painting on it."""
     return MaskTool(window)
