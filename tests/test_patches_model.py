@@ -254,4 +254,4 @@ def test_the_current_patch_alone_and_a_model_without_class_scores(with_model):
     m.state.set_model(_info(outputs=[TensorInfo("map", (None, 8, 8, 1))]), {"image": InputMapping()})
     assert m.results.choices == [] and m.results.output_name is None
     _run(m, _probs(m.grid.count))
-    assert m.results.probs is None and "no class-score output" in m.message
+    assert m.results.probs is None and "no vector output" in m.message

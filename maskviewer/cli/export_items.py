@@ -161,20 +161,33 @@ def _first_frame(item: Prepared) -> Frame:
     return Frame(0.0, 0.0, float(item.image.width), float(item.image.height))
 
 
-def prediction_items(item: Prepared, outputs: dict[str, np.ndarray], labels: list[str] | None) -> list:
-    """The model's outputs for one image as export items (maps drawn, vectors as NPY)."""
-    from maskviewer.core.predictions import output_kind, top_k
+def _kinds(info: Any) -> Any:
+    """The output kinds the window would propose for ``info``'s outputs."""
+    from maskviewer.core.output_kinds import OutputKinds
+
+    kinds = OutputKinds()
+    kinds.set_model(info)
+    return kinds
+
+
+def prediction_items(item: Prepared, outputs: dict[str, np.ndarray], labels: list[str] | None,
+                     info: Any = None) -> list:
+    """The model's outputs for one image as export items (maps drawn, vectors as NPY), each
+    vector read by its output kind: top classes, label probabilities or values by name."""
+    from maskviewer.core.output_kinds import export_record
+    from maskviewer.core.predictions import output_kind
     from maskviewer.io.export import ExportItem
 
     items = []
     frame = _first_frame(item)
+    kinds = _kinds(info)
     for name, value in outputs.items():
         v = np.asarray(value, dtype=np.float32)
         kind = output_kind(v.shape)
         if kind == "vector":
             flat = v.reshape(-1)
-            top = [{"class": s.index, "label": s.label, "score": s.score} for s in top_k(flat, 5, labels)]
-            items.append(ExportItem("prediction", name, flat, None, "scores", image=item.path, info={"top": top}))
+            method, fields = export_record(kinds.kind_of(name, flat), flat, labels)
+            items.append(ExportItem("prediction", name, flat, None, method, image=item.path, info=fields))
         elif kind == "image" and (v.ndim == 2 or v.shape[2] == 1):
             items.append(ExportItem("prediction", name, v.reshape(v.shape[:2]), frame, "map", image=item.path))
         else:
@@ -271,7 +284,14 @@ def cam_items(item: Prepared, plan: Plan) -> list:
 
 def patch_items(item: Prepared, host: Any, plan: Plan) -> list:
     """Every patch of one image through the model: the combined class's coverage map."""
-    from maskviewer.core.patches import as_probabilities, combine, coverage_map, make_grid
+    from maskviewer.core.patches import (
+        COMBINE_BY_KIND,
+        as_values,
+        combine_values,
+        coverage_map,
+        kind_family,
+        make_grid,
+    )
     from maskviewer.inference.patch_runner import check_patch_fits, plan_feed, run_patches
     from maskviewer.io.export import ExportItem
 
@@ -282,11 +302,15 @@ def patch_items(item: Prepared, host: Any, plan: Plan) -> list:
     check_patch_fits(image, grid, feed)
     run = run_patches(host.predict, image, grid, feed)
     name = plan.output or next(iter(run.outputs))
-    probs, note = as_probabilities(run.outputs[name])
-    combined = combine(probs, plan.combine)
+    scores = np.asarray(run.outputs[name])
+    kind = _kinds(host.info).kind_of(name, scores[0] if len(scores) else None)
+    family = kind_family(kind.kind)
+    probs, note = as_values(scores, kind.kind)
+    method = plan.combine if plan.combine in COMBINE_BY_KIND[family] else "mean"
+    combined = combine_values(probs, method, family)
     cls = plan.class_index if plan.class_index is not None else combined.label
     if not 0 <= cls < probs.shape[1]:
-        raise MaskviewerError(f"--class {cls}: the patch output {name} has {probs.shape[1]} classes.")
+        raise MaskviewerError(f"--class {cls}: the patch output {name} has {probs.shape[1]} entries.")
     values = coverage_map(grid, probs[:, cls]).astype(np.float32)
     spec = grid.spec
     info = {
@@ -295,16 +319,23 @@ def patch_items(item: Prepared, host: Any, plan: Plan) -> list:
             "padding": spec.padding, "rows": grid.rows, "cols": grid.cols, "count": grid.count,
             "rects_xywh": grid.rects().tolist(),
         },
-        "patch_probabilities": probs.tolist(),
-        "probability_note": note,
-        "combined": {
-            "method": combined.method, "scores": combined.scores.tolist(), "class": combined.label,
-            "probability": combined.probability,
-        },
+        "output_kind": kind.kind, "output_kind_text": kind.label,
     }
+    if family == "values":  # a count stays a count: its values, combined as values
+        info["patch_values_read"] = probs.tolist()
+        info["combined"] = {"method": combined.method, "values": combined.scores.tolist()}
+    else:
+        info["patch_probabilities"] = probs.tolist()
+        info["probability_note"] = note
+        info["combined"] = {
+            "method": combined.method, "scores": combined.scores.tolist(),
+            ("class" if family == "classes" else "label"): combined.label, "probability": combined.probability,
+        }
     frame = Frame(0.0, 0.0, float(image.width), float(image.height))
-    return [ExportItem("patch", name, values, frame, combined.method, cls, item.path, vrange=(0.0, 1.0),
-                       info=info, caption=f"p(class {cls}) per pixel")]
+    caption = {"classes": f"p(class {cls}) per pixel", "labels": f"p(label {cls}) per pixel",
+               "values": f"{kind.name} per pixel"}[family]
+    return [ExportItem("patch", name, values, frame, combined.method, None if family == "values" else cls,
+                       item.path, vrange=None if family == "values" else (0.0, 1.0), info=info, caption=caption)]
 
 
 def binary_items(item: Prepared, outputs: dict[str, np.ndarray], plan: Plan) -> list:

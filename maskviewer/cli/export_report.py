@@ -75,10 +75,25 @@ def manifest_header(
         "images": {"total": len(setup.all_paths), "in_shard": len(setup.paths), "exported": done,
                    "failed": failed},
         "seconds": round(seconds, 3),
+        "outputs": output_kinds(host.info),
         "notes": plan.notes,
         # names whose files carry a hash because another name would share their files
         "file_names": plan.renamed(),
     }
+
+
+def output_kinds(info: Any) -> dict:
+    """How each model output is read (class scores, labels, values, a map), as the window
+    proposes it (see :mod:`maskviewer.core.output_kinds`)."""
+    from maskviewer.core.output_kinds import OutputKinds
+
+    kinds = OutputKinds()
+    kinds.set_model(info)
+    out = {}
+    for t in getattr(info, "outputs", []):
+        k = kinds.kind_of(t.name)
+        out[t.name] = {"kind": k.kind, "shown_as": k.label, "why": k.reason}
+    return out
 
 
 def summary(artifacts: int, done: int, failed: int, seconds: float, manifest_path: Any) -> str:

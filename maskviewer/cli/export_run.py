@@ -203,7 +203,7 @@ class BatchRunner:
         if plan.cam:
             exports += cam_items(it, plan)
         if plan.predictions:
-            exports += prediction_items(it, outputs, plan.labels)
+            exports += prediction_items(it, outputs, plan.labels, self.host.info)
         if plan.patch_spec is not None:
             exports += patch_items(it, self.host, plan)
         if plan.threshold is not None:

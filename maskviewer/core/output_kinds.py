@@ -323,7 +323,7 @@ def change(new: Reading, old: Reading | None) -> str:
 def record(reading: Reading) -> dict:
     """What an export's manifest says of an output read by its kind."""
     kind = reading.kind
-    out: dict = {"output_kind": kind.kind, "output_kind_label": kind.label}
+    out: dict = {"output_kind": kind.kind, "output_kind_text": kind.label}
     if kind.is_regression:
         out["values"] = [{"name": e.name, "value": e.value} for e in reading.entries]
     elif kind.is_labels:
@@ -332,6 +332,19 @@ def record(reading: Reading) -> dict:
         out["top"] = [{"class": e.index, "label": e.name, "probability": e.value, "score": e.raw}
                       for e in reading.entries]
     return out
+
+
+#: an export's method for a vector output, by kind (class kinds keep "scores")
+EXPORT_METHODS = {SOFTMAX: "scores", LOGITS: "scores", MULTILABEL: "labels", MULTILABEL_LOGITS: "labels",
+                  REGRESSION: "values", MAP: "map"}
+
+
+def export_record(kind: OutputKind, value: np.ndarray, labels: list[str] | None, k: int = 5) -> tuple[str, dict]:
+    """``(method, manifest fields)`` for exporting a vector output read as ``kind``: the top-k
+    classes, every label's probability, or every value by name."""
+    v = np.asarray(value).reshape(-1)
+    reading = read(kind, v, labels, v.size if not kind.is_classes else k)
+    return EXPORT_METHODS[kind.kind], {**record(reading), "output_kind_reason": kind.reason}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,8 +34,10 @@ from maskviewer.core.patch_grid import (
 from maskviewer.core.predictions import looks_like_probabilities
 
 __all__ = [
+    "COMBINE_BY_KIND",
     "COMBINE_LABELS",
     "COMBINE_METHODS",
+    "COMBINE_TEXT",
     "PADDINGS",
     "PREPARE_CHUNK_BYTES",
     "Combined",
@@ -44,10 +46,13 @@ __all__ = [
     "PatchSettingsError",
     "PatchSpec",
     "as_probabilities",
+    "as_values",
     "combine",
+    "combine_values",
     "coverage_map",
     "extract_patches",
     "grey_value",
+    "kind_family",
     "make_grid",
     "occlude",
     "parse_pair",
@@ -67,6 +72,20 @@ COMBINE_LABELS = {
     "max": "Maximum probability",
     "vote": "Majority vote",
     "geometric": "Geometric mean",
+}
+#: the combinations offered per output kind family (see :func:`kind_family`)
+COMBINE_BY_KIND = {
+    "classes": COMBINE_METHODS,
+    "labels": ("mean", "max", "vote", "geometric"),
+    "values": ("mean", "median", "max", "min", "sum"),
+}
+#: how each combination is named, per kind family
+COMBINE_TEXT = {
+    "classes": COMBINE_LABELS,
+    "labels": {"mean": "Mean probability per label", "max": "Maximum per label",
+               "vote": "Vote per label (share of patches above 0.5)", "geometric": "Geometric mean per label"},
+    "values": {"mean": "Mean of the patches' values", "median": "Median", "max": "Maximum",
+               "min": "Minimum", "sum": "Sum over the patches"},
 }
 
 #: bytes of float work per chunk when preparing many patches (fits a CPU's L2/L3 cache)
@@ -187,6 +206,33 @@ def as_probabilities(scores: np.ndarray) -> tuple[np.ndarray, str]:
     return e / e.sum(axis=1, keepdims=True), "raw scores: softmax applied per patch"
 
 
+def kind_family(kind: str) -> str:
+    """``"classes"``, ``"labels"`` or ``"values"`` for an output kind (:mod:`~maskviewer.core.output_kinds`)."""
+    from maskviewer.core.output_kinds import CLASS_KINDS, LABEL_KINDS
+
+    return "classes" if kind in CLASS_KINDS else "labels" if kind in LABEL_KINDS else "values"
+
+
+def as_values(scores: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
+    """Per-patch numbers ``(N, K)`` for an output read as ``kind``, and how they were read.
+
+    Class scores become probabilities (a softmax per patch for logits), labels their
+    probabilities (a sigmoid for logits); regression values stay as they are.
+    """
+    from maskviewer.core import output_kinds as ok
+
+    s = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
+    notes = {
+        ok.SOFTMAX: "probabilities", ok.LOGITS: "logits: softmax applied per patch",
+        ok.MULTILABEL: "independent probabilities per label",
+        ok.MULTILABEL_LOGITS: "label logits: sigmoid applied per patch",
+        ok.REGRESSION: "values, as the model gives them",
+    }
+    if kind not in notes:
+        raise PatchSettingsError("An image-shaped output cannot be combined over patches; pick a vector output.")
+    return ok.shown_values(kind, s), notes[kind]
+
+
 @dataclass
 class Combined:
     """The combination of per-patch probabilities.
@@ -207,6 +253,34 @@ class Combined:
     scores: np.ndarray
     label: int
     probability: float
+    #: ``"classes"``, ``"labels"`` or ``"values"`` (then ``scores`` are values, not probabilities)
+    family: str = "classes"
+
+
+def combine_values(values: np.ndarray, method: str, family: str) -> Combined:
+    """Combine per-patch numbers ``(N, K)`` by a method of the kind ``family``.
+
+    Classes: :func:`combine`. Labels, each on its own: ``mean``, ``max``, ``vote`` (the share
+    of patches whose probability is above 0.5), ``geometric`` (``exp(mean(log p))``, not
+    renormalised). Values: ``mean``, ``median``, ``max``, ``min``, ``sum`` per value.
+    ``label`` is the most likely label (labels) or 0 (values).
+    """
+    if family == "classes":
+        return combine(values, method)
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] == 0:
+        raise PatchSettingsError("There are no patch predictions to combine; run the patches first.")
+    allowed = COMBINE_BY_KIND[family]
+    if method not in allowed:
+        raise PatchSettingsError(f"Unknown combination {method!r}; use one of {', '.join(allowed)}.")
+    if method == "vote":
+        scores = (v > 0.5).mean(axis=0)
+    elif method == "geometric":
+        scores = np.exp(np.log(np.clip(v, 1e-12, None)).mean(axis=0))
+    else:
+        scores = {"mean": np.mean, "median": np.median, "max": np.max, "min": np.min, "sum": np.sum}[method](v, axis=0)
+    label = int(np.argmax(scores)) if family == "labels" else 0
+    return Combined(method, scores, label, float(scores[label]), family)
 
 
 def combine(probs: np.ndarray, method: str = "mean") -> Combined:
@@ -314,8 +388,12 @@ def patch_table(
     probs: np.ndarray,
     labels: list[str] | None = None,
     occlusion_drop: np.ndarray | None = None,
+    family: str = "classes",
 ) -> tuple[list[str], list[list]]:
     """The per-patch table: geometry, top class and every class's probability.
+
+    ``family`` ``"labels"``: the top label and every label's probability; ``"values"``: every
+    value, named by ``labels`` (e.g. ``["count"]``), no top column.
 
     Parameters
     ----------
@@ -338,8 +416,11 @@ def patch_table(
     def name(i: int) -> str:
         return labels[i] if labels is not None and i < len(labels) else str(i)
 
-    header = ["patch", "row", "col", "x", "y", "width", "height", "top_class", "top_label", "top_p"]
-    header += [f"p_{name(i)}" for i in range(k)]
+    header = ["patch", "row", "col", "x", "y", "width", "height"]
+    top_columns = {"classes": ["top_class", "top_label", "top_p"], "labels": ["top_index", "top_label", "top_p"]}
+    header += top_columns.get(family, [])
+    prefix = "" if family == "values" else "p_"
+    header += [f"{prefix}{name(i)}" for i in range(k)]
     if occlusion_drop is not None:
         header += [f"occlusion_drop_{name(i)}" for i in range(k)]
     rows = []
@@ -347,7 +428,9 @@ def patch_table(
     for n in range(grid.count):
         r, c = grid.position(n)
         top = int(np.argmax(p[n]))
-        row: list = [n, r, c, *(int(v) for v in rects[n]), top, name(top), float(p[n, top])]
+        row: list = [n, r, c, *(int(v) for v in rects[n])]
+        if family != "values":
+            row += [top, name(top), float(p[n, top])]
         row += [float(v) for v in p[n]]
         if occlusion_drop is not None:
             row += [float(v) for v in occlusion_drop[n]]

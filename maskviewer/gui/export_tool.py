@@ -117,19 +117,21 @@ def patch_items(tool: Any) -> list[ExportItem]:
         "map": kind,
         "patch_values": np.asarray(values).tolist(),
     }
-    if probs is not None:
-        info["patch_probabilities"] = probs.tolist()
-        info["probability_note"] = tool.prob_note
-    if combined is not None:
-        info["combined"] = {"method": combined.method, "scores": combined.scores.tolist(),
-                            "class": combined.label, "probability": combined.probability}
+    from maskviewer.gui.patches.results import export_fields
+
+    results = tool.model.results
+    info.update(export_fields(results))  # the numbers in the output kind's words
+    family = results.family
     method = combined.method if kind == "score" and combined is not None else kind
     frame = Frame(0.0, 0.0, float(grid.width), float(grid.height))
-    vrange = (0.0, 1.0) if kind == "score" else None
+    vrange = (0.0, 1.0) if kind == "score" and family != "values" else None
     name = tool._output_name() or "output"
+    entry = results.label(cls) if cls is not None else ""
+    caption = {"classes": "p(class) per pixel", "labels": f"p({entry}) per pixel",
+               "values": f"{entry} per pixel"}[family] if kind == "score" else "drop when greyed out"
+    index = None if cls is None or family == "values" else int(cls)
     return [ExportItem("patch", name, coverage_map(grid, values).astype(np.float32), frame, method,
-                       None if cls is None else int(cls), image.path, vrange=vrange, info=info,
-                       caption="p(class) per pixel" if kind == "score" else "drop when greyed out")]
+                       index, image.path, vrange=vrange, info=info, caption=caption)]
 
 
 def binarise_items(tool: Any) -> list[ExportItem]:

@@ -116,7 +116,7 @@ class PatchModel:
         self.fit_error = ""
         self.epoch = 0
         self._messages = {"settings": "", "fit": "", "run": ""}
-        self.results = PatchResults(lambda: self.state.labels)
+        self.results = PatchResults(lambda: self.state.labels, getattr(state, "kinds", None))
         self.spec_changed = Event()
         self.grid_changed = Event()
         self.current_changed = Event()
@@ -128,6 +128,8 @@ class PatchModel:
         state.model_changed.connect(lambda _i: self.model_changed())
         state.mapping_changed.connect(lambda _m: self.settings_changed())
         state.labels_changed.connect(lambda _l: self.results.refresh())
+        if getattr(state, "kinds", None) is not None:  # the output read as another kind
+            state.kinds.changed.connect(lambda _name: (self.results.read_outputs(), self.prediction_changed.emit()))
 
     # -- messages --------------------------------------------------------------------------------
 
@@ -350,7 +352,7 @@ class PatchModel:
         return self.state.image, self.grid, feed, dict(extra_images), Snapshot(self.epoch, self.grid)
 
     def set_output(self, name: str | None) -> None:
-        """Read output ``name`` as the class scores."""
+        """Read output ``name`` (by its kind)."""
         self.results.set_output(name)
         self.prediction_changed.emit()
 

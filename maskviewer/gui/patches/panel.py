@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from maskviewer.core.patches import COMBINE_LABELS, COMBINE_METHODS, PADDINGS, Combined, PatchSpec
 from maskviewer.gui.patches.model import PRESET_TIPS, PRESETS, ROW_STEP, CurrentView, PatchModel
-from maskviewer.gui.patches.results import MAPS, TableData
+from maskviewer.gui.patches.results import ENTRY_WORD, MAP_TEXT, MAPS, TableData
 from maskviewer.gui.patches.table import PatchTableModel
 
 
@@ -104,7 +104,9 @@ class PatchPanel(QWidget):
         res.choices_changed.connect(self.fill_outputs)
         res.note_changed.connect(self.run_note.setText)
         res.map_kind_changed.connect(self.show_map_kind)
+        res.family_changed.connect(lambda _f: self.show_family())
         res.changed.connect(self.show_results)
+        self.show_family()
 
     def apply_settings(self) -> bool:
         """Use the settings typed in (see :meth:`PatchModel.apply_texts`)."""
@@ -196,6 +198,24 @@ class PatchPanel(QWidget):
             self.map_kind.setCurrentIndex(i)
             self.map_kind.blockSignals(False)
 
+    def show_family(self) -> None:
+        """Offer the combinations and map names of the output's kind (classes, labels, values)."""
+        res = self.model.results
+        combo = self.method
+        combo.blockSignals(True)
+        combo.clear()
+        for key, text in res.methods():
+            combo.addItem(text, key)
+        combo.setCurrentIndex(max(0, combo.findData(res.method)))
+        combo.blockSignals(False)
+        for i, text in enumerate(MAP_TEXT[res.family].values()):
+            self.map_kind.setItemText(i, text)
+        label = self.map_box_form.labelForField(self.map_class)
+        if label is not None:
+            label.setText(ENTRY_WORD[res.family])
+        self.bars.setLabel("bottom", ENTRY_WORD[res.family].lower())
+        self.bars.setLabel("left", "value" if res.family == "values" else "probability")
+
     def show_results(self) -> None:
         """The final class, the map's class choices, the table and the bars."""
         model, res = self.model, self.model.results
@@ -219,7 +239,8 @@ class PatchPanel(QWidget):
         if data is None:
             self.table_model.clear()
         else:
-            self.table_model.set_table(data.rects, data.cols, data.probs, data.classes, data.names, data.drop)
+            self.table_model.set_table(data.rects, data.cols, data.probs, data.classes, data.names, data.drop,
+                                       data.family)
 
     def draw_bars(self, combined: Combined | None, probs: np.ndarray | None, index: int) -> None:
         """The combination's scores beside the current patch's."""
@@ -235,7 +256,12 @@ class PatchPanel(QWidget):
             plot.addItem(pg.BarGraphItem(x=x + 0.2, height=probs[index], width=0.4, brush=(255, 140, 0),
                                          name=f"patch {index + 1}"))
         plot.setXRange(-0.7, k - 0.3, padding=0)
-        plot.setYRange(0, 1.05, padding=0)
+        if combined.family == "values":  # values: their own range (and 0)
+            heights = np.concatenate([combined.scores, probs[index] if probs is not None else []])
+            lo, hi = min(0.0, float(np.nanmin(heights))), max(0.0, float(np.nanmax(heights)))
+            plot.setYRange(lo, hi if hi > lo else lo + 1.0, padding=0.05)
+        else:
+            plot.setYRange(0, 1.05, padding=0)
 
 
 # -- building the boxes ----------------------------------------------------------------------------
@@ -328,7 +354,7 @@ def _run_box(p: PatchPanel) -> QGroupBox:
     lay = QVBoxLayout(box)
     p.run_button = QPushButton("Run all patches")
     p.occlusion_button = QPushButton("Occlusion")
-    p.occlusion_button.setToolTip("Run the whole image with each patch greyed out: the drop in the class score")
+    p.occlusion_button.setToolTip("Run the whole image with each patch greyed out: how much the output drops")
     p.cancel_button = QPushButton("Cancel")
     p.cancel_button.setEnabled(False)
     row = QHBoxLayout()
@@ -341,7 +367,7 @@ def _run_box(p: PatchPanel) -> QGroupBox:
     lay.addWidget(p.progress)
     form = QFormLayout()
     p.output_combo = QComboBox()
-    p.output_combo.setToolTip("The model output read as class scores")
+    p.output_combo.setToolTip("The model output the patches are read from (by its kind: see Predictions)")
     form.addRow("Output", p.output_combo)
     p.method = QComboBox()
     for key in COMBINE_METHODS:
@@ -381,6 +407,7 @@ def _add_result_views(p: PatchPanel, lay: QVBoxLayout) -> None:
 def _map_box(p: PatchPanel) -> QGroupBox:
     box = QGroupBox("Map over the image")
     form = QFormLayout(box)
+    p.map_box_form = form
     p.map_kind = QComboBox()
     for key, text in MAPS.items():
         p.map_kind.addItem(text, key)

@@ -16,6 +16,9 @@ class PatchTableModel(QAbstractTableModel):
     """
 
     FIXED = ("patch", "row", "col", "x", "y", "top class", "p(top)")
+    #: the fixed columns per kind family: values have no "top" entry
+    FIXED_BY_FAMILY = {"classes": FIXED, "labels": ("patch", "row", "col", "x", "y", "top label", "p(top)"),
+                       "values": ("patch", "row", "col", "x", "y")}
 
     def __init__(self) -> None:
         super().__init__()
@@ -26,6 +29,7 @@ class PatchTableModel(QAbstractTableModel):
         self.drop: np.ndarray | None = None
         self.names: list[str] = []
         self.header: list[str] = []
+        self.fixed: tuple[str, ...] = self.FIXED
 
     def set_table(
         self,
@@ -35,11 +39,15 @@ class PatchTableModel(QAbstractTableModel):
         classes: list[int],
         names: list[str],
         drop: tuple[str, np.ndarray] | None = None,
+        family: str = "classes",
     ) -> None:
-        """Show ``probs[:, classes]`` per patch (and one occlusion-drop column)."""
+        """Show ``probs[:, classes]`` per patch (and one occlusion-drop column); ``family``
+        ``"values"``: the numbers are values, named as they are (``count``)."""
         self.beginResetModel()
         self.rects, self.cols, self.probs, self.classes = rects, max(cols, 1), probs, classes
-        self.header = list(self.FIXED) + [f"p({names[i]})" for i in classes]
+        self.fixed = self.FIXED_BY_FAMILY.get(family, self.FIXED)
+        shown = (lambda n: n) if family == "values" else (lambda n: f"p({n})")
+        self.header = list(self.fixed) + [shown(names[i]) for i in classes]
         self.names = names
         self.drop = None
         if drop is not None:
@@ -58,7 +66,7 @@ class PatchTableModel(QAbstractTableModel):
 
     def value(self, row: int, col: int) -> Any:
         """The cell's value (int, str or float)."""
-        fixed = len(self.FIXED)
+        fixed = len(self.fixed)
         if col < fixed:
             if col == 0:
                 return row

@@ -70,6 +70,29 @@ def _json_default(value: Any) -> Any:
 
 
 
+#: output kinds whose entries hold no class (see :mod:`maskviewer.core.output_kinds`)
+_CLASSLESS_KINDS = ("multilabel", "multilabel_logits", "regression", "map")
+
+
+def _kind_entry(entry: dict) -> dict:
+    """An entry of an output read as values or labels carries no empty ``class`` field."""
+    if entry.get("output_kind") in _CLASSLESS_KINDS and entry.get("class", 0) is None:
+        entry = {k: v for k, v in entry.items() if k != "class"}
+    return entry
+
+
+def outputs_record(items: Iterable[ExportItem]) -> dict:
+    """The manifest header's ``outputs``: each exported output's kind, in words."""
+    out: dict[str, dict] = {}
+    for item in items:
+        kind = item.info.get("output_kind") if item.kind in ("prediction", "patch") else None
+        if kind and item.name not in out:
+            out[item.name] = {"kind": kind, "shown_as": item.info.get("output_kind_text", "")}
+            if item.info.get("output_kind_reason"):
+                out[item.name]["why"] = item.info["output_kind_reason"]
+    return out
+
+
 class Manifest:
     """Collects manifest entries on disk (one JSON line each) and writes ``manifest.json``.
 
@@ -109,7 +132,7 @@ class Manifest:
     def add(self, entry: dict) -> None:
         if self.journal is not None:
             raise ValueError("a journalled manifest takes entries image by image (add_image)")
-        self._spool.write(_json_line(entry) + "\n")
+        self._spool.write(_json_line(_kind_entry(entry)) + "\n")
         self._count += 1
 
     def add_image(self, image: str, entries: list[dict]) -> None:
@@ -118,7 +141,7 @@ class Manifest:
             for entry in entries:
                 self.add(entry)
         else:
-            self.journal.record(image, entries)
+            self.journal.record(image, [_kind_entry(e) for e in entries])
 
     def commit(self) -> None:
         """End of a batch: the journal's lines are written and put on the disk."""
@@ -262,9 +285,11 @@ def export_items(
             manifest.abandon()
             raise
         model = _model_record(model_path, model_sha256)
-        return manifest.finish(
-            {"source": "window", "model": model, "settings": {**(settings or {}), "style": style.to_dict()}}
-        )
+        header = {"source": "window", "model": model, "settings": {**(settings or {}), "style": style.to_dict()}}
+        outputs = outputs_record(items)
+        if outputs:
+            header["outputs"] = outputs
+        return manifest.finish(header)
 
 
 def _model_record(model_path: str | None, model_sha256: str | None) -> dict | None:
