@@ -16,6 +16,7 @@ TOOL_MODULES: list[tuple[str, str]] = [
     ("kernels", "maskviewer.gui.kernels"),
     ("patches", "maskviewer.gui.patches"),
     ("binarise", "maskviewer.gui.binarise"),
+    ("compare", "maskviewer.gui.compare"),
     ("result", "maskviewer.gui.result_bar"),
     ("demos", "maskviewer.gui.demo_gallery"),
     ("export", "maskviewer.gui.export_tool"),

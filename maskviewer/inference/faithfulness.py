@@ -32,7 +32,7 @@ from maskviewer.core.faithfulness import (
 
 #: a reference "method" that reads only the input (never the model): it must fail the sanity check
 EDGES = "edges"
-EDGES_LABEL = "Edges (Sobel; model-independent reference)"
+EDGES_LABEL = "Edges (reference)"  # Sobel on the input: no model involved
 
 
 @dataclass
@@ -65,7 +65,7 @@ def method_labels() -> dict[str, str]:
 
 def method_maps(
     model: Any, method: str, layer: str | None, *, output: str | None = None,
-    output_keys: list[str] | None = None, options: Any = None, image_input: int = 0,
+    output_keys: list[str] | None = None, options: Any = None, image_index: int = 0,
 ) -> Callable[[Any, int | None], MapBatch]:
     """``fn(packed_inputs, class_index) -> MapBatch`` for one method on one model.
 
@@ -80,11 +80,11 @@ def method_maps(
         An attribution method name, or :data:`EDGES`.
     layer : str, optional
         The layer of layer-space methods (CAMs).
-    image_input : int
+    image_index : int
         For :data:`EDGES`: which of the packed inputs is the image.
     """
     if method == EDGES:
-        return _edges_fn(image_input)
+        return _edges_fn(image_index)
     try:
         from maskviewer.inference.attribution import attribution_function
     except ImportError:
@@ -117,9 +117,9 @@ def _cam_fn(model: Any, method: str, layer: str | None, output: str | None, keys
     return run
 
 
-def _edges_fn(image_input: int) -> Callable:
+def _edges_fn(image_index: int) -> Callable:
     def run(inputs: Any, class_index: int | None = None) -> MapBatch:
-        x = _nth_input(inputs, image_input)
+        x = _nth_input(inputs, image_index)
         maps = np.stack([sobel_magnitude(np.asarray(xi)) for xi in np.asarray(x)])
         n = maps.shape[0]
         return MapBatch(maps, np.full(n, -1 if class_index is None else class_index), np.zeros(n, np.float32), "input")
