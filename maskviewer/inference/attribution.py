@@ -268,7 +268,7 @@ _FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def attribution_function(
     model: Any, method: str, layer: str | None = None, output: str | None = None,
     options: AttributionOptions | None = None, *, output_keys: list[str] | None = None,
-    compiled: bool = True,
+    compiled: bool | str = True,
 ) -> Callable[..., AttributionBatch]:
     """The callable ``fn(inputs, class_index=None) -> AttributionBatch`` for these settings.
 
@@ -287,8 +287,10 @@ def attribution_function(
     output_keys : list of str, optional
         The model's output names (to select ``output`` by name in lists); the model's
         ``output_names`` by default.
-    compiled : bool
-        Trace the passes (kept and reused); eager otherwise (not kept).
+    compiled : bool or "repeat"
+        Trace the passes (kept and reused); eager otherwise (not kept). ``"repeat"`` (the
+        window's choice): the first call runs eagerly, later calls trace once and reuse it, so
+        a request made once never waits for a trace (kept).
 
     ``inputs`` are batched model inputs, packed as the model's call expects them (as for
     :class:`~maskviewer.inference.cam.CamFunction`); ``class_index`` is one class for every
@@ -304,11 +306,31 @@ def attribution_function(
     keys = list(output_keys) if output_keys is not None else list(getattr(probe.model, "output_names", None) or [])
     if method in LAYER_METHODS and not layer:
         raise AttributionError(f"{METHOD_LABELS[method]} needs a layer: pick a spatial layer.")
-    key = (method, layer if method in LAYER_METHODS else None, output, tuple(keys), opts.key())
+    key = (method, layer if method in LAYER_METHODS else None, output, tuple(keys), opts.key(), compiled == "repeat")
     functions = _FUNCTIONS.setdefault(probe, {}) if compiled else {}
     if key not in functions:
-        functions[key] = _make(probe, method, layer, output, opts, keys, compiled)
+        if compiled == "repeat":
+            functions[key] = _TracedOnRepeat(lambda c: _make(probe, method, layer, output, opts, keys, c))
+        else:
+            functions[key] = _make(probe, method, layer, output, opts, keys, bool(compiled))
     return functions[key]
+
+
+class _TracedOnRepeat:
+    """Eager on the first call, traced (once) from the second on."""
+
+    def __init__(self, make: Callable[[bool], Callable[..., AttributionBatch]]) -> None:
+        self.make = make
+        self.fn: Callable[..., AttributionBatch] | None = None
+        self.calls = 0
+
+    def __call__(self, inputs: Any, class_index: int | Sequence[int] | None = None) -> AttributionBatch:
+        self.calls += 1
+        if self.calls == 1:
+            return self.make(False)(inputs, class_index)
+        if self.fn is None:
+            self.fn = self.make(True)
+        return self.fn(inputs, class_index)
 
 
 def _make(probe: Any, method: str, layer: str | None, output: str | None, opts: AttributionOptions,

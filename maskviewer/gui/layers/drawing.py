@@ -63,8 +63,8 @@ def current_map(o: ProbeOutcome | None) -> tuple[np.ndarray | None, tuple[float,
     """The map to draw (layer resolution) and the shared range, from an outcome."""
     if o is None or o.error:
         return None, None
-    if o.cam is not None:
-        return o.cam.heatmap, (0.0, 1.0)
+    if o.cam is not None:  # divided by its largest magnitude: IG's signed maps reach -1
+        return o.cam.heatmap, (-1.0 if float(o.cam.heatmap.min()) < 0 else 0.0, 1.0)
     if o.maps is not None and o.maps.spatial:
         return o.maps.map, o.maps.value_range
     return None, None
@@ -130,7 +130,7 @@ def _ranking(o: ProbeOutcome) -> Ranking | None:
         order = np.argsort(-lm.rank_scores, kind="stable")
         bold = min(o.request.k, len(order)) if o.request.method == "topk" else 0
         return Ranking(order, lm.channel_means, lm.rank_scores if masked else None, bold)
-    if o.cam is not None:
+    if o.cam is not None and o.cam.weights is not None:
         w = o.cam.weights
         return Ranking(np.argsort(-w, kind="stable"), w, None, value_label="CAM weight")
     return None
@@ -145,9 +145,10 @@ def describe(o: ProbeOutcome | None, labels: list[str] | None = None) -> str | N
         labels = labels or []
         cls = o.cam.class_index
         name = f" ({labels[cls]})" if cls < len(labels) else ""
+        where = f"the input {o.cam.layer}" if getattr(o.cam, "space", "layer") == "input" else o.cam.layer
         parts.append(
-            f"{'Grad-CAM++' if o.cam.method == 'gradcam++' else 'Grad-CAM'} of {o.cam.output} "
-            f"class {cls}{name} (score {o.cam.score:.4g}) on {o.cam.layer}"
+            f"{METHOD_LABELS.get(o.cam.method, o.cam.method)} of {o.cam.output} "
+            f"class {cls}{name} (score {o.cam.score:.4g}) on {where}"
         )
     elif o.maps is not None:
         shape = "×".join(str(d) for d in o.maps.shape)

@@ -10,6 +10,7 @@ whole tool can be tested without a QApplication (see :mod:`maskviewer.gui.layers
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,13 @@ from maskviewer.gui.layers.drawing import (
     make_drawing,
     make_heatmap,
 )
-from maskviewer.gui.layers.probe import CAM_METHODS, METHOD_LABELS, ProbeOutcome, ProbeRequest
+from maskviewer.gui.layers.probe import (
+    LAYER_CAM_METHODS,
+    METHOD_LABELS,
+    MethodParams,
+    ProbeOutcome,
+    ProbeRequest,
+)
 
 NO_SPATIAL_NOTE = (
     "This model has no layer with a spatial (H, W, C) output, so there is no map "
@@ -80,6 +87,7 @@ class LayersModel:
         self.output: str | None = None
         self.class_index = -1  # -1: the top class
         self.rank_in_mask = False
+        self.params = MethodParams()  # SmoothGrad's and IG's parameters
         self.colormap = "viridis"
         self.opacity = round(DEFAULT_OPACITY * 100)  # percent
         self.normalisation = "per_map"
@@ -200,6 +208,11 @@ class LayersModel:
     def set_rank_in_mask(self, on: bool) -> None:
         self._set("rank_in_mask", bool(on), self.request_changed)
 
+    def set_param(self, name: str, value: Any) -> None:
+        """Set a SmoothGrad or IG parameter (see :class:`~maskviewer.gui.layers.probe.MethodParams`)."""
+        if self.params.set(name, value):
+            self.request_changed.emit()
+
     def select_channel(self, channel: int) -> None:
         """Show one channel: in grid mode the grid stays, otherwise the method becomes 'one channel'."""
         self.channel = min(max(int(channel), 0), self._channel_max)
@@ -231,17 +244,18 @@ class LayersModel:
             class_index=None if self.class_index < 0 else self.class_index,
             rank_in_mask=self.rank_in_mask,
             mask_input=self.input,
+            params=replace(self.params),
         )
 
     def request_problem(self, req: ProbeRequest) -> str:
         """Why ``req`` cannot be computed ("" when it can)."""
         entry = self.entries.get(req.path)
-        if entry is not None and not entry.spatial and req.method in CAM_METHODS:
+        if entry is not None and not entry.spatial and req.method in LAYER_CAM_METHODS:
             return (
-                f"Layer {req.path} has no spatial output, so there is no map for Grad-CAM; "
-                "pick a convolutional layer."
+                f"Layer {req.path} has no spatial output, so there is no map for "
+                f"{METHOD_LABELS[req.method]}; pick a convolutional layer."
             )
-        if req.method in CAM_METHODS:
+        if req.method in LAYER_CAM_METHODS:
             return cam_layer_problem(self.layer_infos.get(req.path), req.output or (self.outputs or [None])[0])
         return ""
 
@@ -273,7 +287,7 @@ class LayersModel:
             return False
         # an error before is solved; the model's note stays (or a CAM on a 1×1 layer is warned of)
         req = outcome.request
-        one = req is not None and req.method in CAM_METHODS and _is_one_by_one(self.layer_infos.get(req.path))
+        one = req is not None and req.method in LAYER_CAM_METHODS and _is_one_by_one(self.layer_infos.get(req.path))
         self.set_message(ONE_BY_ONE_NOTE.format(path=req.path) if one else self.model_note)
         return True
 

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from maskviewer.core.heatmap import COLORMAP_LABELS, COLORMAPS, NORMALISATION_LABELS, NORMALISATIONS
 from maskviewer.gui.layers.drawing import Drawing
 from maskviewer.gui.layers.model import CLASS_MAX, K_MAX, LayersModel
+from maskviewer.gui.layers.params import MethodParamsRow
 from maskviewer.gui.layers.probe import CAM_METHODS, METHOD_LABELS, RANKED_METHODS
 from maskviewer.gui.layers.tree import LayerTree
 from maskviewer.gui.layers.widgets import ColorBar, GridView, RankingTable
@@ -92,6 +93,7 @@ class LayersPanel(QWidget):
         self.layer_tree = LayerTree()
         self.layer_list = self.layer_tree.tree
         self.method = _combo(METHOD_LABELS)
+        self.params = MethodParamsRow(m)  # SmoothGrad's and IG's parameters, shown for them
         self.k = _spin(1, K_MAX, m.k, "k = ")
         self.channel = _spin(0, 0, 0, "channel ")
         self.output = QComboBox()
@@ -133,6 +135,7 @@ class LayersPanel(QWidget):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             box.setMinimumContentsLength(6)
         form.addRow("Method", _row(self.method, self.k, self.channel))
+        form.addRow("", self.params)
         form.addRow("Output", _row(self.output, self.class_index))
         form.addRow("", self.rank_in_mask)
         form.addRow("Colours", _row(self.colormap, QLabel("Opacity"), self.opacity))

@@ -15,8 +15,10 @@ import numpy as np
 from maskviewer.core.errors import Cancelled, MaskviewerError
 from maskviewer.core.heatmap import mask_to_grid
 from maskviewer.core.mapping import Frame
+from maskviewer.inference.attribution import IG_BASELINES, LAYER_METHODS, METHOD_NAMES
+from maskviewer.inference.attribution import METHOD_LABELS as ATTRIBUTION_LABELS
 
-#: methods offered, in order: key -> label
+#: methods offered, in order: key -> label (the attribution methods after the reductions)
 METHOD_LABELS = {
     "mean": "Mean over channels",
     "max": "Max over channels",
@@ -24,12 +26,42 @@ METHOD_LABELS = {
     "channel": "One channel",
     "grid": "Channel grid",
     "attention": "Attention map",
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
+    **ATTRIBUTION_LABELS,
 }
-CAM_METHODS = ("gradcam", "gradcam++")
+#: methods that explain one output's class (the output and class controls apply)
+CAM_METHODS = METHOD_NAMES
+#: of those, the ones drawn on the layer's grid (they need a spatial layer); the others are
+#: drawn on the input's pixels and ignore the layer
+LAYER_CAM_METHODS = LAYER_METHODS
 #: methods whose channels can be ranked inside the painted mask
 RANKED_METHODS = ("topk", "grid", "mean", "max", "channel")
+#: the parameters' limits (the widgets' ranges)
+PARAM_LIMITS = {"smooth_samples": (1, 256), "smooth_noise": (0.0, 1.0), "ig_steps": (2, 512)}
+
+
+@dataclass
+class MethodParams:
+    """SmoothGrad's and Integrated Gradients' parameters, as the panel sets them."""
+
+    smooth_samples: int = 16
+    smooth_noise: float = 0.15
+    ig_steps: int = 32
+    ig_baseline: str = "black"  # or "blurred"
+
+    def set(self, name: str, value: Any) -> bool:
+        """Set one parameter (clamped to its limits); True when it changed."""
+        if name == "ig_baseline":
+            if value not in IG_BASELINES:
+                raise ValueError(f"unknown baseline {value!r}; one of {list(IG_BASELINES)}")
+        elif name in PARAM_LIMITS:
+            lo, hi = PARAM_LIMITS[name]
+            value = type(lo)(min(max(value, lo), hi))
+        else:
+            raise ValueError(f"unknown parameter {name!r}")
+        if getattr(self, name) == value:
+            return False
+        setattr(self, name, value)
+        return True
 
 
 @dataclass
@@ -44,6 +76,7 @@ class ProbeRequest:
     class_index: int | None = None
     rank_in_mask: bool = False
     mask_input: str | None = None
+    params: MethodParams = field(default_factory=MethodParams)
 
 
 @dataclass
@@ -53,7 +86,7 @@ class ProbeOutcome:
     request: ProbeRequest
     frames: dict[str, Frame] = field(default_factory=dict)
     maps: Any = None  # LayerMaps
-    cam: Any = None  # CamResult
+    cam: Any = None  # AttributionMap (a CAM, or an input-space map)
     error: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -74,7 +107,6 @@ def run_probe(ctx: Any, info: Any, build: Callable, req: ProbeRequest, mask: np.
     mask
         The painted mask (image pixels) to rank channels inside, or None.
     """
-    from maskviewer.inference.cam import grad_cam
     from maskviewer.inference.probe import Reduction, get_probe
 
     if ctx.host.info is not info:
@@ -87,15 +119,7 @@ def run_probe(ctx: Any, info: Any, build: Callable, req: ProbeRequest, mask: np.
         packed = ctx.host.pack_inputs(arrays)
         probe = get_probe(ctx.host)
         if req.method in CAM_METHODS:
-            out.cam = grad_cam(
-                probe,
-                packed,
-                req.path,
-                output_keys=list(ctx.host.loaded.output_keys),
-                output=req.output,
-                class_index=req.class_index,
-                plus=req.method == "gradcam++",
-            )
+            out.cam = run_attribution(probe, ctx.host.loaded, packed, req)
         else:
             weights = None
             if req.rank_in_mask and mask is not None and req.mask_input in frames:
@@ -113,6 +137,31 @@ def run_probe(ctx: Any, info: Any, build: Callable, req: ProbeRequest, mask: np.
             f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
         )
     return out
+
+
+def run_attribution(probe: Any, loaded: Any, packed: Any, req: ProbeRequest) -> Any:
+    """Image 0's map of ``req``'s attribution method (an ``AttributionMap``).
+
+    A request is first run eagerly; asked again (a brush stroke, a new image) it runs as a
+    traced function, made once: picking through layers never waits for a trace.
+    """
+    from maskviewer.inference.attribution import AttributionOptions, attribution_function
+
+    p = req.params
+    names = [t.name for t in loaded.info.inputs]
+    key: Any = None
+    if req.mask_input in names and loaded.input_structure in ("dict", "list"):
+        i = names.index(req.mask_input)
+        key = loaded.input_keys[i] if loaded.input_structure == "dict" else i
+    opts = AttributionOptions(smooth_samples=p.smooth_samples, smooth_noise=p.smooth_noise,
+                              ig_steps=p.ig_steps, ig_baseline=p.ig_baseline, input=key)
+    layer = req.path if req.method in LAYER_CAM_METHODS else None
+    fn = attribution_function(probe, req.method, layer, req.output, opts,
+                              output_keys=list(loaded.output_keys), compiled="repeat")
+    found = fn(packed, req.class_index).item(0)
+    if found.space == "input":
+        found.layer = req.mask_input or (names[0] if names else "input")
+    return found
 
 
 def describe_layers_job(ctx: Any) -> list | str:
