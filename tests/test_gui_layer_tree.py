@@ -62,7 +62,7 @@ def _resnet_like(n_blocks: int = 40) -> tuple[list[LayerEntry], ModelInfo]:
     return entries, info
 
 
-def _panel(qtbot, height=600):
+def _panel(qtbot, height=600, show=True):
     from maskviewer.gui.layers.model import LayersModel
     from maskviewer.gui.layers.panel import LayersPanel
 
@@ -70,7 +70,8 @@ def _panel(qtbot, height=600):
     panel = LayersPanel(model)
     qtbot.addWidget(panel)
     panel.resize(PAGE, height)
-    panel.show()
+    if show:
+        panel.show()
     entries, info = _resnet_like()
     assert model.set_model(info)
     model.set_layers(entries, info)
@@ -178,17 +179,23 @@ def test_columns_fit_a_380_px_page_and_type_and_params_are_at_hand(qtbot):
 
 
 def test_the_selected_layer_stays_in_view(qtbot):
-    panel, model, entries, info = _panel(qtbot, height=500)
+    # loaded while the page is not in front (laid out later): in view once shown
+    panel, model, entries, info = _panel(qtbot, height=500, show=False)
     tree, lt = panel.layer_list, panel.layer_tree
     last = entries[-2].path  # the last spatial layer, far down the list
+    assert model.selected == last  # the default: the last spatial layer
 
     def in_view(path):
         rect = tree.visualItemRect(lt.item(path))
         return rect.isValid() and tree.viewport().rect().contains(rect)
 
-    # the default layer (the last spatial one) is chosen on load and brought into view
-    qtbot.waitUntil(lambda: model.selected == last)
+    panel.show()
     qtbot.waitUntil(lambda: in_view(last))
+    # the tree made shorter (its splitter dragged): the row stays in view
+    panel.splitter.setSizes([60, 440])
+    qtbot.waitUntil(lambda: tree.viewport().height() < 80)
+    assert in_view(last)
+    panel.splitter.setSizes([250, 250])
     tree.scrollToTop()
     assert not in_view(last)
     model.select_layer(entries[1].path)
@@ -230,6 +237,23 @@ def test_model_panel_lists_no_layers_and_its_table_fits(qtbot):
     assert tree.verticalScrollBar().maximum() == 0  # as tall as its rows
     panel.set_model(None)
     assert panel.io_tree.isHidden() and "Open Model" in panel.title.text()
+
+
+def test_layers_and_model_pages_fit_the_narrowest_page(qtbot):
+    from maskviewer.core.mapping import InputMapping
+    from maskviewer.gui.mapping_panel import MappingPanel
+    from maskviewer.gui.model_panel import ModelPanel
+
+    narrowest = 260  # a page is never made narrower (gui/tool_pages.PAGE_MIN_WIDTH)
+    layers, _model, _entries, info = _panel(qtbot)
+    model_panel, mapping = ModelPanel(), MappingPanel()
+    for w in (model_panel, mapping):
+        qtbot.addWidget(w)
+    model_panel.set_model(info)
+    mapping.set_model(info, {"input_layer_with_a_long_name": InputMapping()})
+    QApplication.processEvents()  # the layouts settle
+    for w in (layers, model_panel, mapping):
+        assert w.minimumSizeHint().width() <= narrowest, (type(w).__name__, w.minimumSizeHint())
 
 
 def test_grid_tiles_show_their_channel_numbers(qtbot):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -35,6 +35,8 @@ def _floats(text: str) -> tuple[float, ...] | None:
 
 
 PICK_FILE = "pick-file"
+#: the widest an input's title is drawn (pixels): a page is never narrower than about 260
+TITLE_WIDTH = 220
 
 
 def _source_label(source: str) -> str:
@@ -59,8 +61,14 @@ class _InputEditor(QGroupBox):
         self, name: str, shape_text: str, mapping: InputMapping, sources: list[tuple[str, str]],
         read: str = "",
     ):
-        super().__init__(f"{name}  {shape_text}")
+        super().__init__()
         self.name = name
+        # a long input name is shortened in the title (whole in the tooltip): the page stays narrow
+        metrics = self.fontMetrics()
+        room = max(TITLE_WIDTH - metrics.horizontalAdvance(f"  {shape_text}"), 60)
+        short = metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, room)
+        self.setTitle(f"{short}  {shape_text}")
+        self.setToolTip(f"Input {name} {shape_text}")
         # what the model itself says about its input, so the proposal can be checked
         self.read = QLabel(read)
         self.read.setWordWrap(True)
@@ -79,6 +87,9 @@ class _InputEditor(QGroupBox):
         self.std = QLineEdit()
         self.mean.setPlaceholderText("e.g. 0.485, 0.456, 0.406")
         self.std.setPlaceholderText("e.g. 0.229, 0.224, 0.225")
+        for combo in (self.source, self.resize_mode, self.scale):  # long labels elide, never widen the page
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
         form = QFormLayout(self)
         form.addRow(self.read)
         form.addRow("Source", self.source)
@@ -124,6 +135,8 @@ class _InputEditor(QGroupBox):
         meanstd = self.scale.currentData() == "mean/std"
         self.mean.setEnabled(meanstd)
         self.std.setEnabled(meanstd)
+        for combo in (self.source, self.resize_mode, self.scale):  # the whole text, when elided
+            combo.setToolTip(combo.currentText())
 
     def _emit(self) -> None:
         self._update_enabled()

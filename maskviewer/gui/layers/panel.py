@@ -99,7 +99,8 @@ class LayersPanel(QWidget):
         self.output = QComboBox()
         self.class_index = _spin(-1, CLASS_MAX, m.class_index, "class ")
         self.class_index.setSpecialValueText("top class")
-        self.rank_in_mask = QCheckBox("Rank channels inside the mask")
+        self.rank_in_mask = QCheckBox("Rank inside the mask")
+        self.rank_in_mask.setToolTip("Rank the channels by their mean inside the painted mask")
         self.colormap = _combo({name: COLORMAP_LABELS[name] for name in COLORMAPS})
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
@@ -134,6 +135,8 @@ class LayersPanel(QWidget):
         for box in (self.method, self.output, self.colormap, self.normalisation, self.input):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             box.setMinimumContentsLength(6)
+        for spin in (self.k, self.channel, self.class_index):  # may shrink on a narrow page
+            spin.setMinimumWidth(64)
         form.addRow("Method", _row(self.method, self.k, self.channel))
         form.addRow("", self.params)
         form.addRow("Output", _row(self.output, self.class_index))
@@ -159,6 +162,7 @@ class LayersPanel(QWidget):
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 1)
         self.splitter = split
+        self._tree_sized = True  # nothing to size before a model's layers are listed
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.message)
@@ -261,6 +265,26 @@ class LayersPanel(QWidget):
         """Fill the tree from the model's :class:`~maskviewer.inference.probe.LayerEntry` rows."""
         self.layer_tree.fill(self.model.entries, self.model.layer_infos)
         self.layer_tree.select(self.model.selected)
+        self._tree_sized = False
+        self._size_tree()
+
+    def _size_tree(self) -> None:
+        """Give the tree the height of its rows, at most 45 % of the page (once per model, once
+        the page has a height), so a short model leaves the room to the result."""
+        total = sum(self.splitter.sizes())
+        if self._tree_sized or total <= 0 or not self.isVisible():
+            return
+        self._tree_sized = True
+        height = min(max(self.layer_tree.wanted_height(), 120), int(0.45 * total))
+        self.splitter.setSizes([height, total - height])
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._size_tree()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().showEvent(event)
+        self._size_tree()
 
     def _sync_choices(self) -> None:
         m = self.model

@@ -170,6 +170,14 @@ class LayerTree(QWidget):
             self.tree.blockSignals(False)
         self.scroll_to_selected()
 
+    def wanted_height(self) -> int:
+        """The height that shows every row (filter box and header included)."""
+        rows = len(self.visible_paths())
+        row_h = self.tree.sizeHintForRow(0) if rows else 0
+        frame = 2 * self.tree.frameWidth()
+        spacing = self.layout().spacing()
+        return self.filter.sizeHint().height() + spacing + self.tree.header().sizeHint().height() + rows * max(row_h, 0) + frame
+
     def scroll_to_selected(self) -> None:
         """Bring the selected row into view (the tree may just have been refilled or shown)."""
         items = self.tree.selectedItems()

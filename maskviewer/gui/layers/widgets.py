@@ -24,7 +24,7 @@ from maskviewer.gui.layers.drawing import Ranking
 #: most channels listed in the ranking table
 MAX_RANKED = 512
 #: a tile narrower than this on screen (pixels) gets no number: the numbers would overlap
-MIN_NUMBERED_TILE = 22
+MIN_NUMBERED_TILE = 16
 
 
 def _fmt(v: float) -> str:
@@ -91,7 +91,7 @@ class TileNumbers(QGraphicsItem):
         self.tile_w = 0.0
         self._rect = QRectF()
         self.font = QFont()
-        self.font.setPixelSize(10)
+        self.font.setPixelSize(9)
 
     def set_labels(self, labels: list[tuple[float, float, str]], tile_w: float, rect: QRectF) -> None:
         self.prepareGeometryChange()
@@ -113,7 +113,7 @@ class TileNumbers(QGraphicsItem):
         painter.resetTransform()
         painter.setFont(self.font)
         for x, y, text in self.labels:
-            p = t.map(QPointF(x, y)) + QPointF(2, 11)
+            p = t.map(QPointF(x, y)) + QPointF(2, 10)
             painter.setPen(QColor(0, 0, 0, 200))  # a shadow keeps white digits readable on yellow
             painter.drawText(p + QPointF(1, 1), text)
             painter.setPen(QColor(255, 255, 255))
@@ -180,7 +180,9 @@ class RankingTable(QTableWidget):
         super().__init__(0, 3, parent)
         self.setHorizontalHeaderLabels(["#", "Channel", "Mean"])
         self.verticalHeader().hide()
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)  # more rows in view
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.setMinimumHeight(90)  # the header and a few channels, however short the page
         self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.cellClicked.connect(self._row_clicked)
