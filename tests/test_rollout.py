@@ -58,6 +58,16 @@ def test_rollout_equals_the_paper_recipe(fusion, discard):
     np.testing.assert_allclose(rec.rollout(atts, fusion, discard).sum(-1), 1.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("token", [None, 3])
+@pytest.mark.parametrize("extra", [0, 1])
+def test_rollout_row_is_the_row_of_the_full_rollout(token, extra):
+    rng = np.random.default_rng(2)
+    atts = _random_attention(rng, 4, 3, 7)
+    full = _paper_rollout(atts, "min", 0.25)
+    want = full[token] if token is not None else (full[0] if extra else full.mean(0))
+    np.testing.assert_allclose(rec.rollout_row(atts, "min", 0.25, token, extra), want, atol=1e-12)
+
+
 def test_rollout_of_one_layer_of_identity_heads_is_identity_and_bad_input_refused():
     eye = np.stack([np.eye(4)] * 3)[None]
     np.testing.assert_allclose(rec.rollout(list(eye)), np.eye(4))

@@ -80,6 +80,31 @@ def rollout(
     return result
 
 
+def rollout_row(
+    attentions: Sequence[np.ndarray], fusion: str = "mean", discard: float = 0.0, token: int | None = None,
+    extra: int = 0,
+) -> np.ndarray:
+    """One row of :func:`rollout` — what the map shows — at a vector-matrix product per layer.
+
+    Row ``token`` (None: row 0 when ``extra`` > 0, else the mean of all rows) of
+    ``Â_L · … · Â_1`` is ``e_token · Â_L · … · Â_1``, computed last layer first.
+    """
+    if not 0.0 <= discard < 1.0:
+        raise ValueError(f"The discard fraction must be in [0, 1), not {discard}.")
+    if not attentions:
+        raise ValueError("Rollout needs at least one attention layer.")
+    n = np.asarray(attentions[0]).shape[-1]
+    if token is None:
+        v = np.eye(n)[0] if extra else np.full(n, 1.0 / n)
+    else:
+        v = np.eye(n)[int(token)]
+    for attn in reversed(list(attentions)):
+        fused = discard_lowest(fuse_heads(attn, fusion), discard) if discard else fuse_heads(attn, fusion)
+        fused[np.diag_indices(n)] += 1.0
+        v = (v / fused.sum(axis=-1)) @ fused
+    return v
+
+
 def gradient_rollout(attentions: Sequence[np.ndarray], gradients: Sequence[np.ndarray]) -> np.ndarray:
     """Chefer et al.'s relevance ``(N, N)``: ``R ← R + mean_h((∇A ⊙ A)⁺) · R`` from the identity.
 
@@ -109,6 +134,14 @@ def token_row(matrix: np.ndarray, grid: TokenGrid, token: int | None = None) -> 
         row = m[0] if grid.extra else m.mean(axis=0)
     else:
         row = m[int(token)]
+    return np.asarray(row[grid.extra:], np.float32).reshape(grid.grid_h, grid.grid_w)
+
+
+def row_to_grid(row: np.ndarray, grid: TokenGrid) -> np.ndarray:
+    """A row over all tokens -> ``(grid_h, grid_w)``, the extra tokens left out."""
+    row = np.asarray(row)
+    if row.shape[-1] != grid.n_tokens:
+        raise ValueError(f"The attention covers {row.shape[-1]} tokens; the grid needs {grid.n_tokens}.")
     return np.asarray(row[grid.extra:], np.float32).reshape(grid.grid_h, grid.grid_w)
 
 

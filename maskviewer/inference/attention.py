@@ -197,20 +197,56 @@ class AttentionGradients:
 def attention_gradients(
     capture: AttentionCapture, inputs: Any, *, class_index: int | None = None, output: str | None = None,
     output_keys: list[str] | None = None, paths: list[str] | tuple[str, ...] | None = None,
+    compiled: bool = True,
 ) -> AttentionGradients:
-    """The attention weights of every layer and ``d score / d weights`` for a class, one eager pass.
+    """The attention weights of every layer and ``d score / d weights`` for a class, in one pass.
 
     The class is each image's top class unless ``class_index`` is given; the score is as for
-    Grad-CAM (:func:`~maskviewer.inference.cam.batch_class_score`). TensorFlow backend.
+    Grad-CAM (:func:`~maskviewer.inference.cam.batch_class_score`). The pass (forward and
+    gradient) is traced once per layer set and output (``compiled``). TensorFlow backend.
     """
     import keras
-    import tensorflow as tf
     from keras import ops
-
-    from maskviewer.inference.cam import batch_class_score, select_output
 
     n = int(keras.tree.flatten(inputs)[0].shape[0])
     wanted = np.full(n, -1 if class_index is None else int(class_index), np.int32)
+    key = ("grad", tuple(capture._chosen(paths)), output, tuple(output_keys or ()))
+    fn = capture._compiled.get(key)
+    if fn is None:
+        state: dict[str, Any] = {}
+
+        def grad_pass(x: Any, classes: Any) -> tuple:
+            return _gradient_pass(capture, x, classes, key[1], output, list(output_keys or []), state)
+
+        fn = compile_function(grad_pass) if compiled else grad_pass
+        fn.state = state if compiled else None  # type: ignore[attr-defined]
+        if compiled:
+            capture._compiled[key] = fn
+    found, grads, scores, chosen = fn(inputs, ops.convert_to_tensor(wanted))
+    state = getattr(fn, "state", None) or {}
+    n_classes = state.get("classes")
+    if n_classes is not None and np.any(wanted >= n_classes):
+        raise ProbeError(f"Class {int(wanted.max())} does not exist: the output has {n_classes} classes (0 to {n_classes - 1}).")
+    host = lambda t: np.asarray(ops.convert_to_numpy(ops.cast(t, "float32")))  # noqa: E731
+    weights = {p: host(t) for p, t in found.items()}
+    gradients = {p: host(g) for p, g in zip(found, grads, strict=True)}
+    return AttentionGradients(
+        weights, gradients, host(chosen).astype(np.int64), host(scores), str(state.get("output", "")),
+        capture.grid(weights, inputs),
+    )
+
+
+def _gradient_pass(
+    capture: AttentionCapture, inputs: Any, classes: Any, paths: tuple[str, ...], output: str | None,
+    output_keys: list[str], state: dict[str, Any],
+) -> tuple:
+    """Forward under a tape with the inputs watched; the gradient of the summed class scores
+    (each image's own, images do not meet) with respect to the captured weights."""
+    import keras
+    import tensorflow as tf
+
+    from maskviewer.inference.cam import batch_class_score, select_output
+
     flat = [tf.convert_to_tensor(t) for t in keras.tree.flatten(inputs)]
     inputs = keras.tree.pack_sequence_as(inputs, flat)
     with tf.GradientTape() as tape:
@@ -218,16 +254,9 @@ def attention_gradients(
             if t.dtype.is_floating:
                 tape.watch(t)
         found, outputs = capture.forward(inputs, paths)
-        for t in found.values():
-            tape.watch(t)
-        name, y = select_output(outputs, list(output_keys or []), output)
-        scores, chosen, classes = batch_class_score(y, ops.convert_to_tensor(wanted))
-    if np.any(wanted >= classes):
-        raise ProbeError(f"Class {int(wanted.max())} does not exist: the output has {classes} classes (0 to {classes - 1}).")
+        name, y = select_output(outputs, output_keys, output)
+        scores, chosen, n_classes = batch_class_score(y, classes)
+    state.update(classes=n_classes, output=name)
     grads = tape.gradient(scores, list(found.values()))
-    host = lambda t: np.asarray(ops.convert_to_numpy(ops.cast(t, "float32")))  # noqa: E731
-    weights = {p: host(t) for p, t in found.items()}
-    gradients = {p: (np.zeros_like(weights[p]) if g is None else host(g)) for p, g in zip(found, grads, strict=True)}
-    return AttentionGradients(
-        weights, gradients, host(chosen).astype(np.int64), host(scores), name, capture.grid(weights, inputs)
-    )
+    grads = [tf.zeros_like(w) if g is None else g for w, g in zip(found.values(), grads, strict=True)]
+    return found, grads, scores, chosen

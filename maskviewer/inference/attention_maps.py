@@ -103,7 +103,7 @@ def rollout_maps(
     _check_token(token, grid)
     layers = _same_tokens(found.weights)
     maps = np.stack([
-        rec.token_row(rec.rollout([found.weights[p][i] for p in layers], fusion, discard), grid, token)
+        rec.row_to_grid(rec.rollout_row([found.weights[p][i] for p in layers], fusion, discard, token, grid.extra), grid)
         for i in range(len(found.weights[layers[0]]))
     ])
     return AttentionMaps(maps, None, grid, "rollout", layers[-1], token)
