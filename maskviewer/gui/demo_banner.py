@@ -8,6 +8,7 @@ demo replaces its text; opening a model that is not the demo's hides it.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 
@@ -16,7 +17,6 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -78,14 +78,15 @@ class DemoBanner(QFrame):
         )
         self.demo: Demo | None = None
         self._on_details = on_details
-        self.title = QLabel("")
-        self.title.setStyleSheet("font-weight: bold;")
-        self.score = QLabel("")
-        self.score.setStyleSheet("color: #206020;")
+        self.title = QLabel("")  # the demo's title and held-out score
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.title.setWordWrap(True)
         self.text = QLabel("")
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.details = QPushButton("About this demo…")
+        self.details = QToolButton()
+        self.details.setText("More…")
+        self.details.setAutoRaise(True)
         self.details.setToolTip("The demo's full description, in Help → Demos")
         self.details.clicked.connect(self._details)
         self.close_button = QToolButton()
@@ -94,27 +95,28 @@ class DemoBanner(QFrame):
         self.close_button.setToolTip("Hide this banner (Help → Demos shows the text again)")
         self.close_button.clicked.connect(self.hide)
 
-        head = QHBoxLayout()
-        head.setSpacing(10)
-        head.addWidget(self.title)
-        head.addWidget(self.score)
-        head.addStretch(1)
         text = QVBoxLayout()
         text.setSpacing(2)
-        text.addLayout(head)
-        text.addWidget(self.text)
+        for label in (self.title, self.text):
+            text.addWidget(label)
+        buttons = QVBoxLayout()
+        buttons.setSpacing(0)
+        buttons.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignRight)
+        buttons.addWidget(self.details)
+        buttons.addStretch(1)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(8, 4, 4, 4)
         lay.addLayout(text, 1)
-        lay.addWidget(self.details, 0, Qt.AlignmentFlag.AlignVCenter)
-        lay.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
+        lay.addLayout(buttons)
         self.hide()
 
     def show_demo(self, demo: Demo) -> None:
         """Show ``demo``'s title, score and what to try (replacing the demo shown before)."""
         self.demo = demo
-        self.title.setText(f"Demo: {demo.title}")
-        self.score.setText(demo.score_text().capitalize())
+        self.title.setText(
+            f"<b>Demo: {html.escape(demo.title)}</b> &nbsp; "
+            f'<span style="color: #206020;">{html.escape(demo.score_text().capitalize())}</span>'
+        )
         self.text.setText(try_text(demo))
         self.show()
 

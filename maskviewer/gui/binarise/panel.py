@@ -35,8 +35,18 @@ from maskviewer.gui.binarise.model import (
     VIEWS,
     BinariseModel,
 )
-from maskviewer.gui.binarise.plots import DiceCurvePlot, HistogramPlot
+from maskviewer.gui.binarise.plots import (
+    CURVE_EMPTY,
+    ERROR_NAMES,
+    HIST_EMPTY,
+    DiceCurvePlot,
+    HistogramPlot,
+    curve_legend,
+    errors_legend,
+    histogram_legend,
+)
 from maskviewer.gui.binarise.sources import format_score
+from maskviewer.gui.empty_state import EmptyState
 
 SLIDER_STEPS = 1000
 
@@ -48,6 +58,14 @@ def _row(*widgets, stretch: QWidget | None = None) -> QHBoxLayout:
         w = QLabel(w) if isinstance(w, str) else w
         row.addWidget(w, 1 if w is stretch else 0)
     return row
+
+
+def _legend(html: str) -> QLabel:
+    """A line of rich text naming a plot's lines or an overlay's colours."""
+    label = QLabel(html)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setWordWrap(True)
+    return label
 
 
 class BinarisePanel(QWidget):
@@ -76,6 +94,9 @@ class BinarisePanel(QWidget):
         self.warning.setStyleSheet("color: #c07000;")
         self.warning.hide()
         self.hist_plot = HistogramPlot()
+        self.hist_box = EmptyState(self.hist_plot, HIST_EMPTY)  # no axes until there are values
+        self.hist_legend = _legend(histogram_legend(None, None))
+        self.hist_legend.hide()
         self.log_counts = QCheckBox("log counts")
         self.log_counts.setChecked(True)
         self.log_counts.setToolTip("log10(1 + count): small bins stay visible next to a saturated background")
@@ -115,9 +136,13 @@ class BinarisePanel(QWidget):
         self.ref_label = QLabel(self.model.scoring.note)
         self.ref_label.setWordWrap(True)
         self.errors = QCheckBox("TP / FP / FN on the image")
-        self.errors.setToolTip("Green: true positive, red: false positive, blue: false negative")
+        self.errors.setToolTip("\n".join(f"{short}: {long}" for _c, short, long in ERROR_NAMES))
+        self.errors_legend = _legend(errors_legend())
         self.table = self._score_table()
         self.curve_plot = DiceCurvePlot()
+        self.curve_box = EmptyState(self.curve_plot, CURVE_EMPTY)
+        self.curve_legend = _legend(curve_legend())
+        self.curve_legend.hide()
         self.best_label = QLabel("")
         self.use_best = QPushButton("Use best")
         self.export_mask = QPushButton("Export mask…")
@@ -151,7 +176,8 @@ class BinarisePanel(QWidget):
         lay.addLayout(_row("Source", self.source, stretch=self.source))
         lay.addWidget(self.info)
         lay.addWidget(self.warning)
-        lay.addWidget(self.hist_plot)
+        lay.addWidget(self.hist_box)
+        lay.addWidget(self.hist_legend)
         lay.addLayout(_row(self.slider, self.spin, self.reset, stretch=self.slider))
         lay.addLayout(_row("Method", self.method, self.apply_method, self.log_counts, stretch=self.method))
         lay.addWidget(self.method_label)
@@ -160,7 +186,9 @@ class BinarisePanel(QWidget):
         ref = QGroupBox("Reference")
         rl = QVBoxLayout(ref)
         rl.addLayout(_row(self.load_ref, self.painted_ref, self.clear_ref))
-        for w in (self.ref_label, self.errors, self.table, self.curve_plot):
+        rl.addWidget(self.ref_label)
+        rl.addLayout(_row(self.errors, self.errors_legend))
+        for w in (self.table, self.curve_box, self.curve_legend):
             rl.addWidget(w)
         rl.addLayout(_row(self.best_label, self.use_best, stretch=self.best_label))
         lay.addWidget(ref)
@@ -237,12 +265,17 @@ class BinarisePanel(QWidget):
     def _show_histogram(self) -> None:
         cache = self.model.cache
         edges, hist = (None, None) if cache is None else (cache.edges, cache.hist)
-        self.hist_plot.show_histogram(edges, hist, self.log_counts.isChecked(), self.model.value_range())
+        span = self.model.value_range()
+        self.hist_plot.show_histogram(edges, hist, self.log_counts.isChecked(), span)
+        self.hist_box.set_empty(edges is None or hist is None or span is None)
 
     def _show_curve(self) -> None:
         c = self.model.scoring.curve
         self.curve_plot.show_curve(c)
+        self.curve_box.set_empty(c is None)
+        self.curve_legend.setVisible(c is not None)
         self.hist_plot.show_best(None if c is None else c.best_threshold)
+        self._show_hist_legend()
         self.best_label.setText("" if c is None else f"Best Dice {c.best_dice:.4f} at {c.best_threshold:.6g}")
         self._enable()
 
@@ -263,11 +296,20 @@ class BinarisePanel(QWidget):
         finally:
             self._syncing = False
         self.curve_plot.thr_line.setValue(m.threshold)
+        self._show_hist_legend()
         for r, key in enumerate(ROWS):
             scores = m.scoring.scores
             self.table.item(r, 1).setText("—" if scores is None else format_score(getattr(scores, key)))
         self._show_notes()
         self._enable()
+
+    def _show_hist_legend(self) -> None:
+        m = self.model
+        curve = m.scoring.curve
+        self.hist_legend.setText(histogram_legend(
+            m.threshold if m.cache is not None else None, None if curve is None else curve.best_threshold
+        ))
+        self.hist_legend.setVisible(m.cache is not None)
 
     def _show_notes(self) -> None:
         m = self.model

@@ -1,5 +1,6 @@
 """The Binarise dock's two plots: the value histogram with a draggable threshold line, and
-the Dice-vs-threshold curve with its best point."""
+the Dice-vs-threshold curve with its best point; and the legends that name their lines and the
+TP / FP / FN colours."""
 
 from __future__ import annotations
 
@@ -7,8 +8,49 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
+from maskviewer.core.metrics import FN_COLOUR, FP_COLOUR, TP_COLOUR
+
 BEST = (60, 200, 90)  # green: the best Dice
 THRESHOLD = (255, 200, 0)  # yellow: the current threshold
+HISTOGRAM = (90, 140, 220)  # blue: the pixel counts
+HIST_EMPTY = "The histogram of the map's values appears here once the model has run."
+CURVE_EMPTY = "Load a reference mask (or use the painted one) to see Dice at every threshold."
+#: The overlay's colours, named as the legend names them.
+ERROR_NAMES = (
+    (TP_COLOUR, "TP", "true positive: foreground in both"),
+    (FP_COLOUR, "FP", "false positive: foreground only in the binary mask"),
+    (FN_COLOUR, "FN", "false negative: foreground only in the reference"),
+)
+
+
+def swatch(rgb, glyph: str = "━━") -> str:
+    """``glyph`` in the colour ``rgb`` (rich text)."""
+    r, g, b = rgb[:3]
+    return f'<span style="color: rgb({r},{g},{b}); font-weight: bold;">{glyph}</span>'
+
+
+def histogram_legend(threshold: float | None, best: float | None) -> str:
+    """Names the histogram's lines: the threshold and, with a reference, the best Dice."""
+    thr = "threshold" if threshold is None else f"threshold {threshold:.4g} (drag it)"
+    parts = [f"{swatch(HISTOGRAM, '▇')} pixels per value", f"{swatch(THRESHOLD)} {thr}"]
+    if best is None:
+        parts.append(f'<span style="color: gray;">{swatch(BEST, "╍╍")} best Dice (with a reference)</span>')
+    else:
+        parts.append(f"{swatch(BEST, '╍╍')} best Dice at {best:.4g}")
+    return " &nbsp; ".join(parts)
+
+
+def curve_legend() -> str:
+    """Names the Dice curve's marks."""
+    return " &nbsp; ".join(
+        (f"{swatch(BEST)} Dice at each threshold", f"{swatch(BEST, '●')} best", f"{swatch(THRESHOLD)} threshold")
+    )
+
+
+def errors_legend() -> str:
+    """The TP / FP / FN colours of the overlay on the image."""
+    words = {"TP": "correct", "FP": "extra", "FN": "missed"}
+    return " &nbsp; ".join(f"{swatch(c, '■')} {short} {words[short]}" for c, short, _long in ERROR_NAMES)
 
 
 class HistogramPlot(pg.PlotWidget):
@@ -21,7 +63,7 @@ class HistogramPlot(pg.PlotWidget):
         self.setLabel("bottom", "value")
         self.setLabel("left", "pixels")
         self.getAxis("bottom").enableAutoSIPrefix(False)
-        self.curve = self.plot([0, 1], [0], stepMode="center", fillLevel=0, brush=(90, 140, 220, 160), pen=(90, 140, 220))
+        self.curve = self.plot([0, 1], [0], stepMode="center", fillLevel=0, brush=(*HISTOGRAM, 160), pen=HISTOGRAM)
         self.best_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(BEST, style=Qt.PenStyle.DashLine))
         self.best_line.hide()
         self.thr_line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen(THRESHOLD, width=2))

@@ -1,5 +1,6 @@
-"""What the side-by-side dock shows, without Qt: the fed input, an autoencoder's
-reconstruction and their difference, and which maps get a continuous and a binary tile."""
+"""What the side-by-side window shows, without Qt: the fed input, an autoencoder's
+reconstruction and their difference, which maps get a continuous and a binary tile, and how
+many columns of tiles fill the window best."""
 
 from __future__ import annotations
 
@@ -92,3 +93,21 @@ def plan_side_by_side(prediction: Any, has_map: bool, current: str | None, names
     elif len(prediction.outputs) > 1:
         note = NO_RECONSTRUCTION_NOTE
     return SideBySide(True, note, fed, recon, lo, hi, list(names), diff)
+
+
+def tile_columns(n: int, width: float, height: float, aspect: float = 1.0, chrome: float = 44.0) -> int:
+    """How many columns of ``n`` tiles fill a ``width x height`` area with the largest pictures.
+
+    Each tile holds a picture of ``aspect`` (width / height) under ``chrome`` pixels of title
+    and caption; the picture is as large as its share of the area allows.
+    """
+    if n <= 1 or width <= 0 or height <= 0:
+        return 1
+    best, pick = -1.0, 1
+    for cols in range(1, n + 1):
+        rows = -(-n // cols)
+        cell_w, cell_h = width / cols, height / rows - chrome
+        side = min(cell_w, max(cell_h, 0.0) * aspect)  # the picture's width
+        if side > best + 1e-9:
+            best, pick = side, cols
+    return pick

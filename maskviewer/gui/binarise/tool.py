@@ -2,7 +2,7 @@
 
 A dock with the value histogram and a draggable threshold, the automatic methods of
 scikit-image, polarity and view, a reference mask with live scores and a Dice-vs-threshold
-curve; a second dock shows outputs side by side. The per-map work (sorting, histogram, display
+curve; a window of its own shows outputs side by side. The per-map work (sorting, histogram, display
 codes) runs once per prediction on the worker thread; a threshold change only patches the
 cached preview (see :class:`maskviewer.core.threshold.ThresholdCache`).
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction
 
 from maskviewer.core.mapping import Frame
@@ -32,7 +32,7 @@ from maskviewer.gui.binarise.export import (
     write_mask,
     write_scores,
 )
-from maskviewer.gui.binarise.gallery import GalleryPanel
+from maskviewer.gui.binarise.gallery import GalleryPanel, SideBySideWindow
 from maskviewer.gui.binarise.model import KINDS, BinariseModel
 from maskviewer.gui.binarise.overlay import BinariseOverlay
 from maskviewer.gui.binarise.panel import BinarisePanel
@@ -71,7 +71,7 @@ class BinariseTool(QObject):
         self.gallery = GalleryPanel(self.model)
         self.overlay = BinariseOverlay(self.model)
         self.map_item, self.err_in, self.err_out = self.overlay.items()
-        self.gallery_dock = None  # set by install()
+        self.gallery_window = self.gallery_dock = None  # set by install()
         self.reference_provider: Callable[[], tuple[str, np.ndarray] | None] | None = None
 
         p = self.panel
@@ -235,18 +235,33 @@ class BinariseTool(QObject):
         return binarise_items(self)
 
 
-def _add_gallery_dock(window, tool: BinariseTool) -> None:
-    dock = window.add_panel("Side by side", tool.gallery, Qt.DockWidgetArea.BottomDockWidgetArea)
-    dock.hide()  # the panel's button (or the View menu) shows it
-    tool.gallery_dock = dock
+def _add_gallery_window(window, tool: BinariseTool) -> None:
+    """Side by side in a window of its own, opened by the panel's button and View → Side by Side."""
+    side = SideBySideWindow(tool.gallery, window)
+    tool.gallery_window = side
+    tool.gallery_dock = side  # its older name
+    tool.panel.side_by_side.clicked.connect(side.open)
+    view_menu = getattr(window, "view_menu", None)
+    if view_menu is not None:
+        act = QAction("Side by Side (Binarise)…", view_menu)
+        act.setToolTip("Input, outputs, binary mask, reconstruction and difference in a window")
+        act.triggered.connect(lambda _c=False: side.open())
+        view_menu.addAction(act)
+    closer = _CloseWith(side, window)
+    window.installEventFilter(closer)
 
-    def show_gallery() -> None:
-        dock.show()
-        dock.raise_()
-        window.resizeDocks([dock], [320], Qt.Orientation.Vertical)
-        tool.gallery.rebuild()
 
-    tool.panel.side_by_side.clicked.connect(show_gallery)
+class _CloseWith(QObject):
+    """Closes a tool window when the main window closes."""
+
+    def __init__(self, other, window) -> None:
+        super().__init__(window)
+        self.other = other
+
+    def eventFilter(self, _obj, event) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Close:
+            self.other.close()
+        return False
 
 
 def _add_menu_actions(window, tool: BinariseTool) -> None:
@@ -271,6 +286,6 @@ def install(window) -> BinariseTool:
     window.add_panel("Binarise", tool.panel, Qt.DockWidgetArea.RightDockWidgetArea)
     for z, item in ((20, tool.map_item), (21, tool.err_in), (21, tool.err_out)):
         window.add_panel_overlay("Binarise", item, z)
-    _add_gallery_dock(window, tool)
+    _add_gallery_window(window, tool)
     _add_menu_actions(window, tool)
     return tool
