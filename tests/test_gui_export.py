@@ -72,10 +72,10 @@ def test_gui_and_cli_export_of_the_same_view_give_the_same_npy(window, qtbot, tm
         # ...and equal numbers (one image eagerly vs a traced batch: float32 rounding apart)
         assert a.dtype == b.dtype == np.float32
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(b).max())))
-        # the picture at image resolution is the same too
+        # the picture at image resolution is the same too (28×28 enlarged ten times by default)
         pa = np.asarray(Image.open(gui_out / layer / gui["png"])).astype(int)
         pb = np.asarray(Image.open(cli_out / layer / cli["png"])).astype(int)
-        assert pa.shape == pb.shape == (28, 28, 4) and np.abs(pa - pb).max() <= 1
+        assert pa.shape == pb.shape == (280, 280, 4) and np.abs(pa - pb).max() <= 1
 
 
 def test_export_everything_shown_from_the_menu(window, qtbot, tmp_path):
@@ -95,10 +95,13 @@ def test_export_everything_shown_from_the_menu(window, qtbot, tmp_path):
     assert export.action.shortcut() == QKeySequence("Ctrl+E")
     assert export.action in window.file_menu.actions()
     assert export.action in export.context_menu().actions()  # the right-click on the image
-    window.dialogs = ScriptedDialogs(str(tmp_path / "out"))
-    export.legend_action.setChecked(True)
+    def answer(dialog):  # every item, with legends, into tmp_path/out
+        dialog.set_folder(str(tmp_path / "out"))
+        dialog.legend.setChecked(True)
+
+    window.dialogs = ScriptedDialogs(answer)
     export.action.trigger()
-    assert window.dialogs.asked == [("folder", "Export the view into…")]
+    assert window.dialogs.asked == [("run", "Export")]
     manifest = read_manifest(tmp_path / "out")
     assert {e["kind"] for e in manifest["artifacts"]} >= {"activation", "mask", "patch"}
     for entry in manifest["artifacts"]:

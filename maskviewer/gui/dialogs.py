@@ -11,7 +11,14 @@ from collections import deque
 from typing import Any
 
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QColorDialog, QFileDialog, QInputDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QColorDialog,
+    QDialog,
+    QFileDialog,
+    QInputDialog,
+    QMessageBox,
+    QWidget,
+)
 
 
 class Dialogs:
@@ -37,6 +44,10 @@ class Dialogs:
 
     def folder(self, title: str, start: str = "") -> str | None:
         return QFileDialog.getExistingDirectory(self.parent, title, start) or None
+
+    def run(self, dialog: QDialog) -> bool:
+        """Show a dialog built by a tool (the export dialog) modally; True when accepted."""
+        return dialog.exec() == QDialog.DialogCode.Accepted
 
     def question(self, title: str, text: str, default_yes: bool = False) -> bool:
         """A yes/no question; True for yes."""
@@ -97,6 +108,14 @@ class ScriptedDialogs(Dialogs):
 
     def folder(self, title: str, start: str = "") -> str | None:
         return self._next("folder", title)
+
+    def run(self, dialog: QDialog) -> bool:
+        """The next answer for a tool's dialog: a callable gets the dialog (to tick, type,
+        choose in it) and accepts it unless it returns False; True/False accept/cancel."""
+        answer = self._next("run", dialog.windowTitle(), False)
+        if callable(answer):
+            return answer(dialog) is not False
+        return bool(answer)
 
     def question(self, title: str, text: str, default_yes: bool = False) -> bool:
         return bool(self._next("question", title, False))

@@ -2,10 +2,13 @@
 
 Each tool says what it shows through ``export_items() -> list[ExportItem]`` (see
 :mod:`maskviewer.io.export`); the functions below build those lists from the tools' public
-state, and the tools' own ``export_items`` call them. The files go into a folder the user
-picks (remembered), one sub-folder per image, with ``manifest.json``; nothing is overwritten
-without asking. Writing happens here on the GUI thread: the maps shown are small, already
-computed, and the user waits for the files anyway.
+state, and the tools' own ``export_items`` call them. What was never made (a mask nobody
+painted) is not offered. The export dialog (:mod:`maskviewer.gui.export_dialog`) shows each
+item with a preview; the user picks items, formats, picture scale and folder (by default in
+their Pictures folder, never inside the installed package; remembered). The files go into
+that folder, one sub-folder per image, with ``manifest.json``; nothing is overwritten without
+asking. Writing happens here on the GUI thread: the maps shown are small, already computed,
+and the user waits for the files anyway.
 """
 
 from __future__ import annotations
@@ -14,17 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QObject, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu
 
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.mapping import Frame
+from maskviewer.gui.export_choice import FORMATS, SCALES, ExportChoice, default_folder, offered
 from maskviewer.io.export import ArtifactWriter, ExportItem, ExportStyle, export_items
 from maskviewer.io.export.naming import existing, image_prefix
 
 SETTINGS_DIR = "export/last_dir"
 SETTINGS_LEGEND = "export/legend"
+SETTINGS_FORMATS = "export/formats"
+SETTINGS_SCALE = "export/scale"
+SETTINGS_OVERLAY = "export/overlay"
+#: the File-menu group the export action belongs to (see maskviewer.gui.menus)
+FILE_GROUP = ("maskviewer_file_group", "export")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,21 +175,18 @@ class ExportTool(QObject):
         self.last_manifest: Path | None = None
 
         menu = window.file_menu
-        self.action = QAction("&Export View…", window)
+        self.action = QAction("&Export…", window)
         self.action.setShortcut(QKeySequence("Ctrl+E"))
-        self.action.setToolTip("Write the heatmap, overlay, raw maps, masks, patch maps and binary outputs shown")
+        self.action.setToolTip("Choose among the heatmaps, masks, patch maps and binary outputs shown, "
+                               "with previews, and write them as PNG and/or NPY")
+        self.action.setProperty(*FILE_GROUP)
         self.action.triggered.connect(lambda _c=False: self.export_dialog())
-        self.legend_action = QAction("Export Colour-Bar &Legends", window)
-        self.legend_action.setCheckable(True)
-        self.legend_action.setChecked(self.settings.value(SETTINGS_LEGEND, "true") in (True, "true"))
-        self.legend_action.toggled.connect(lambda on: self.settings.setValue(SETTINGS_LEGEND, "true" if on else "false"))
+        self.dialog = None  # the export dialog while it is open
         seps = [a for a in menu.actions() if a.isSeparator()]
-        before = seps[-1] if seps else None  # above Quit
-        for act in (self.action, self.legend_action):
-            if before is not None:
-                menu.insertAction(before, act)
-            else:
-                menu.addAction(act)
+        if seps:  # above Quit
+            menu.insertAction(seps[-1], self.action)
+        else:
+            menu.addAction(self.action)
         canvas = window.canvas
         canvas.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         canvas.customContextMenuRequested.connect(lambda pos: self.context_menu().exec(canvas.mapToGlobal(pos)))
@@ -198,7 +204,6 @@ class ExportTool(QObject):
         """The right-click menu: Export… (and the session actions when that tool is installed)."""
         menu = QMenu(self.window)
         menu.addAction(self.action)
-        menu.addAction(self.legend_action)
         session = getattr(self.window, "tools", {}).get("session")
         if session is not None:
             menu.addSeparator()
@@ -208,25 +213,54 @@ class ExportTool(QObject):
     # -- what is shown --------------------------------------------------------------------------
 
     def items(self) -> list[ExportItem]:
-        """Everything the tools show now, asked from each tool's ``export_items``."""
+        """Everything the tools show now, asked from each tool's ``export_items``, less what
+        was never made (a mask nobody painted; see :func:`~maskviewer.gui.export_choice.offered`)."""
         out: list[ExportItem] = []
         for tool in getattr(self.window, "tools", {}).values():
             fn = getattr(tool, "export_items", None)
             if callable(fn):
                 out.extend(fn())
-        return out
+        return offered(out)
 
-    def style(self) -> ExportStyle:
-        """Colours and opacity as the Layers dock shows them."""
+    def remembered(self) -> ExportChoice:
+        """The last export's choices (folder, formats, scale, legends, overlays)."""
+        s = self.settings
+        scale = str(s.value(SETTINGS_SCALE, "auto"))
+        scale_value: int | str = int(scale) if scale.isdigit() else "auto"
+        formats = str(s.value(SETTINGS_FORMATS, "both"))
+        return ExportChoice(
+            folder=self.last_folder(),
+            formats=formats if formats in FORMATS else "both",
+            scale=scale_value if scale_value in SCALES else "auto",
+            legend=s.value(SETTINGS_LEGEND, "false") in (True, "true"),
+            overlay=s.value(SETTINGS_OVERLAY, "true") in (True, "true"),
+        )
+
+    def remember(self, choice: ExportChoice) -> None:
+        s = self.settings
+        s.setValue(SETTINGS_FORMATS, choice.formats)
+        s.setValue(SETTINGS_SCALE, str(choice.scale))
+        s.setValue(SETTINGS_LEGEND, "true" if choice.legend else "false")
+        s.setValue(SETTINGS_OVERLAY, "true" if choice.overlay else "false")
+
+    def colormap(self) -> str:
+        panel = getattr(getattr(self.window, "tools", {}).get("layers"), "panel", None)
+        return (panel.colormap.currentData() if panel is not None else None) or "viridis"
+
+    def style(self, choice: ExportChoice | None = None) -> ExportStyle:
+        """Colours and opacity as the Layers dock shows them; formats, scale, legends and
+        overlays as ``choice`` (default: as last chosen)."""
+        choice = choice or self.remembered()
+        extra = dict(formats=choice.format_tuple, overlay=choice.overlay, legend=choice.legend, scale=choice.scale)
         layers = getattr(self.window, "tools", {}).get("layers")
         panel = getattr(layers, "panel", None)
         if panel is None:
-            return ExportStyle(legend=self.legend_action.isChecked())
+            return ExportStyle(**extra)
         return ExportStyle(
             panel.colormap.currentData() or "viridis",
             panel.normalisation.currentData() or "per_map",
             panel.opacity.value() / 100.0,
-            legend=self.legend_action.isChecked(),
+            **extra,
         )
 
     def settings_record(self) -> dict:
@@ -238,7 +272,10 @@ class ExportTool(QObject):
 
     # -- writing --------------------------------------------------------------------------------
 
-    def export_to(self, folder: str | Path, items: list[ExportItem] | None = None, overwrite: bool | None = None) -> Path | None:
+    def export_to(
+        self, folder: str | Path, items: list[ExportItem] | None = None, overwrite: bool | None = None,
+        style: ExportStyle | None = None,
+    ) -> Path | None:
         """Write ``items`` (default: everything shown) into ``folder``; returns the manifest.
 
         Existing files are replaced only if :attr:`ask_overwrite` agrees (or ``overwrite``).
@@ -254,7 +291,7 @@ class ExportTool(QObject):
             )
             return None
         folder = Path(folder)
-        style = self.style()
+        style = style or self.style()
         images = {state.image.path: state.image}
         prefix = image_prefix(state.image.path)
         if overwrite is None:
@@ -277,16 +314,54 @@ class ExportTool(QObject):
         self.window.statusBar().showMessage(f"Exported {len(items)} view(s) to {folder}", 10000)
         return manifest
 
+    def make_dialog(self, items: list[ExportItem] | None = None):
+        """The export dialog for ``items`` (default: what is shown now), set as last time."""
+        from maskviewer.gui.export_dialog import ExportDialog
+
+        image = self.controller.state.image
+        size = (image.height, image.width) if image is not None else None
+        return ExportDialog(self.items() if items is None else items, self.remembered(), size,
+                            browse=self.pick_folder, colormap=self.colormap(), parent=self.window)
+
     def export_dialog(self) -> Path | None:
-        folder = self.pick_folder()
-        return self.export_to(folder) if folder else None
+        """File → Export…: ask what, how and where (through ``window.dialogs.run``), then write
+        only the chosen items into the chosen folder."""
+        items = self.items()
+        if not items or self.controller.state.image is None:
+            return self.export_to("", [])  # explains that there is nothing to export
+        self.dialog = dialog = self.make_dialog(items)
+        try:
+            if not self.window.dialogs.run(dialog):
+                return None
+            return self.export_from(dialog)
+        finally:
+            self.dialog = None
+            dialog.deleteLater()
+
+    def export_from(self, dialog) -> Path | None:
+        """Write what an accepted export dialog chose; remember the choices."""
+        choice = dialog.choice()
+        chosen = [dialog.items[i] for i in choice.chosen]
+        if not chosen or not choice.folder:
+            self.window.show_error("Nothing exported", "Tick at least one item and choose a folder.")
+            return None
+        self.remember(choice)
+        return self.export_to(choice.folder, chosen, style=self.style(choice))
 
     def last_folder(self) -> str:
-        return str(self.settings.value(SETTINGS_DIR, "") or self.controller.last_dir())
+        """The folder the export starts in: the last one used, else a folder in the user's
+        Pictures (or Documents, or home) — never inside the installed package."""
+        locations = [
+            QStandardPaths.writableLocation(loc)
+            for loc in (QStandardPaths.StandardLocation.PicturesLocation,
+                        QStandardPaths.StandardLocation.DocumentsLocation,
+                        QStandardPaths.StandardLocation.HomeLocation)
+        ]
+        return default_folder(str(self.settings.value(SETTINGS_DIR, "") or ""), locations)
 
-    def pick_folder(self) -> str:
+    def pick_folder(self, start: str | None = None) -> str:
         """The folder to export into, asked of the user (``""`` when cancelled)."""
-        return self.window.dialogs.folder("Export the view into…", self.last_folder()) or ""
+        return self.window.dialogs.folder("Export into…", start or self.last_folder()) or ""
 
     def ask_overwrite(self, paths: list[Path]) -> bool:
         """Whether to replace ``paths``, which exist already (the user's answer)."""

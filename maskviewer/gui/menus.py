@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QMessageBox
 
@@ -21,6 +22,57 @@ if TYPE_CHECKING:
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.npy);;All files (*)"
 MODEL_FILTER = "Keras models (*.keras *.h5 *.hdf5);;All files (*)"
 LABELS_FILTER = "Labels (*.txt *.json);;All files (*)"
+#: the File menu's groups, top to bottom, separated by lines
+FILE_GROUPS = ("open", "export", "session", "recent", "quit")
+#: an action's File-menu group, when it says (``action.setProperty(FILE_GROUP_PROPERTY, "export")``)
+FILE_GROUP_PROPERTY = "maskviewer_file_group"
+
+
+def file_group(action: QAction) -> str:
+    """The File-menu group of ``action``: the one it names (:data:`FILE_GROUP_PROPERTY`), else
+    read from its words — sessions, then Export/Save, Recent, Quit; anything else opens."""
+    named = action.property(FILE_GROUP_PROPERTY)
+    if named in FILE_GROUPS:
+        return str(named)
+    text = action.text().replace("&", "").casefold()
+    if "session" in text:
+        return "session"
+    if text.startswith(("export", "save")):
+        return "export"
+    if "recent" in text:
+        return "recent"
+    if text.startswith(("quit", "exit")):
+        return "quit"
+    return "open"
+
+
+def group_file_menu(menu: QMenu) -> None:
+    """Order ``menu`` by :data:`FILE_GROUPS` (keeping each group's order), one separator
+    between groups. Tools add their actions anywhere; this runs again each time the menu opens."""
+    actions = [a for a in menu.actions() if not a.isSeparator()]
+    groups: dict[str, list[QAction]] = {g: [] for g in FILE_GROUPS}
+    for act in actions:  # within a group, the actions that name it first (File → Export…)
+        groups[file_group(act)].append(act)
+    for members in groups.values():
+        members.sort(key=lambda a: a.property(FILE_GROUP_PROPERTY) not in FILE_GROUPS)
+    ordered: list[QAction | None] = []
+    for members in groups.values():
+        if members:
+            if ordered:
+                ordered.append(None)
+            ordered.extend(members)
+    now = [None if a.isSeparator() else a for a in menu.actions()]
+    if now == ordered:
+        return
+    for act in menu.actions():
+        menu.removeAction(act)
+        if act.isSeparator() and act.parent() is menu:
+            act.deleteLater()
+    for act in ordered:
+        if act is None:
+            menu.addSeparator()
+        else:
+            menu.addAction(act)
 
 
 def add_action(window, menu: QMenu, text: str, slot: Callable[[], object], shortcut=None) -> QAction:
@@ -50,6 +102,9 @@ class WindowMenus:
         self.view_menu = bar.addMenu("&View")
         self.help_menu = bar.addMenu("&Help")
         self._fill_file_menu()
+        # grouped once every tool has added its actions, and again whenever it opens
+        self.file_menu.aboutToShow.connect(self.group_file_menu)
+        QTimer.singleShot(0, self.group_file_menu)
         self._fill_model_menu()
         add_action(window, self.view_menu, "&Fit Image", window.canvas.fit, "Ctrl+0")
         self.view_menu.addSeparator()
@@ -63,6 +118,10 @@ class WindowMenus:
         menu.addMenu(self.recent_menu)
         menu.addSeparator()
         add_action(w, menu, "&Quit", w.close, QKeySequence.StandardKey.Quit)
+
+    def group_file_menu(self) -> None:
+        """Open… / Save and Export… / Sessions / Open Recent / Quit, with separators."""
+        group_file_menu(self.file_menu)
 
     def _fill_model_menu(self) -> None:
         w, menu, c = self.window, self.model_menu, self.controller
