@@ -11,11 +11,11 @@ import argparse
 from maskviewer import __version__
 from maskviewer.cli.args import add_trust_options, add_verbose_option, quiet_backend, say
 
-#: the subcommands as ``maskviewer --help`` lists them
-SUBCOMMAND_HELP = (
-    ("info MODEL [--json]", "print a model's inputs, outputs, layers and proposed input mapping"),
-    ("export IMAGE... --model MODEL --out DIR", "write heatmaps, maps and masks without a display"),
-)
+#: how ``maskviewer --help`` shows a subcommand (the others: their name and their own --help)
+SUBCOMMAND_HELP = {
+    "info": ("info MODEL [--json]", "print a model's inputs, outputs, layers and proposed input mapping"),
+    "export": ("export IMAGE... --model MODEL --out DIR", "write heatmaps, maps and masks without a display"),
+}
 
 
 def demo_names() -> list[str]:
@@ -30,8 +30,12 @@ def demo_names() -> list[str]:
 
 
 def _epilog() -> str:
+    from maskviewer.cli import SUBCOMMANDS
+
     lines = ["subcommands (each has its own --help, e.g. 'maskviewer export --help'):"]
-    lines += [f"  maskviewer {usage:42s} {what}" for usage, what in SUBCOMMAND_HELP]
+    for name in SUBCOMMANDS:
+        usage, what = SUBCOMMAND_HELP.get(name, (f"{name} ...", f"see 'maskviewer {name} --help'"))
+        lines.append(f"  maskviewer {usage:42s} {what}")
     names = demo_names()
     lines += ["", "demos (maskviewer --demo NAME; --demo alone opens the gallery):",
               "  " + (", ".join(names) if names else "none installed")]
