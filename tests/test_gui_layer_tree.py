@@ -110,6 +110,11 @@ def test_one_tree_nested_children_and_a_picked_row_drives_the_view(
     lists = [t for t in win.findChildren(QTreeWidget) if t.findItems("gap", Qt.MatchFlag.MatchRecursive)]
     assert lists == [panel.layer_list]
     assert win.model_panel.findChildren(QTreeWidget) == [win.model_panel.io_tree]
+    # the Model page points to it: its link brings the Layers page in front
+    win.show_panel("Model")
+    assert not win.docks["Layers"].isVisible()
+    win.model_panel.summary.linkActivated.emit("layers")
+    assert win.docks["Layers"].isVisible()
 
     # nested as Keras nests them
     model = keras_mod.saving.load_model(model_files["nested"], compile=False)

@@ -36,6 +36,7 @@ class ModelPanel(QWidget):
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
+        self.summary.linkActivated.connect(self._show_layers)
         self.summary.hide()
         self.note = QLabel("")
         self.note.setWordWrap(True)
@@ -72,7 +73,8 @@ class ModelPanel(QWidget):
         self.summary.setText(
             f"{_count(len(info.inputs), 'input')}, {_count(len(info.outputs), 'output')}, "
             f"{_count(layers, 'layer')}"
-            + (": browse them and pick one in the Layers tool." if layers and info.probe_supported else ".")
+            + (': browse them and pick one in the <a href="layers">Layers</a> tool.'
+               if layers and info.probe_supported else ".")
         )
         self.summary.show()
         self.note.setText(info.note)
@@ -94,3 +96,9 @@ class ModelPanel(QWidget):
         row_h = row_h if row_h > 0 else self.fontMetrics().height() + 2
         height = self.io_tree.header().sizeHint().height() + rows * row_h + 2 * self.io_tree.frameWidth() + 2
         self.io_tree.setFixedHeight(min(height, 320))
+
+    def _show_layers(self, _link: str) -> None:
+        """The link in the summary: bring the Layers tool (its layer tree) in front."""
+        show = getattr(self.window(), "show_panel", None)
+        if callable(show):
+            show("Layers")
