@@ -118,6 +118,15 @@ def _add_layer_options(g: Any) -> None:
                    help="class a CAM explains / a patch map shows (default: the top class); channel of a multi-channel output to binarise")
     g.add_argument("--no-predictions", action="store_true", help="do not write the model's outputs")
     g.add_argument("--labels", metavar="FILE", help="class names (one per line, or JSON)")
+    g.add_argument("--faithfulness", action="store_true",
+                   help="score each CAM by deletion and insertion curves (RISE): the curves and their AUCs "
+                        "go into the manifest, a plot into STEM_plot.png")
+    g.add_argument("--faithfulness-steps", type=int, default=32, metavar="N",
+                   help="steps of the deletion and insertion curves (default 32)")
+    g.add_argument("--deletion-baseline", choices=("black", "blur", "mean"), default="black",
+                   help="what deleted pixels become (default black: zeros of the model input)")
+    g.add_argument("--insertion-baseline", choices=("black", "blur", "mean"), default="blur",
+                   help="what insertion starts from (default blur: the image blurred)")
 
 
 def _add_input_options(g: Any) -> None:

@@ -51,6 +51,8 @@ class Plan:
     tokens: dict[str, str] = field(default_factory=dict)
     #: model input -> the file (or folder of per-image files) it is fed from (``--input``)
     inputs: dict[str, str] = field(default_factory=dict)
+    #: ``--faithfulness``: ``{"steps", "baselines"}`` of the CAMs' deletion and insertion curves
+    faithfulness: dict | None = None
 
     def renamed(self) -> dict[str, str]:
         """The names whose files carry a hash because another name would share their files."""
@@ -80,6 +82,7 @@ class Plan:
             },
             "resize": self.resize,
             "scale": self.scale,
+            "faithfulness": self.faithfulness,
         }
 
 
@@ -134,8 +137,20 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
         predictions=not args.no_predictions, mask_feed=feed, patch_spec=patch_spec,
         combine=COMBINE_ALIASES[args.combine], threshold=threshold, binarise_output=binarise_output,
         invert=args.invert, labels=_read_labels(args), resize=args.resize, scale=args.scale, notes=notes,
-        tokens=tokens, inputs=inputs,
+        tokens=tokens, inputs=inputs, faithfulness=_plan_faithfulness(args),
     )
+
+
+def _plan_faithfulness(args: argparse.Namespace) -> dict | None:
+    """``--faithfulness``: the steps and baselines of the curves (it scores the maps of --cam)."""
+    if not getattr(args, "faithfulness", False):
+        return None
+    if not args.cam:
+        raise UsageError("--faithfulness scores the maps --cam makes: add --cam (and --layer if you like).")
+    steps = args.faithfulness_steps
+    if not 2 <= steps <= 1024:
+        raise UsageError(f"--faithfulness-steps {steps}: use 2 to 1024 steps.")
+    return {"steps": steps, "baselines": {"deletion": args.deletion_baseline, "insertion": args.insertion_baseline}}
 
 
 def _check_inputs(info: Any) -> None:

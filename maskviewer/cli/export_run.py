@@ -202,6 +202,10 @@ class BatchRunner:
             exports += activation_items(it, maps, plan)
         if plan.cam:
             exports += cam_items(it, plan)
+            if plan.faithfulness:
+                from maskviewer.cli.export_faithfulness import add_faithfulness
+
+                add_faithfulness(exports, it, self.host, plan)
         if plan.predictions:
             exports += prediction_items(it, outputs, plan.labels, self.host.info)
         if plan.patch_spec is not None:

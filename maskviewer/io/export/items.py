@@ -138,6 +138,9 @@ class ExportItem:
         More manifest fields (channels, scores, threshold, patch grid...).
     caption : str
         Under the colour bar in the legend.
+    plot : ndarray or None
+        ``(h, w, 3)`` uint8: a plot that belongs to the item (a map's deletion and insertion
+        curves, see :mod:`~maskviewer.io.export.plots`), written as ``STEM_plot.png``.
     """
 
     kind: str
@@ -151,6 +154,7 @@ class ExportItem:
     tiles: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     caption: str = ""
+    plot: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

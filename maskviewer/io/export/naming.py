@@ -39,6 +39,7 @@ SUFFIXES = {
     "overlay": "_overlay.png",
     "legend": "_legend.png",
     "grid": "_grid.png",
+    "plot": "_plot.png",
     "npy": ".npy",
 }
 
@@ -235,6 +236,8 @@ def planned_roles(item: ExportItem, style: ExportStyle, with_image: bool = True)
                 out.append("overlay")
             if style.legend and item.is_heat:
                 out.append("legend")
+        if item.plot is not None:
+            out.append("plot")
     if "npy" in fmts or not item.is_map:
         out.append("npy")
     return out

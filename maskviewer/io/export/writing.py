@@ -300,6 +300,8 @@ class ArtifactWriter:
                 files["grid"] = self._save_png(stem, "grid", montage_rgba(item.tiles, self.style, item.vrange))
             if item.is_map:
                 files.update(self._write_pictures(item, values, image, stem, picture))
+            if item.plot is not None:
+                files["plot"] = self._save_png(stem, "plot", item.plot)
         colours = files.pop("colour_range", None)
         if colours is not None:
             entry["colour_range"] = [float(colours["lo"]), float(colours["hi"])]
