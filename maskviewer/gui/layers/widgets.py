@@ -109,7 +109,7 @@ class TileNumbers(QGraphicsItem):
         t = painter.transform()
         if not self.drawn(abs(t.m11()) or abs(t.m12())):
             return
-        painter.save()
+        pen, font = painter.pen(), painter.font()  # given back as found
         painter.resetTransform()
         painter.setFont(self.font)
         for x, y, text in self.labels:
@@ -118,7 +118,9 @@ class TileNumbers(QGraphicsItem):
             painter.drawText(p + QPointF(1, 1), text)
             painter.setPen(QColor(255, 255, 255))
             painter.drawText(p, text)
-        painter.restore()
+        painter.setTransform(t)
+        painter.setPen(pen)
+        painter.setFont(font)
 
 
 class GridView(pg.GraphicsLayoutWidget):
