@@ -57,6 +57,9 @@ def test_empty_state_then_running_then_the_result(qtbot, window):
     labels = window.state.labels
     assert bar.result.text() == _top3(np.asarray(pred.outputs["probs"], np.float64), labels)
     assert bar.change.text() == ""  # nothing to compare yet
+    window.controller.run_prediction()  # the same inputs again: the same answer, nothing changed
+    qtbot.waitUntil(lambda: window.state.prediction is not pred, timeout=30_000)
+    assert bar.change.text() == ""
 
 
 @pytest.mark.parametrize("front", ["Layers", "Patches"])
@@ -67,16 +70,19 @@ def test_the_bar_shows_the_new_class_right_after_a_stroke(qtbot, window, front):
     labels = window.state.labels
     masks = window.tools["masks"]
     masks.ask_unsaved = lambda: "discard"
-    old = np.asarray(before.outputs["probs"], np.float64)
-    # move the mask from the top-left digit to the top-right one: a stroke across it
+    # move the mask from the top-left digit to the top-right one: clear it, then a stroke
     m = masks.model
     m.clear()
+    qtbot.waitUntil(lambda: window.state.prediction is not None and window.state.prediction is not before,
+                    timeout=30_000)
+    cleared = window.state.prediction
+    old = np.asarray(cleared.outputs["probs"], np.float64)
     masks.panel.size.setValue(14)
     m.begin_stroke(34.0, 4.0, False)
     for y in range(6, 28, 3):
         m.stroke_to(34.0 + (y % 2) * 14, float(y))
     m.end_stroke()
-    qtbot.waitUntil(lambda: window.state.prediction is not None and window.state.prediction is not before,
+    qtbot.waitUntil(lambda: window.state.prediction is not None and window.state.prediction is not cleared,
                     timeout=30_000)
     new = np.asarray(window.state.prediction.outputs["probs"], np.float64)
     qtbot.waitUntil(lambda: bar.result.text() == _top3(new, labels), timeout=10_000)

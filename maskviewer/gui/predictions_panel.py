@@ -240,6 +240,8 @@ class _OutputView(QGroupBox):
                         item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                     table.setItem(r, c, item)
                 item.setText(text)
+        if kind.is_classes:  # no labels, or labels that are the class numbers: no Label column
+            table.setColumnHidden(1, all(e.name == str(e.index) for e in reading.entries))
         table.setMinimumHeight(min(6, len(reading.entries) + 1) * 26)
 
     def _update_image(self, value: np.ndarray) -> None:

@@ -27,6 +27,15 @@ CHANGE_STYLE = "color: #d08020;"
 MUTED_STYLE = "color: gray;"
 
 
+def _same_outputs(a: Prediction, b: Prediction) -> bool:
+    """Whether two predictions gave the same numbers (a repeated run of the same inputs)."""
+    if a is b:
+        return True
+    if a.outputs.keys() != b.outputs.keys():
+        return False
+    return all(np.array_equal(np.asarray(a.outputs[k]), np.asarray(b.outputs[k])) for k in a.outputs)
+
+
 def _shortcut(window: Any, fragment: str, default: str) -> str:
     """The shortcut of the menu action whose text holds ``fragment`` (as the menus show it)."""
     for menu in (getattr(window, "file_menu", None), getattr(window, "model_menu", None)):
@@ -69,12 +78,15 @@ class ResultBar(QFrame):
         self.result.setText(text)
         self.result.setStyleSheet(MUTED_STYLE)
         self.change.setText("")
+        self.change.hide()  # the message takes the whole width
         self.setToolTip(text)
 
     def show_result(self, text: str, change: str) -> None:
         self.result.setText(text)
         self.result.setStyleSheet("font-weight: bold;")
         self.change.setText(change)
+        self.change.setStyleSheet(CHANGE_STYLE if "←" in change else MUTED_STYLE)
+        self.change.setVisible(bool(change))
         self.setToolTip(text + (f"\nChanged since the previous result: {change}" if change else ""))
 
     def set_status(self, text: str, error: bool = False) -> None:
@@ -118,8 +130,8 @@ class ResultBarTool(QObject):
         if prediction is None:
             self.show()
             return
-        if self.current is not None and self.current is not prediction:
-            self.previous = self.current
+        if self.current is not None and not _same_outputs(self.current, prediction):
+            self.previous = self.current  # a re-run with the same answer keeps what it is compared with
         self.current = prediction
         self.bar.set_status("")
         self.show()
@@ -170,6 +182,8 @@ class ResultBarTool(QObject):
             diff = ok.change(reading, before.get(name))
             if diff:
                 changes.append((f"{name}: " if named else "") + diff)
+        if not changes and self.previous is not None:
+            return "   |   ".join(texts), "no change since the previous result"
         return "   |   ".join(texts), "   ".join(changes)
 
     def show(self) -> None:

@@ -256,6 +256,10 @@ class PatchPanel(QWidget):
             plot.addItem(pg.BarGraphItem(x=x + 0.2, height=probs[index], width=0.4, brush=(255, 140, 0),
                                          name=f"patch {index + 1}"))
         plot.setXRange(-0.7, k - 0.3, padding=0)
+        axis = plot.getAxis("bottom")
+        axis.enableAutoSIPrefix(False)
+        names = self.model.results.class_names() if self.model is not None else []
+        axis.setTicks([list(enumerate(names))] if combined.family != "classes" and len(names) == k <= 12 else None)
         if combined.family == "values":  # values: their own range (and 0)
             heights = np.concatenate([combined.scores, probs[index] if probs is not None else []])
             lo, hi = min(0.0, float(np.nanmin(heights))), max(0.0, float(np.nanmax(heights)))
