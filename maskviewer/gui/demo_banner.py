@@ -44,6 +44,10 @@ TRY = {
 _IMPERATIVE = re.compile(r"^(Open|Paint|Binarise|Try|Run|Click|Switch|Compare|Step|Pick|Load)\b")
 
 
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]  # not str.capitalize: "Dice" keeps its capital
+
+
 def try_text(demo: Demo) -> str:
     """What the banner asks the user to try in ``demo``.
 
@@ -115,7 +119,7 @@ class DemoBanner(QFrame):
         self.demo = demo
         self.title.setText(
             f"<b>Demo: {html.escape(demo.title)}</b> &nbsp; "
-            f'<span style="color: #206020;">{html.escape(demo.score_text().capitalize())}</span>'
+            f'<span style="color: #206020;">{html.escape(_first_upper(demo.score_text()))}</span>'
         )
         self.text.setText(try_text(demo))
         self.show()

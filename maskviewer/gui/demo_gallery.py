@@ -125,7 +125,8 @@ class DemoGallery(QDialog):
         if demo is None:
             return
         self.title.setText(demo.title)
-        self.score.setText(demo.score_text().capitalize())
+        text = demo.score_text()
+        self.score.setText(text[:1].upper() + text[1:])  # "Dice" keeps its capital
         self.view_note.setText(f"Opens in the {demo.view} view  ·  maskviewer --demo {demo.name}")
         self.description.setText(demo.description)
         missing = demo.missing_files()

@@ -95,6 +95,7 @@ class BinarisePanel(QWidget):
         self.warning.hide()
         self.hist_plot = HistogramPlot()
         self.hist_box = EmptyState(self.hist_plot, HIST_EMPTY)  # no axes until there are values
+        self.hist_box.setMaximumHeight(240)  # the threshold and the scores below stay in view
         self.hist_legend = _legend(histogram_legend(None, None))
         self.hist_legend.hide()
         self.log_counts = QCheckBox("log counts")
@@ -141,6 +142,7 @@ class BinarisePanel(QWidget):
         self.table = self._score_table()
         self.curve_plot = DiceCurvePlot()
         self.curve_box = EmptyState(self.curve_plot, CURVE_EMPTY)
+        self.curve_box.setMaximumHeight(200)
         self.curve_legend = _legend(curve_legend())
         self.curve_legend.hide()
         self.best_label = QLabel("")
@@ -187,8 +189,7 @@ class BinarisePanel(QWidget):
         rl = QVBoxLayout(ref)
         rl.addLayout(_row(self.load_ref, self.painted_ref, self.clear_ref))
         rl.addWidget(self.ref_label)
-        rl.addLayout(_row(self.errors, self.errors_legend))
-        for w in (self.table, self.curve_box, self.curve_legend):
+        for w in (self.errors, self.errors_legend, self.table, self.curve_box, self.curve_legend):
             rl.addWidget(w)
         rl.addLayout(_row(self.best_label, self.use_best, stretch=self.best_label))
         lay.addWidget(ref)

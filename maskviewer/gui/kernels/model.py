@@ -43,7 +43,7 @@ LUT = _diverging_lut()
 TAP_PIXELS = 8
 #: Largest side of the grid picture, in pixels.
 MAX_PIXELS = 2048
-GAP = (70, 70, 70)  # between kernels
+GAP = (48, 48, 48)  # between kernels, and the box around them
 OFF_CROSS = (235, 235, 235)  # the cross on a tap that is off
 OFF_DIM = 0.3  # an off tap keeps a dimmed colour of its weight
 

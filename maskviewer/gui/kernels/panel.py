@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from maskviewer.gui.empty_state import EmptyState
 from maskviewer.gui.kernels.model import (
+    GAP,
     LUT,
     KernelGrid,
     KernelsModel,
@@ -46,6 +47,8 @@ MASK_LEGEND = (
     f'is used &nbsp; <span style="background: {OFF_COLOUR}; color: #ff6060;"><b>&nbsp;✕&nbsp;</b></span> off: the '
     "tap is set to 0 (dimmed and crossed out in the kernels above)"
 )
+MAX_BOX = 380  # most pixels the kernel box is tall
+ASPECTS = (0.75, 1.34)  # the grid stays near-square whatever the box's shape
 COLOUR_MAP = pg.ColorMap(np.linspace(0.0, 1.0, len(LUT)), LUT)
 
 
@@ -64,31 +67,20 @@ class KernelPanel(QWidget):
         self._make_grid_view()
         self.grid_box = EmptyState(self.grid_view, model.empty_text())
         self.grid_box.setMinimumHeight(220)
+        self.grid_box.setMaximumHeight(MAX_BOX)  # a near-square grid: no large empty box around it
         lay.addWidget(self.grid_box, 1)
         self.grid_note = QLabel(GRID_NOTE)
         self.grid_note.setWordWrap(True)
         lay.addWidget(self.grid_note)
-        box = QGroupBox("Kernel mask (click cells to switch taps off)")
-        box_lay = QVBoxLayout(box)
-        self.mask_layout = QGridLayout()
-        self.mask_layout.setSpacing(2)
-        self.mask_layout.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        box_lay.addLayout(self.mask_layout)
-        self.mask_legend = QLabel(MASK_LEGEND)
-        self.mask_legend.setTextFormat(Qt.TextFormat.RichText)
-        self.mask_legend.setWordWrap(True)
-        box_lay.addWidget(self.mask_legend)
-        lay.addWidget(box)
-        row = QHBoxLayout()
-        self.all_on = QPushButton("All on")
-        self.invert = QPushButton("Invert")
+        lay.addWidget(self._make_mask_box())
         self.apply = QPushButton("Apply to a copy")
         self.apply.setToolTip("Multiply this layer's kernels by the mask in a copy of the model; "
                               "the file is not changed")
         self.reset = QPushButton("Reset")
         self.reset.setToolTip("Run the model as loaded again")
-        for b in (self.all_on, self.invert, self.apply, self.reset):
-            row.addWidget(b)
+        row = QHBoxLayout()
+        row.addWidget(self.apply, 1)
+        row.addWidget(self.reset)
         lay.addLayout(row)
         self.status = QLabel(model.status)
         self.status.setWordWrap(True)
@@ -97,10 +89,33 @@ class KernelPanel(QWidget):
         self.grid: KernelGrid | None = None  # the picture drawn
         self._bind()
 
+    def _make_mask_box(self) -> QGroupBox:
+        """The NxN editor of the kernel mask, its legend, All on and Invert."""
+        box = QGroupBox("Kernel mask (click cells to switch taps off)")
+        box_lay = QVBoxLayout(box)
+        self.mask_layout = QGridLayout()
+        self.mask_layout.setSpacing(2)
+        self.mask_layout.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.all_on = QPushButton("All on")
+        self.invert = QPushButton("Invert")
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.all_on)
+        buttons.addWidget(self.invert)
+        buttons.addStretch(1)
+        top = QHBoxLayout()
+        top.addLayout(self.mask_layout, 1)
+        top.addLayout(buttons)
+        box_lay.addLayout(top)
+        self.mask_legend = QLabel(MASK_LEGEND)
+        self.mask_legend.setTextFormat(Qt.TextFormat.RichText)
+        self.mask_legend.setWordWrap(True)
+        box_lay.addWidget(self.mask_legend)
+        return box
+
     def _make_grid_view(self) -> None:
         """The kernel picture and, beside it, a colour bar of the layer's weight range."""
         self.grid_view = pg.GraphicsLayoutWidget()
-        self.grid_view.setBackground("#303030")
+        self.grid_view.setBackground(GAP)
         self.view = self.grid_view.addViewBox(row=0, col=0, lockAspect=True, invertY=True, enableMenu=False)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image)
@@ -120,7 +135,7 @@ class KernelPanel(QWidget):
 
     def _box_aspect(self) -> float:
         w, h = self.view.width(), self.view.height()
-        return float(np.clip(w / h, 0.5, 2.0)) if w > 1 and h > 1 else 1.0
+        return float(np.clip(w / h, *ASPECTS)) if w > 1 and h > 1 else 1.0
 
     def _layout_for_box(self) -> tuple[int, int]:
         return grid_layout(self.model.kernel.shape, self._box_aspect())
