@@ -33,8 +33,10 @@ class ModeBar(QWidget):
         lay.setSpacing(6)
         self.toolbar = QToolBar("Canvas mode")
         self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.toolbar.setMovable(False)
         self.toolbar.setStyleSheet(
-            "QToolButton { padding: 2px 7px; }"
+            "QToolBar { spacing: 1px; }"
+            " QToolButton { padding: 2px 5px; }"
             " QToolButton:checked { background: palette(highlight); color: palette(highlighted-text);"
             " border-radius: 3px; }"
         )
@@ -53,12 +55,11 @@ class ModeBar(QWidget):
             self.toolbar.addAction(act)
             self.actions[mode.name] = act
         lay.addWidget(self.toolbar)
-        self.size_label = QLabel("Brush")
         self.size = QSpinBox()
         self.size.setRange(1, 1000)
+        self.size.setPrefix("Brush ")
         self.size.setSuffix(" px")
         self.size.setToolTip("Brush diameter in image pixels ([ and ] change it)")
-        lay.addWidget(self.size_label)
         lay.addWidget(self.size)
         self.hint = QLabel(HINT)
         self.hint.setStyleSheet("color: palette(mid);")
@@ -100,7 +101,7 @@ class ModeBar(QWidget):
 
     def _measure(self) -> None:
         """The widths the bar needs with the keys on the buttons and without."""
-        fixed = self.size_label.sizeHint().width() + self.size.sizeHint().width() + 40
+        fixed = self.size.sizeHint().width() + 24
         self._texts(False)
         self._short = self.toolbar.sizeHint().width() + fixed
         self._texts(True)

@@ -187,15 +187,26 @@ class MaskOverlays:
 
 
 class BrushCursor(QGraphicsEllipseItem):
-    """The circle under the mouse showing the brush's size (image coordinates)."""
+    """The circle under the mouse showing the brush's size (image coordinates, so it scales with
+    the zoom): a light line over a dark one, seen on bright and dark images alike."""
 
     def __init__(self) -> None:
         super().__init__()
-        pen = QPen(QColor(255, 255, 255, 220))
-        pen.setCosmetic(True)
-        pen.setWidthF(1.2)
-        self.setPen(pen)
+        under = QPen(QColor(0, 0, 0, 170))  # the item's pen: its width sizes the bounding box
+        under.setCosmetic(True)
+        under.setWidthF(3.0)
+        self.setPen(under)
+        self._line = QPen(QColor(255, 255, 255, 230))
+        self._line.setCosmetic(True)
+        self._line.setWidthF(1.2)
         self.hide()
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        for pen in (self.pen(), self._line):
+            painter.setPen(pen)
+            painter.drawEllipse(self.rect())
 
     def place(self, cx: float, cy: float, radius: float) -> None:
         """Centre the circle on ``(cx, cy)`` with ``radius``."""
