@@ -27,6 +27,20 @@ def export_main(argv: list[str]) -> int:
     return run(argv)
 
 
+def evaluate_main(argv: list[str]) -> int:
+    """``maskviewer evaluate``; see :func:`maskviewer.cli.evaluate.evaluate_main`."""
+    from maskviewer.cli.evaluate import evaluate_main as run
+
+    return run(argv)
+
+
+def merge_main(argv: list[str]) -> int:
+    """``maskviewer merge``; see :func:`maskviewer.cli.evaluate.merge_main`."""
+    from maskviewer.cli.evaluate import merge_main as run
+
+    return run(argv)
+
+
 def gui_main(argv: list[str]) -> int:
     """``maskviewer [IMAGE] ...``: the window; see :func:`maskviewer.cli.gui.gui_main`."""
     from maskviewer.cli.gui import gui_main as run
@@ -35,7 +49,7 @@ def gui_main(argv: list[str]) -> int:
 
 
 #: subcommand name -> the function that runs it on the rest of the arguments
-SUBCOMMANDS = {"info": info_main, "export": export_main}
+SUBCOMMANDS = {"info": info_main, "export": export_main, "evaluate": evaluate_main, "merge": merge_main}
 
 
 def main(argv: list[str] | None = None) -> int:
