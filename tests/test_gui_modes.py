@@ -114,6 +114,12 @@ def test_drag_in_pan_mode_moves_the_view_and_no_mask(qtbot, window, image_path):
     before = masks_snapshot(tool)
     assert not any(dirty for _n, _d, dirty in before)
     x_range = window.canvas.view.viewRange()[0]
+    vp = window.canvas.viewport()
+    assert vp.cursor().shape() == Qt.CursorShape.OpenHandCursor
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=view_pos(window, 10.0, 10.0))
+    assert vp.cursor().shape() == Qt.CursorShape.ClosedHandCursor  # the image is grabbed
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=view_pos(window, 10.0, 10.0))
+    assert vp.cursor().shape() == Qt.CursorShape.OpenHandCursor
     _a, b = drag(qtbot, window, (10.0, 10.0), (30.0, 25.0))
     # the image followed the mouse: under the release lies the point that was pressed
     assert window.canvas.view.viewRange()[0][0] == pytest.approx(x_range[0] - 20.0, abs=0.5)

@@ -167,6 +167,16 @@ class ImageCanvas(pg.GraphicsLayoutWidget):
             self.modes.hold(False)  # a release the canvas will not hear
         return super().event(ev)
 
+    def mousePressEvent(self, ev) -> None:  # noqa: N802
+        # reached only by presses the editing tools left to the view: a pan grabs the image
+        if ev.button() == Qt.MouseButton.LeftButton and self.modes.panning:
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+        super().mousePressEvent(ev)
+
+    def mouseReleaseEvent(self, ev) -> None:  # noqa: N802
+        super().mouseReleaseEvent(ev)
+        self.show_mode()
+
     def resizeEvent(self, ev) -> None:  # noqa: N802
         super().resizeEvent(ev)
         hint = getattr(self, "empty_hint", None)  # pyqtgraph resizes during __init__

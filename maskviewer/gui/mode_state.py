@@ -41,8 +41,8 @@ class Mode:
         return self.name != PAN
 
     def tooltip(self) -> str:
-        """The tip with every key that chooses the mode, e.g. ``"Paint (P or 2): …"``."""
-        keys = " or ".join(self.keys)
+        """The tip with every key that chooses the mode, e.g. ``"Paint (P, 2 or B): …"``."""
+        keys = self.keys[0] if len(self.keys) == 1 else f"{', '.join(self.keys[:-1])} or {self.keys[-1]}"
         return f"{self.label} ({keys}): {self.tip}"
 
 
