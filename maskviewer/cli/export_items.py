@@ -235,6 +235,7 @@ class CamExport:
     """
 
     def __init__(self, host: Any, plan: Plan, outputs: bool) -> None:
+        from maskviewer.cli.export_methods import MethodFunction
         from maskviewer.inference.cam import cam_function
         from maskviewer.inference.probe import get_probe
 
@@ -244,6 +245,7 @@ class CamExport:
         self.functions = [
             cam_function(probe, layer, output_keys=keys, output=plan.output, plus=plan.cam == "gradcam++",
                          predictions=outputs and k == 0)
+            if plan.cam in ("gradcam", "gradcam++") else MethodFunction(host, plan, layer, outputs and k == 0)
             for k, layer in enumerate(plan.cam_layers)
         ]
 
@@ -269,13 +271,14 @@ class CamExport:
 
 
 def cam_items(item: Prepared, plan: Plan) -> list:
-    """One image's Grad-CAM (or Grad-CAM++) on each of the plan's CAM layers, as export items."""
+    """One image's attribution map on each of the plan's CAM layers (or its input), as export items."""
     from maskviewer.io.export import ExportItem
 
-    frame = _first_frame(item)
+    first = _first_frame(item)
     return [
         ExportItem(
-            "cam", cam.layer, cam.heatmap, frame, cam.method, cam.class_index, item.path, vrange=(0.0, 1.0),
+            "cam", cam.layer, cam.heatmap, item.frames.get(cam.layer, first) if getattr(cam, "space", "") == "input"
+            else first, cam.method, cam.class_index, item.path, vrange=(min(0.0, float(cam.heatmap.min())), 1.0),
             info={"output": cam.output, "score": cam.score}, caption=f"{cam.method} class {cam.class_index}",
         )
         for cam in item.cams

@@ -109,10 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_layer_options(g: Any) -> None:
+    from maskviewer.cli.export_methods import CAM_CHOICES, add_method_options
+
     g.add_argument("--layer", action="append", default=[], metavar="NAME",
                    help="layer path to export (repeatable); default every spatial layer")
     g.add_argument("--reduce", default=None, metavar="R", help=f"how a layer becomes a map: {REDUCE_HELP} (default mean)")
-    g.add_argument("--cam", choices=("gradcam", "gradcam++"), help="class activation maps on --layer (default: the last spatial layer)")
+    g.add_argument("--cam", choices=CAM_CHOICES, metavar="METHOD",
+                   help=f"attribution maps: {', '.join(CAM_CHOICES)}; the CAMs on --layer (default: the last "
+                        "spatial layer), saliency, smoothgrad and ig on the input's pixels")
+    add_method_options(g)
     g.add_argument("--output", metavar="NAME", help="the model output a CAM explains, patches combine or --threshold binarises")
     g.add_argument("--class", dest="class_index", type=int, metavar="N",
                    help="class a CAM explains / a patch map shows (default: the top class); channel of a multi-channel output to binarise")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from maskviewer.cli.args import UsageError
+from maskviewer.cli.export_methods import INPUT_CHOICES, default_input, method_params
 from maskviewer.cli.export_options import (
     COMBINE_ALIASES,
     ReduceSpec,
@@ -51,6 +52,8 @@ class Plan:
     tokens: dict[str, str] = field(default_factory=dict)
     #: model input -> the file (or folder of per-image files) it is fed from (``--input``)
     inputs: dict[str, str] = field(default_factory=dict)
+    #: the ``--cam`` method's parameters (SmoothGrad's samples and noise, IG's steps and baseline)
+    cam_params: dict = field(default_factory=dict)
     #: ``--faithfulness``: ``{"steps", "baselines"}`` of the CAMs' deletion and insertion curves
     faithfulness: dict | None = None
 
@@ -67,6 +70,7 @@ class Plan:
             "reduce": self.reduce.label if self.activations else None,
             "cam": self.cam,
             "cam_layers": self.cam_layers if self.cam else [],
+            "cam_params": self.cam_params or None,
             "output": self.output,
             "class": self.class_index,
             "predictions": self.predictions,
@@ -133,7 +137,8 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
     return Plan(
         layers=layers.chosen, attention={p for p in layers.chosen if layers.by_path[p].attention},
         reduce=reduce, activations=activations,
-        cam=args.cam, cam_layers=cam_layers, output=args.output, class_index=args.class_index,
+        cam=args.cam, cam_layers=cam_layers, cam_params=method_params(args) if args.cam else {},
+        output=args.output, class_index=args.class_index,
         predictions=not args.no_predictions, mask_feed=feed, patch_spec=patch_spec,
         combine=COMBINE_ALIASES[args.combine], threshold=threshold, binarise_output=binarise_output,
         invert=args.invert, labels=_read_labels(args), resize=args.resize, scale=args.scale, notes=notes,
@@ -262,7 +267,11 @@ def _plan_cam(args: argparse.Namespace, info: Any, layers: _Layers, notes: list[
 
     explained = args.output or (info.outputs[0].name if info.outputs else None)
 
-    if args.layer:
+    if args.cam in INPUT_CHOICES:  # drawn on the input's pixels: no layer
+        cam_layers = [default_input(info)]
+        if args.layer:
+            notes.append(f"--cam {args.cam} draws on the input's pixels; --layer is not used for it.")
+    elif args.layer:
         flat = [p for p in args.layer if not layers.by_path[p].spatial]
         if flat:
             raise UsageError(f"--cam needs spatial layers; {', '.join(flat)} {'has' if len(flat) == 1 else 'have'} no (H, W, C) output. `maskviewer info {args.model}` lists the layers and their shapes.")

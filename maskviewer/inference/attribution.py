@@ -24,8 +24,9 @@ Methods (formulas as the papers, and as pytorch-grad-cam, tf-keras-vis and Captu
 * ``saliency`` (Simonyan et al. 2014), as tf-keras-vis ``Saliency``: ``max_c |dy/dx|``.
 * ``smoothgrad`` (Smilkov et al. 2017), as tf-keras-vis: the mean of ``|dy/dx|`` over ``n``
   noisy copies ``x + N(0, sigma)``, ``sigma = noise * (max(x) - min(x))`` of each image, then
-  the maximum over channels. Image ``i``'s noise is numpy's ``default_rng(seed + i)``
-  (:func:`smooth_noise`). (tf-keras-vis takes the range of the whole batch; one image alike.)
+  the maximum over channels. The noise is numpy's ``default_rng(seed)``, drawn afresh for every
+  image (:func:`smooth_noise`), so that an image's map does not depend on the batch it is in.
+  (tf-keras-vis takes the range of the whole batch; for one image the two agree.)
 * ``ig`` (Sundararajan et al. 2017): ``(x - x') * sum_k w_k dy/dx(x' + a_k (x - x'))`` summed
   over channels (signed, so the map sums to ``f(x) - f(x')``). The integral is a Riemann
   trapezoid rule by default: ``m`` points ``a_k = k / (m - 1)``, weights ``1 / (m - 1)`` with
@@ -191,8 +192,10 @@ class AttributionBatch:
 
     def item(self, i: int) -> AttributionMap:
         """Image ``i``'s map."""
+        top = float(np.max(np.abs(self.maps[i]))) if self.maps[i].size else 0.0
+        heat = (self.maps[i] / top if top > 0 else np.zeros_like(self.maps[i])).astype(np.float32)
         return AttributionMap(
-            map=self.maps[i], heatmap=self.heatmaps()[i], score=float(self.scores[i]),
+            map=self.maps[i], heatmap=heat, score=float(self.scores[i]),
             class_index=int(self.classes[i]), space=self.space, method=self.method, layer=self.layer,
             output=self.output, weights=None if self.weights is None else self.weights[i],
         )
@@ -235,8 +238,8 @@ def check_classes(wanted: np.ndarray, n_classes: int | None) -> None:
 def smooth_noise(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     """SmoothGrad's unit noise: ``default_rng(seed).standard_normal(shape)`` (float32).
 
-    Image ``i`` of a batch draws its ``(n, *input_shape)`` copies' noise with ``seed + i``,
-    times its sigma.
+    Every image of a batch draws its ``(n, *input_shape)`` copies' noise from ``seed`` (times
+    its own sigma): the map of an image does not depend on its place in the batch.
     """
     return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
 

@@ -180,7 +180,7 @@ class InputAttribution:
         n = int(self.options.smooth_samples)
         xi = x[i].astype(np.float32)
         sigma = float(self.options.smooth_noise) * float(xi.max() - xi.min())
-        noise = smooth_noise(int(self.options.seed) + i, (n, *xi.shape))
+        noise = smooth_noise(int(self.options.seed), (n, *xi.shape))
         total = self._rows(host, key, i, xi[None] + sigma * noise, np.full(n, 1.0 / n, np.float32), cls)
         return total.max(axis=-1) if total.ndim == 3 else total
 

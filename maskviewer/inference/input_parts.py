@@ -55,3 +55,13 @@ def map_parts(inputs: Any, fn: Callable[[Any], Any], skip: Any = EVERY) -> Any:
         out = [v if i == skip else fn(v) for i, v in enumerate(inputs)]
         return tuple(out) if isinstance(inputs, tuple) else out
     return inputs if skip is None else fn(inputs)
+
+
+def packed_key(loaded: Any, name: str | None) -> Any:
+    """The key of model input ``name`` in what ``ModelHost.pack_inputs`` makes (a dict key or a
+    list index), or None (a single array, or no such input: the first image input is used)."""
+    names = [t.name for t in loaded.info.inputs]
+    if name not in names or loaded.input_structure not in ("dict", "list"):
+        return None
+    i = names.index(name)
+    return loaded.input_keys[i] if loaded.input_structure == "dict" else i

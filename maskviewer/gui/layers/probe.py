@@ -146,15 +146,12 @@ def run_attribution(probe: Any, loaded: Any, packed: Any, req: ProbeRequest) -> 
     traced function, made once: picking through layers never waits for a trace.
     """
     from maskviewer.inference.attribution import AttributionOptions, attribution_function
+    from maskviewer.inference.input_parts import packed_key
 
     p = req.params
     names = [t.name for t in loaded.info.inputs]
-    key: Any = None
-    if req.mask_input in names and loaded.input_structure in ("dict", "list"):
-        i = names.index(req.mask_input)
-        key = loaded.input_keys[i] if loaded.input_structure == "dict" else i
-    opts = AttributionOptions(smooth_samples=p.smooth_samples, smooth_noise=p.smooth_noise,
-                              ig_steps=p.ig_steps, ig_baseline=p.ig_baseline, input=key)
+    opts = AttributionOptions(smooth_samples=p.smooth_samples, smooth_noise=p.smooth_noise, ig_steps=p.ig_steps,
+                              ig_baseline=p.ig_baseline, input=packed_key(loaded, req.mask_input))
     layer = req.path if req.method in LAYER_CAM_METHODS else None
     fn = attribution_function(probe, req.method, layer, req.output, opts,
                               output_keys=list(loaded.output_keys), compiled="repeat")
