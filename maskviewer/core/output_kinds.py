@@ -25,7 +25,7 @@ Kinds
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -399,7 +399,7 @@ class OutputKinds:
         shape = self._shape(name) if value is None else np.shape(value)
         if chosen and chosen != proposed.kind and (shape is None or chosen in choices(tuple(shape))):
             return OutputKind(chosen, name, f"chosen (proposed: {proposed.label})", chosen=True)
-        return replace(proposed, chosen=bool(chosen))
+        return OutputKind(proposed.kind, name, proposed.reason, chosen=bool(chosen))
 
     def choose(self, name: str, kind: str) -> None:
         """The user reads output ``name`` as ``kind``."""
