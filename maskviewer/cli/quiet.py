@@ -20,6 +20,7 @@ test capturing it) nothing is changed either.
 from __future__ import annotations
 
 import atexit
+import io
 import os
 import re
 import sys
@@ -77,8 +78,9 @@ def install(verbose: bool = False) -> bool:
     os.close(write_end)
     thread = threading.Thread(target=_copy, args=(read_end, terminal), name="stderr-filter", daemon=True)
     thread.start()
-    own = open(terminal, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
-               errors="backslashreplace", closefd=False)
+    # a text stream on the terminal's descriptor (a stream, no file is written)
+    own = io.TextIOWrapper(io.FileIO(terminal, "w", closefd=False), line_buffering=True,
+                           encoding=getattr(sys.stderr, "encoding", None) or "utf-8", errors="backslashreplace")
     _installed.update(fd=fd, terminal=terminal, thread=thread, stream=own, previous=sys.stderr)
     sys.stderr = own
     import faulthandler
