@@ -137,3 +137,76 @@ def test_kinds_are_remembered_per_model_in_the_settings():
     key = next(k for k in store if k.startswith("output_kinds/"))
     store[key] = '{"count": ["not", "a", "kind"]}'
     assert prefs.saved_kinds("/models/a.keras") == {}
+
+
+def test_command_line_export_reads_each_output_by_its_kind(tmp_path, capsys):
+    """The counting model's output is exported as a count by name, the digits' as classes."""
+    import keras
+
+    from maskviewer.cli.export import export_main
+    from maskviewer.demo import get_demo
+    from maskviewer.io.export import load_npy, read_manifest
+
+    counting, digits = get_demo("counting"), get_demo("digits")
+    image = str(counting.path(counting.images[0]))
+    rc = export_main([image, "--model", str(counting.path(counting.model)), "--out", str(tmp_path / "c")])
+    assert rc == 0, capsys.readouterr().err
+    manifest = read_manifest(tmp_path / "c")
+    assert manifest["outputs"]["count"]["kind"] == "regression"
+    pred = next(e for e in manifest["artifacts"] if e["kind"] == "prediction")
+    value = float(load_npy(tmp_path / "c", pred)[0])
+    assert pred["method"] == "values" and pred["output_kind"] == "regression" and "class" not in pred
+    assert pred["values"] == [{"name": "count", "value": pytest.approx(value, rel=1e-6)}]
+    assert "softmax" not in json.dumps(pred) and "top" not in pred
+
+    image = str(digits.path(digits.images[3]))
+    model_path = str(digits.path(digits.model))
+    rc = export_main([image, "--model", model_path, "--out", str(tmp_path / "d")])
+    assert rc == 0, capsys.readouterr().err
+    manifest = read_manifest(tmp_path / "d")
+    pred = next(e for e in manifest["artifacts"] if e["kind"] == "prediction")
+    probs = load_npy(tmp_path / "d", pred)
+    model = keras.saving.load_model(model_path, compile=False)
+    assert manifest["outputs"]["probs"]["kind"] == "softmax"
+    assert [t["class"] for t in pred["top"]] == list(np.argsort(-probs, kind="stable")[:5])
+    assert int(np.argmax(probs)) == int(np.argmax(np.asarray(model(_digit(image)[None]))[0]))
+
+
+def _digit(path):
+    from PIL import Image
+
+    a = np.asarray(Image.open(path), dtype=np.float32)
+    return (a / 255.0)[:, :, None] if a.ndim == 2 else a / 255.0
+
+
+def test_patch_combinations_follow_the_kind():
+    from maskviewer.core.patches import (
+        COMBINE_BY_KIND,
+        PatchSettingsError,
+        as_values,
+        combine_values,
+    )
+
+    rng = np.random.default_rng(3)
+    counts = rng.uniform(0, 30, (7, 1))
+    values, note = as_values(counts, ok.REGRESSION)
+    np.testing.assert_array_equal(values, counts)  # no sigmoid on a count
+    assert "sigmoid" not in note and "probab" not in note
+    for method, ref in (("mean", np.mean), ("median", np.median), ("max", np.max), ("min", np.min),
+                        ("sum", np.sum)):
+        c = combine_values(values, method, "values")
+        np.testing.assert_allclose(c.scores, ref(counts, axis=0))
+        assert c.family == "values" and c.label == 0
+    with pytest.raises(PatchSettingsError):
+        combine_values(values, "vote", "values")
+    logits = rng.normal(0, 2, (9, 3))
+    probs, _ = as_values(logits, ok.MULTILABEL_LOGITS)
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits)))
+    vote = combine_values(probs, "vote", "labels")
+    np.testing.assert_allclose(vote.scores, (logits > 0).mean(axis=0))
+    geo = combine_values(probs, "geometric", "labels")
+    np.testing.assert_allclose(geo.scores, np.exp(np.log(probs).mean(axis=0)))  # per label, not renormalised
+    cls, _ = as_values(logits, ok.LOGITS)
+    np.testing.assert_allclose(cls.sum(axis=1), 1.0)
+    assert combine_values(cls, "vote", "classes").label == int(np.bincount(logits.argmax(1), minlength=3).argmax())
+    assert set(COMBINE_BY_KIND["values"]) == {"mean", "median", "max", "min", "sum"}
