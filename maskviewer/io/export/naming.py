@@ -60,13 +60,13 @@ def _safe_name(text: str) -> str:
 def item_stem(kind: str, name: str, method: str = "", class_index: int | None = None) -> str:
     """The file name stem of an item: kind, name, method and class, made safe for file systems.
 
-    A part that repeats one already in the stem is left out (compared without case): layer
-    ``attention`` shown by the method ``attention`` is ``attention``, not
-    ``attention_attention_attention``; a mask called ``mask`` fed as ``none`` is ``mask_none``.
-    The manifest keeps kind, name and method apart, so nothing is lost.
+    A part that repeats one already in the stem is left out (compared without case), and so is
+    the method ``none`` (a mask fed to nothing): layer ``attention`` shown by the method
+    ``attention`` is ``attention``, not ``attention_attention_attention``; a mask called
+    ``mask`` is ``mask``. The manifest keeps kind, name and method apart, so nothing is lost.
     """
     parts = [kind]
-    for part in (safe_name(name), safe_name(method) if method else ""):
+    for part in (safe_name(name), safe_name(method) if method and method != "none" else ""):
         if part and part.casefold() not in {p.casefold() for p in parts}:
             parts.append(part)
     if class_index is not None:
