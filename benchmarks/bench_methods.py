@@ -104,6 +104,25 @@ def compiled_forward_backward(model):
     return lambda x: run(tf.constant(x)).numpy()
 
 
+def faithfulness_figures(model, x: np.ndarray, run_forward, repeats: int, fig: dict) -> None:
+    """Grad-CAM's deletion + insertion curves (32 steps each, batches of 16) and its sanity
+    check (a copy randomised in 6 steps, the map recomputed at each) ÷ one compiled forward."""
+    from maskviewer.inference.faithfulness import faithfulness_curves, method_maps
+    from maskviewer.inference.sanity import sanity_check
+
+    cam = method_maps(model, "gradcam", LAYER)(x, None)
+    cls = int(cam.classes[0])
+    curves = lambda: faithfulness_curves(model, lambda d: d["image"], {"image": x}, "image",  # noqa: E731
+                                         cam.maps[0], cls, steps=32)
+    t, fwd = paired(curves, run_forward, repeats)
+    fig["curves_32_s"], fig["curves_32_ratio"] = t, t / fwd
+    print(f"deletion + insertion, 2 x 33 inputs: {t * 1e3:.0f} ms, {t / fwd:.1f}x forward")
+    check = lambda: sanity_check(model, x, lambda m: method_maps(m, "gradcam", LAYER), cls, max_steps=6)  # noqa: E731
+    t, fwd = paired(check, run_forward, 1)
+    fig["sanity_6_s"], fig["sanity_6_ratio"] = t, t / fwd
+    print(f"sanity check, 6 steps (copy + 7 Grad-CAMs): {t * 1e3:.0f} ms, {t / fwd:.1f}x forward")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -149,6 +168,7 @@ def main() -> None:
         fig[f"fwd_bwd_{n}_s"], fig[f"{method}_vs_fwd_bwd"] = ref, t / ref
         print(f"{method} ({t * 1e3:.0f} ms) ÷ compiled forward+backward on a batch of {n} "
               f"({ref * 1e3:.0f} ms): {t / ref:.2f} (target <= 1.3)")
+    faithfulness_figures(model, x, run_forward, args.repeats, fig)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(fig, f, indent=1)
