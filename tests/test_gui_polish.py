@@ -107,6 +107,15 @@ def test_histogram_says_what_to_do_until_there_is_data_then_draws_it(qtbot, wind
     assert any(tuple(row[:3]) == FP_COLOUR[:3] for row in np.asarray(tool.err_out.lut))
 
 
+def test_histogram_of_an_output_that_is_not_an_image_says_so(qtbot, window, small_files):
+    tool = window.tools["binarise"]
+    _open(qtbot, window, small_files / "k9.keras", small_files / "grey.png")
+    qtbot.waitUntil(lambda: bool(tool.sources), timeout=10_000)
+    name = next(iter(tool.sources))
+    qtbot.waitUntil(lambda: name in tool.panel.hist_box.text(), timeout=5_000)
+    assert tool.panel.hist_box.is_empty() and "is not an image" in tool.panel.hist_box.text()
+
+
 # -- Demos: the banner ---------------------------------------------------------------------------
 
 

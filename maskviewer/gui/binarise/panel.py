@@ -39,6 +39,8 @@ from maskviewer.gui.binarise.plots import (
     CURVE_EMPTY,
     ERROR_NAMES,
     HIST_EMPTY,
+    HIST_NOT_IMAGE,
+    HIST_WAITING,
     DiceCurvePlot,
     HistogramPlot,
     curve_legend,
@@ -268,7 +270,16 @@ class BinarisePanel(QWidget):
         edges, hist = (None, None) if cache is None else (cache.edges, cache.hist)
         span = self.model.value_range()
         self.hist_plot.show_histogram(edges, hist, self.log_counts.isChecked(), span)
-        self.hist_box.set_empty(edges is None or hist is None or span is None)
+        self.hist_box.set_empty(edges is None or hist is None or span is None, self._hist_empty_text())
+
+    def _hist_empty_text(self) -> str:
+        """Why there is no histogram: no prediction yet, an output that is not an image, or
+        the values still being counted."""
+        m = self.model
+        source = m.sources.get(m.current) if m.prediction is not None and m.current else None
+        if source is None:
+            return HIST_EMPTY
+        return (HIST_NOT_IMAGE if source.values is None else HIST_WAITING).format(name=m.current)
 
     def _show_curve(self) -> None:
         c = self.model.scoring.curve

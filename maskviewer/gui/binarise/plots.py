@@ -14,6 +14,8 @@ BEST = (60, 200, 90)  # green: the best Dice
 THRESHOLD = (255, 200, 0)  # yellow: the current threshold
 HISTOGRAM = (90, 140, 220)  # blue: the pixel counts
 HIST_EMPTY = "The histogram of the map's values appears here once the model has run."
+HIST_NOT_IMAGE = "“{name}” is not an image: pick an image-shaped output under Source to binarise it."
+HIST_WAITING = "Counting the values of “{name}”…"
 CURVE_EMPTY = "Load a reference mask (or use the painted one) to see Dice at every threshold."
 #: The overlay's colours, named as the legend names them.
 ERROR_NAMES = (
