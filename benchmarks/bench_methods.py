@@ -15,6 +15,8 @@ call (tracing excluded; Score-CAM once):
 * SmoothGrad with 16 samples ÷ one compiled forward+backward pass (the gradient of each
   row's top score with respect to the input) on a batch of 16, and IG with 32 steps ÷ the same
   on a batch of 32 (targets ≤ 1.3).
+* Grad-CAM's deletion and insertion curves (32 steps each) and its sanity check (6 steps of
+  cascading randomisation on a copy of the model) ÷ forward.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_methods.py [--repeats 5] [--json FILE]``.
 """

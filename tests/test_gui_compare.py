@@ -58,6 +58,16 @@ def test_compare_runs_two_methods_sorts_and_shows_one_large(qtbot, window):
         (frame.x, frame.y, frame.width, frame.height))
     assert t.selectedItems() and t.selectedItems()[0].row() == target
 
+    # a long run reports progress and stops on Cancel; the rows shown stay those of the last run
+    m.set_steps(256)
+    m.set_sanity(True, 40)
+    with qtbot.waitSignal(tool.jobs.progress, timeout=60_000):
+        tool.run()
+    assert tool.panel.cancel.isEnabled() and not tool.panel.run.isEnabled()
+    with qtbot.waitSignal(tool.jobs.cancelled, timeout=10_000):
+        tool.panel.cancel.click()
+    assert m.message == "Cancelled." and tool.panel.run.isEnabled() and t.rowCount() == 2
+
 
 def test_model_sorts_with_missing_values_last():
     from maskviewer.core.faithfulness import Curve
