@@ -154,3 +154,23 @@ def hybrid_vit(size: int = 32, dim: int = 16, heads: int = 2, blocks: int = 2, c
 def image(size: int = 32, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.uniform(0, 1, (1, size, size, 3)).astype("float32")
+
+
+def builtin_vit(size: int = 32, patch: int = 4, dim: int = 16, heads: int = 2, blocks: int = 2, classes: int = 4):
+    """A class-token ViT of Keras layers only (it opens in safe mode), as the demo is built: the
+    position embedding is a LayerNormalization over the token map, the class token a learned
+    projection of the mean patch token."""
+    keras.utils.set_random_seed(5)
+    g = size // patch
+    inp = keras.Input((size, size, 3), name="image")
+    x = layers.Conv2D(dim, patch, strides=patch, name="patch_embedding")(inp)
+    x = layers.Reshape((g * g, dim), name="patch_tokens")(x)
+    x = layers.LayerNormalization(axis=(1, 2), name="position_embedding")(x)
+    cls = layers.Reshape((1, dim), name="class_token")(layers.Dense(dim, name="class_projection")(
+        layers.GlobalAveragePooling1D(name="mean_patch")(x)))
+    x = layers.Concatenate(axis=1, name="tokens")([cls, x])
+    for i in range(blocks):
+        x = _block(x, heads, dim, f"block{i}")
+    x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    x = layers.Flatten(name="class_features")(layers.Cropping1D((0, g * g), name="class_output")(x))
+    return keras.Model(inp, layers.Dense(classes, activation="softmax", name="probs")(x), name="builtin_vit")

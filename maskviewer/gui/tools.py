@@ -17,6 +17,7 @@ TOOL_MODULES: list[tuple[str, str]] = [
     ("patches", "maskviewer.gui.patches"),
     ("binarise", "maskviewer.gui.binarise"),
     ("compare", "maskviewer.gui.compare"),
+    ("attention", "maskviewer.gui.attention"),
     ("result", "maskviewer.gui.result_bar"),
     ("demos", "maskviewer.gui.demo_gallery"),
     ("export", "maskviewer.gui.export_tool"),
