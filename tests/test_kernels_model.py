@@ -161,3 +161,18 @@ def test_kernel_grid_is_near_square_and_crosses_out_taps_that_are_off():
                 assert cell[0, 3].max() <= max(want) * km.OFF_DIM + 1
             else:
                 assert (cell == want).all()
+
+
+def test_empty_box_says_what_to_do():
+    m = KernelsModel()
+    assert "Open a model" in m.empty_text()
+    m.set_model(_info(probe_supported=False))
+    assert "no Conv2D layer" in m.empty_text()
+    m.set_model(_info())
+    assert m.empty_text() == "Reading the kernels of conv_a…"
+    rec = Recorder(m, ["status_changed"])
+    m.kernels_failed("the layer has no kernel")
+    assert m.empty_text() == "Could not read the kernels of conv_a: the layer has no kernel"
+    assert rec.count("status_changed") == 1
+    m.select_layer("block/conv_b")
+    assert m.empty_text() == "Reading the kernels of block/conv_b…"

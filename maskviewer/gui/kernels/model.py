@@ -172,8 +172,10 @@ def kernel_note(path: str, shape: tuple[int, ...]) -> str:
     )
 
 
-def empty_note(has_model: bool, layers: list[str], selected: str | None) -> str:
+def empty_note(has_model: bool, layers: list[str], selected: str | None, problem: str | None = None) -> str:
     """What the kernel box says while it has no kernels to draw."""
+    if problem:
+        return f"Could not read the kernels of {selected}: {problem}"
     if not has_model:
         return ("Open a model to see the kernels of its Conv2D layers here "
                 "(Help → Demos → “Masked kernels” has one).")
@@ -247,6 +249,7 @@ class KernelsModel:
         self.applied: tuple[str, np.ndarray] | None = None
         self.status = AS_LOADED
         self.has_model = False
+        self.problem: str | None = None  # why the chosen layer's kernels could not be read
         self.layers_changed = Event()
         self.selection_changed = Event()
         self.kernel_changed = Event()
@@ -265,7 +268,7 @@ class KernelsModel:
     def set_model(self, info: Any) -> str | None:
         """Forget the model before; returns the first Conv2D layer of ``info`` (selected), if any."""
         self.kernel, self.layer_path, self.applied = None, None, None
-        self.has_model = info is not None
+        self.has_model, self.problem = info is not None, None
         self.layers = self.conv_layers(info)
         self.selected = self.layers[0] if self.layers else None
         self.mask = np.ones((0, 0), np.float32)
@@ -281,15 +284,20 @@ class KernelsModel:
 
     def empty_text(self) -> str:
         """What the kernel box says while there are no kernels to draw."""
-        return empty_note(self.has_model, self.layers, self.selected)
+        return empty_note(self.has_model, self.layers, self.selected, self.problem)
 
     def select_layer(self, path: str | None) -> bool:
         """Choose a listed layer; True when the choice changed (its kernels are to be read)."""
         if path == self.selected or (path is not None and path not in self.layers):
             return False
-        self.selected = path
+        self.selected, self.problem = path, None
         self.selection_changed.emit(path)
         return True
+
+    def kernels_failed(self, message: str) -> None:
+        """Reading the chosen layer's kernels failed: say so where they would be drawn."""
+        self.problem = message
+        self.set_status(message)
 
     # -- the mask ----------------------------------------------------------------------------------
 
@@ -346,7 +354,7 @@ class KernelsModel:
     def _show_kernel(self, path: str, kernel: np.ndarray) -> None:
         kh, kw = kernel.shape[:2]
         new_mask = path != self.layer_path or self.mask.shape != (kh, kw)
-        self.kernel, self.layer_path = kernel, path
+        self.kernel, self.layer_path, self.problem = kernel, path, None
         if new_mask:  # another layer: every position on again
             self.mask = np.ones((kh, kw), np.float32)
             self.mask_changed.emit()

@@ -148,7 +148,12 @@ class KernelPanel(QWidget):
         m.layers_changed.connect(self._fill_layers)
         m.mask_changed.connect(self._show_mask)
         m.kernel_changed.connect(self._show_kernel)
-        m.status_changed.connect(self.status.setText)
+        m.status_changed.connect(self._show_status)
+
+    def _show_status(self, text: str) -> None:
+        self.status.setText(text)
+        if self.model.kernel is None or self.model.problem:
+            self.grid_box.set_empty(True, self.model.empty_text())
 
     def mask(self) -> np.ndarray:
         """The mask in the editor (1 = on, 0 = off)."""

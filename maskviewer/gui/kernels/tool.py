@@ -100,9 +100,11 @@ class KernelTool(QObject):
             self.controller.schedule_prediction()
 
     def _job_failed(self, kind: str, message: str, _exc: Any) -> None:
+        if kind == WEIGHTS_KIND:
+            self.model.kernels_failed(message)
+            return
         self.model.set_status(message)
-        if kind != WEIGHTS_KIND:
-            self.window.show_error("Kernel mask", message)
+        self.window.show_error("Kernel mask", message)
 
 
 def install(window: Any) -> KernelTool:
