@@ -159,7 +159,7 @@ class LayersPanel(QWidget):
         split.addWidget(self.layer_tree)
         split.addWidget(lower)
         split.setChildrenCollapsible(False)
-        split.setStretchFactor(0, 1)
+        split.setStretchFactor(0, 0)  # a taller or shorter page changes the result's room
         split.setStretchFactor(1, 1)
         self.splitter = split
         self._tree_sized = True  # nothing to size before a model's layers are listed
