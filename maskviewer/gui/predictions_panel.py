@@ -113,6 +113,8 @@ class PredictionsPanel(QWidget):
             self._rebuild(signature)
         for name, value in outputs.items():
             self.views[name].update_value(value, self.labels, self.k.value())
+        # top k ranks classes and labels: no use for values and maps
+        self.k.setVisible(any(k.is_classes or k.is_labels for k in kinds.values()))
 
     def _rebuild(self, signature: list) -> None:
         for g in self._groups:

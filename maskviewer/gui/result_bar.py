@@ -36,6 +36,22 @@ def _same_outputs(a: Prediction, b: Prediction) -> bool:
     return all(np.array_equal(np.asarray(a.outputs[k]), np.asarray(b.outputs[k])) for k in a.outputs)
 
 
+def _map_text(name: str, pred: Prediction, previous: Prediction | None) -> tuple[str, str]:
+    """An image-shaped output in a few words (its size and range), and the change of its mean."""
+    v = np.asarray(pred.outputs[name], dtype=np.float64)
+    shape = v.shape[:-1] if v.ndim == 3 and v.shape[-1] == 1 else v.shape
+    finite = v[np.isfinite(v)]
+    span = f" ({finite.min():.2f}…{finite.max():.2f})" if finite.size else ""
+    text = f"{name}: map {'×'.join(str(d) for d in shape)}{span}"
+    old = None if previous is None else previous.outputs.get(name)
+    if old is None or np.shape(old) != v.shape or not finite.size:
+        return text, ""
+    mean, before = float(np.nanmean(v)), float(np.nanmean(np.asarray(old, dtype=np.float64)))
+    if abs(mean - before) < 5e-4 * max(1.0, abs(before)):
+        return text, ""
+    return text, f"{name}: mean {mean:.3g} ← {before:.3g}"
+
+
 def _shortcut(window: Any, fragment: str, default: str) -> str:
     """The shortcut of the menu action whose text holds ``fragment`` (as the menus show it)."""
     for menu in (getattr(window, "file_menu", None), getattr(window, "model_menu", None)):
@@ -174,8 +190,9 @@ class ResultBarTool(QObject):
         texts, changes = [], []
         for name, reading in now.items():
             if reading is None:
-                v = np.asarray(pred.outputs[name])
-                texts.append(f"{name}: map {'×'.join(str(d) for d in v.shape)}")
+                text, diff = _map_text(name, pred, self.previous)
+                texts.append(text)
+                changes += [diff] if diff else []
                 continue
             named = many and reading.kind.is_classes
             texts.append((f"{name}: " if named else "") + ok.summary(reading, 3))
