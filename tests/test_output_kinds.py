@@ -210,3 +210,14 @@ def test_patch_combinations_follow_the_kind():
     np.testing.assert_allclose(cls.sum(axis=1), 1.0)
     assert combine_values(cls, "vote", "classes").label == int(np.bincount(logits.argmax(1), minlength=3).argmax())
     assert set(COMBINE_BY_KIND["values"]) == {"mean", "median", "max", "min", "sum"}
+
+
+def test_info_says_how_each_output_is_read(capsys):
+    from maskviewer.cli.info import info_main
+    from maskviewer.demo import get_demo
+
+    demo = get_demo("binary")
+    assert info_main([str(demo.path(demo.model)), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {k: v["kind"] for k, v in data["output_kinds"].items()} == {"mark": "map", "reconstruction": "map"}
+    assert {t["name"]: t["activation"] for t in data["outputs"]} == {"mark": "sigmoid", "reconstruction": "sigmoid"}

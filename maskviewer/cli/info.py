@@ -54,6 +54,7 @@ def info_main(argv: list[str]) -> int:
         if signatures is not None:
             data["signatures"] = signatures
         data["proposed_mappings"] = proposed_mappings(info)
+        data["output_kinds"] = output_kinds(info)
         print(json.dumps(data, indent=2, default=str))
     else:
         print_info(info)
@@ -89,6 +90,11 @@ def print_info(info: Any) -> None:
         print(f"{group}:")
         for t in tensors:
             print(f"  {t.name:30s} {t.shape_text():20s} {t.dtype}")
+    kinds = output_kinds(info)
+    if kinds:
+        print("outputs read as (proposed; change it in the Predictions panel):")
+        for name, k in kinds.items():
+            print(f"  {name:30s} {k['shown_as']} ({k['why']})")
     proposals = proposed_mappings(info)
     if proposals:
         print("input mapping (proposed; change it with --resize/--scale or in the Input panel):")
@@ -102,6 +108,13 @@ def print_info(info: Any) -> None:
             f"  {'  ' * depth}{layer.name:{max(1, 30 - 2 * depth)}s} {layer.class_name:24s} "
             f"{layer.shape_text():22s} {layer.params:>10,}"
         )
+
+
+def output_kinds(info: Any) -> dict:
+    """Per output: how the window reads it (class scores, labels, values, a map) and why."""
+    from maskviewer.cli.export_report import output_kinds as kinds
+
+    return kinds(info)
 
 
 def proposed_mappings(info: Any) -> dict:
