@@ -245,3 +245,21 @@ def test_empty_canvas_shows_how_to_start(qtbot, window, image_path):
     assert not hint.isVisible()
     window.state.set_image(None)  # no image again: the hint is back
     assert hint.isVisible()
+
+
+def test_the_bar_shows_the_mask_painted_on(qtbot, window, image_path):
+    bar = window.tools["masks"].mode_bar
+    chip = window.findChild(type(bar._extra[0]), "active_mask_button")
+    assert chip is not None and not chip.isVisible()  # no image: nothing to paint on
+    tool = open_image(qtbot, window, image_path)
+    assert chip.isVisible() and chip.toolTip().startswith("Painting on mask 'mask'")
+    tool.add_mask("tumour")
+    assert "'tumour'" in chip.toolTip()
+    chip.menu().aboutToShow.emit()
+    names = [a.text() for a in chip.menu().actions()]
+    assert names == ["mask", "tumour"]
+    chip.menu().actions()[0].trigger()  # paint on the first mask again
+    assert tool.maskset.active.name == "mask" and "'mask'" in chip.toolTip()
+    tool.mode_bar.actions["brush"].trigger()
+    drag(qtbot, window, (10.0, 10.0), (20.0, 10.0))
+    assert tool.maskset.get("mask").data.any() and not tool.maskset.get("tumour").data.any()

@@ -36,7 +36,7 @@ class ModeBar(QWidget):
         self.toolbar.setMovable(False)
         self.toolbar.setStyleSheet(
             "QToolBar { spacing: 1px; }"
-            " QToolButton { padding: 2px 5px; }"
+            " QToolButton { padding: 2px 4px; }"
             " QToolButton:checked { background: palette(highlight); color: palette(highlighted-text);"
             " border-radius: 3px; }"
         )
@@ -61,13 +61,13 @@ class ModeBar(QWidget):
         self.size.setSuffix(" px")
         self.size.setToolTip("Brush diameter in image pixels ([ and ] change it)")
         lay.addWidget(self.size)
+        self._extra: list[QWidget] = []
         self.hint = QLabel(HINT)
         self.hint.setStyleSheet("color: palette(mid);")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.hint, 1)
-        self._with_keys: bool | None = None
-        self._wide = self._short = 0
+        self._with_keys: tuple[bool, bool] | None = None
         self._measure()
         modes.changed.connect(self.show_mode)
         self.show_mode(modes.mode)
@@ -89,27 +89,47 @@ class ModeBar(QWidget):
             self.size.setValue(size)
             self.size.blockSignals(False)
 
+    def add_widget(self, widget: QWidget) -> None:
+        """Put ``widget`` after the brush size (e.g. the mask being painted)."""
+        lay = self.layout()
+        lay.insertWidget(lay.indexOf(self.hint), widget)
+        self._extra.append(widget)
+        self.remeasure()
+
+    def remeasure(self) -> None:
+        """Measure again (an added widget changed its size)."""
+        self._with_keys = None
+        self._measure()
+
     # -- texts that fit ----------------------------------------------------------------------------
 
-    def _texts(self, with_keys: bool) -> None:
-        if with_keys == self._with_keys:
+    def _texts(self, with_keys: bool, compact: bool = False) -> None:
+        if (with_keys, compact) == self._with_keys:
             return
-        self._with_keys = with_keys
+        self._with_keys = (with_keys, compact)
         for mode in MODES:
             label = f"{mode.label}  {mode.key}" if with_keys else mode.label
             self.actions[mode.name].setIconText(label)
+        for widget in self._extra:
+            if hasattr(widget, "set_compact"):
+                widget.set_compact(compact)
 
     def _measure(self) -> None:
-        """The widths the bar needs with the keys on the buttons and without."""
-        fixed = self.size.sizeHint().width() + 24
-        self._texts(False)
-        self._short = self.toolbar.sizeHint().width() + fixed
-        self._texts(True)
-        self._wide = self.toolbar.sizeHint().width() + fixed
+        """The width the bar needs at each level of detail: keys on the buttons, without them,
+        and with the added widgets compact too."""
+        self._levels: list[tuple[int, tuple[bool, bool]]] = []
+        for level in ((True, False), (False, False), (False, True)):
+            self._texts(*level)
+            extra = sum(w.sizeHint().width() + 6 for w in self._extra if not w.isHidden())
+            width = self.toolbar.sizeHint().width() + self.size.sizeHint().width() + extra + 24
+            self._levels.append((width, level))
+        self._fit(self.width())
+
+    def _fit(self, width: int) -> None:
+        need, level = next(((n, lv) for n, lv in self._levels if n <= width), self._levels[-1])
+        self._texts(*level)
+        self.hint.setVisible(width - need >= self.hint.sizeHint().width())
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
-        width = event.size().width()
-        self._texts(width >= self._wide)
-        hint_room = width - (self._wide if self._with_keys else self._short)
-        self.hint.setVisible(hint_room >= self.hint.sizeHint().width())
+        self._fit(event.size().width())

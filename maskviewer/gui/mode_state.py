@@ -50,8 +50,9 @@ PAN = "pan"
 
 #: every mode, in the order of the bar (the digits follow that order)
 MODES: tuple[Mode, ...] = (
-    Mode(PAN, "Pan/zoom", ("Z", "1", "H"),
-         "drag to move the image, wheel to zoom; masks are not changed"),
+    Mode(PAN, "Pan", ("Z", "1", "H"),
+         "pan and zoom: drag to move the image, wheel to zoom; masks are not changed",
+         long_label="Pan/Zoom"),
     Mode("brush", "Paint", ("P", "2", "B"),
          "paint with a round brush; Shift erases; [ and ] change its size", brush=True),
     Mode("eraser", "Erase", ("E", "3"),

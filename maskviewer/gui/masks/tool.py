@@ -27,6 +27,7 @@ from maskviewer.gui.masks.ablation import (
     ablation_job,
     prepare_ablation,
 )
+from maskviewer.gui.masks.bar import ActiveMaskButton
 from maskviewer.gui.masks.feeding import FeedMemory
 from maskviewer.gui.masks.files import mask_file_name
 from maskviewer.gui.masks.model import TOOLS, MasksModel
@@ -359,11 +360,14 @@ class MaskTool(QObject):
 
 def _link_modes(tool: MaskTool) -> None:
     """The canvas's mode and the paint tool are one choice (the bar, the keys and the Masks
-    panel change it); the bar's brush size is the brush's."""
+    panel change it); the bar's brush size is the brush's; the bar shows the mask painted on."""
     paint, modes, bar = tool.model.paint, tool.modes, tool.mode_bar
     modes.set_mode(paint.tool)
     modes.changed.connect(lambda mode: None if paint.tool == mode else paint.set_tool(mode))
     paint.tool_changed.connect(modes.set_mode)
+    chip = ActiveMaskButton(tool.model)
+    bar.add_widget(chip)
+    chip.resized.connect(bar.remeasure)
     bar.show_size(paint.size)
     bar.size.valueChanged.connect(lambda v: paint.set_brush(size=v))
     paint.brush_changed.connect(lambda: bar.show_size(paint.size))
