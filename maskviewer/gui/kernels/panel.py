@@ -85,6 +85,7 @@ class KernelPanel(QWidget):
         self.status = QLabel(model.status)
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+        lay.addStretch(1)  # spare height goes below, not into the mask editor
         self.cells: list[list[QToolButton]] = []
         self.grid: KernelGrid | None = None  # the picture drawn
         self._bind()
