@@ -17,6 +17,11 @@ def test_compare_runs_two_methods_sorts_and_shows_one_large(qtbot, window):
     open_demo(window, "digits")
     qtbot.waitUntil(lambda: window.state.model_info is not None and window.state.image is not None, timeout=60_000)
     qtbot.waitUntil(lambda: window.tools["layers"].model.selected is not None, timeout=30_000)
+    layers = window.tools["layers"].model
+    layers.select_layer("conv2")  # the Layers tool's layer is the one compared on
+    assert "Layer conv2" in tool.panel.where.text()
+    layers.select_layer("conv3")
+    assert "Layer conv3" in tool.panel.where.text() and tool.where()[0] == "conv3"
     m = tool.model
     for name in list(m.chosen):
         m.set_chosen(name, False)

@@ -42,6 +42,7 @@ class CompareTool(QObject):
         self.overlay = HeatmapOverlay()
         window.add_panel_overlay(TITLE, self.overlay, 25)
         self.jobs = JobClient(self.controller, (KIND,), self)
+        self._following = False  # listening to the Layers tool's choices
 
         p, m = self.panel, self.model
         p.run.clicked.connect(self.run)
@@ -55,7 +56,7 @@ class CompareTool(QObject):
         self.jobs.running_changed.connect(p.set_running)
         self.state.model_changed.connect(lambda _info: self._forget())
         self.state.image_changed.connect(lambda _image: self._forget())
-        for signal in (self.state.model_changed, self.state.image_changed):
+        for signal in (self.state.model_changed, self.state.image_changed, self.state.prediction_changed):
             signal.connect(lambda *_a: self.update_where())
         self.update_where()
 
@@ -84,6 +85,10 @@ class CompareTool(QObject):
         return layer, output, class_index, input_name
 
     def update_where(self) -> None:
+        lm = self._layers_model()
+        if lm is not None and not self._following:  # the Layers tool is installed before this one
+            lm.request_changed.connect(self.update_where)
+            self._following = True
         layer, output, cls, _input = self.where()
         if self.state.model_info is None:
             text = "No model loaded."
