@@ -109,15 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_layer_options(g: Any) -> None:
+    from maskviewer.cli.export_attention import TOKEN_CAMS, add_attention_options
     from maskviewer.cli.export_methods import CAM_CHOICES, add_method_options
 
     g.add_argument("--layer", action="append", default=[], metavar="NAME",
                    help="layer path to export (repeatable); default every spatial layer")
     g.add_argument("--reduce", default=None, metavar="R", help=f"how a layer becomes a map: {REDUCE_HELP} (default mean)")
-    g.add_argument("--cam", choices=CAM_CHOICES, metavar="METHOD",
-                   help=f"attribution maps: {', '.join(CAM_CHOICES)}; the CAMs on --layer (default: the last "
-                        "spatial layer), saliency, smoothgrad and ig on the input's pixels")
+    g.add_argument("--cam", choices=CAM_CHOICES + TOKEN_CAMS, metavar="METHOD",
+                   help=f"attribution maps: {', '.join(CAM_CHOICES + TOKEN_CAMS)}; the CAMs on --layer (default: the last "
+                        "spatial layer), saliency, smoothgrad and ig on the input's pixels, rollout and "
+                        "attribution through a transformer's attention layers")
     add_method_options(g)
+    add_attention_options(g)
     g.add_argument("--output", metavar="NAME", help="the model output a CAM explains, patches combine or --threshold binarises")
     g.add_argument("--class", dest="class_index", type=int, metavar="N",
                    help="class a CAM explains / a patch map shows (default: the top class); channel of a multi-channel output to binarise")

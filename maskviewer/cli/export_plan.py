@@ -56,6 +56,8 @@ class Plan:
     cam_params: dict = field(default_factory=dict)
     #: ``--faithfulness``: ``{"steps", "baselines"}`` of the CAMs' deletion and insertion curves
     faithfulness: dict | None = None
+    #: ``--attention``, ``--cam rollout|attribution``, ``--grid``, ``--extra-tokens`` (AttentionPlan)
+    transformer: Any = None
 
     def renamed(self) -> dict[str, str]:
         """The names whose files carry a hash because another name would share their files."""
@@ -87,6 +89,7 @@ class Plan:
             "resize": self.resize,
             "scale": self.scale,
             "faithfulness": self.faithfulness,
+            **({"transformer": self.transformer.settings()} if self.transformer is not None else {}),
         }
 
 
@@ -113,12 +116,19 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
     UsageError
         Unknown layer or output, a reduction a layer cannot take, options that do not fit.
     """
+    from maskviewer.cli.export_attention import plan_attention, token_cam
+
     info = host.info
     _check_inputs(info)
     reduce = parse_reduce(args.reduce)
     notes: list[str] = []
+    transformer = plan_attention(args, host)  # sets the token grid override first
+    if token_cam(args):  # rollout and attribution go through the attention layers, not --layer
+        args = argparse.Namespace(**{**vars(args), "cam": None})
     layers = _plan_layers(args, host)
     activations = (args.cam is None or args.reduce is not None) and bool(layers.chosen)
+    if transformer is not None and not transformer.empty and not args.layer and args.reduce is None:
+        activations = False  # --attention / --cam rollout alone: no layer maps
     if not info.probe_supported and (args.cam or args.reduce):
         raise UsageError(info.note or "This model's layers cannot be probed.")
     if not info.probe_supported:
@@ -133,7 +143,8 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
     inputs = plan_inputs(parse_inputs(getattr(args, "inputs", [])), info, feed, notes)
     patch_spec = _plan_patches(args)
     threshold, binarise_output = _plan_threshold(args, info)
-    tokens = _plan_names([*layers.chosen, *cam_layers, *out_names, "mask"], notes)
+    tokens = _plan_names([*layers.chosen, *cam_layers, *out_names, "mask",
+                          *(transformer.names() if transformer is not None else [])], notes)
     return Plan(
         layers=layers.chosen, attention={p for p in layers.chosen if layers.by_path[p].attention},
         reduce=reduce, activations=activations,
@@ -142,7 +153,7 @@ def make_plan(args: argparse.Namespace, host: Any) -> Plan:
         predictions=not args.no_predictions, mask_feed=feed, patch_spec=patch_spec,
         combine=COMBINE_ALIASES[args.combine], threshold=threshold, binarise_output=binarise_output,
         invert=args.invert, labels=_read_labels(args), resize=args.resize, scale=args.scale, notes=notes,
-        tokens=tokens, inputs=inputs, faithfulness=_plan_faithfulness(args),
+        tokens=tokens, inputs=inputs, faithfulness=_plan_faithfulness(args), transformer=transformer,
     )
 
 

@@ -104,6 +104,10 @@ class BatchRunner:
             r = plan.reduce
             self.mapper = BatchMapper(host, plan.layers if plan.activations else [],
                                       Reduction(r.method, r.k, r.channel))
+        from maskviewer.cli.export_attention import AttentionExport
+
+        transformer = plan.transformer
+        self.attention = AttentionExport(host, transformer) if transformer is not None and not transformer.empty else None
         self.done = self.failed = 0
         self.pad = False  # pad short batches to the full size (set by run)
         self.in_flight: deque[tuple[list[Prepared], list[int], Future]] = deque()
@@ -199,7 +203,12 @@ class BatchRunner:
         plan = self.plan
         exports = []
         if plan.activations:
+            from maskviewer.cli.export_attention import annotate_tokens
+
             exports += activation_items(it, maps, plan)
+            annotate_tokens(exports, maps)
+        if self.attention is not None:
+            exports += self.attention.items(it, plan.output, plan.class_index)
         if plan.cam:
             exports += cam_items(it, plan)
             if plan.faithfulness:

@@ -130,14 +130,14 @@ class ActivationProbe:
 
     # -- token layers ---------------------------------------------------------------------------
 
-    def token_grid(self, path: str, shape: tuple | None = None, inputs: Any = None) -> Any:
+    def token_grid(self, path: str, shape: tuple | None = None, inputs: Any = None, *, strict: bool = True) -> Any:
         """The :class:`~maskviewer.core.tokens.TokenGrid` of a ``(B, N, C)`` layer, or None.
 
         ``shape`` is the layer's output shape (its static one by default); ``inputs`` tell the
-        image size when the model's is free.
+        image size when the model's is free; ``strict``: a user's grid that does not fit raises.
         """
         shape = shape if shape is not None else self._static_shape(path)
-        return self.tokens.grid_for(shape, input_hw(inputs) if inputs is not None else None)
+        return self.tokens.grid_for(shape, input_hw(inputs) if inputs is not None else None, strict=strict)
 
     def grid_view(self, path: str, tensor: Any, inputs: Any = None) -> Any:
         """A token layer's output reshaped to ``(B, grid_h, grid_w, C)``; others unchanged."""
@@ -445,7 +445,7 @@ def describe_layers(host: Any, inputs: Any | None = None) -> list[LayerEntry]:
             shape = (None, *measured[1:]) if measured else _layer_output_shape(layer)
         if shape is not None and shape and isinstance(shape[0], tuple):
             shape = shape[0]
-        grid = probe.token_grid(layer_info.path, shape) if shape is not None and len(shape) == 3 else None
+        grid = probe.token_grid(layer_info.path, shape, strict=False) if shape is not None and len(shape) == 3 else None
         spatial = shape is not None and (len(shape) == 4 or grid is not None)
         entries.append(
             LayerEntry(

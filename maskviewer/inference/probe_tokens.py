@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from maskviewer.core.tokens import TokenGrid, TokenOverride, detect_grid
+from maskviewer.core.tokens import TokenGrid, TokenGridError, TokenOverride, detect_grid
 
 
 def image_hw(model: Any) -> tuple[int, int] | None:
@@ -102,15 +102,26 @@ class TokenGrids:
                 self._model_grid = None
         return self._model_grid  # type: ignore[return-value]
 
-    def grid_for(self, shape: tuple | None, hw: tuple[int, int] | None = None) -> TokenGrid | None:
+    def grid_for(
+        self, shape: tuple | None, hw: tuple[int, int] | None = None, *, strict: bool = True
+    ) -> TokenGrid | None:
         """The grid of a layer with output ``shape`` (batch axis included), or None.
 
-        ``hw`` is the actual image size when the model's own is free.
+        ``hw`` is the actual image size when the model's own is free. The user's override
+        must fit the layer (:class:`~maskviewer.core.tokens.TokenGridError` otherwise); with
+        ``strict`` False a layer it does not fit (another sequence: the patch tokens before
+        the class token is added) gets the grid found without it.
         """
         if shape is None or len(shape) != 3 or shape[1] is None or not self.has_image_input:
             return None
         hw = self.hw if self.hw and min(self.hw) > 0 else hw
-        return detect_grid(int(shape[1]), model_grid=self.patch_grid(), image_hw=hw, override=self.override)
+        n, grid = int(shape[1]), self.patch_grid()
+        try:
+            return detect_grid(n, model_grid=grid, image_hw=hw, override=self.override)
+        except TokenGridError:
+            if strict:
+                raise
+            return detect_grid(n, model_grid=grid, image_hw=hw)
 
 
 def to_grid(x: Any, grid: TokenGrid) -> Any:
