@@ -98,7 +98,7 @@ def _tape_gradients(model, layers, x, cls):
             for layer in layers.values():
                 del layer._compute_attention
     grads = tape.gradient(score, [eps[p] for p in layers])
-    return {p: np.asarray(w) for p, w in weights.items()}, {p: np.asarray(g) for p, g in zip(layers, grads)}
+    return {p: np.asarray(w) for p, w in weights.items()}, {p: np.asarray(g) for p, g in zip(layers, grads, strict=True)}
 
 
 @pytest.mark.parametrize("family", ["cls_vit", "keras_io_vit"])
