@@ -132,12 +132,16 @@ class Controller(QObject):
         except MaskviewerError as exc:
             self.error.emit("Cannot open image", str(exc))
             return False
-        self.state.set_image(image)
+        self.show_image(image, Path(path).name)
         self.remember_file(path)
-        self._propose_missing_mappings()
-        self.status.emit(f"Opened {Path(path).name}: {image.describe()}")
-        self.schedule_prediction()
         return True
+
+    def show_image(self, image: ImageData, name: str | None = None) -> None:
+        """Make ``image`` (read already, from a file or a row of an array) the current image."""
+        self.state.set_image(image)
+        self._propose_missing_mappings()
+        self.status.emit(f"Opened {name or image.path or 'an image'}: {image.describe()}")
+        self.schedule_prediction()
 
     def set_input_file(self, input_name: str, path: str | Path) -> bool:
         """Feed ``input_name`` from another image file."""
