@@ -18,6 +18,7 @@ TOOL_MODULES: list[tuple[str, str]] = [
     ("binarise", "maskviewer.gui.binarise"),
     ("compare", "maskviewer.gui.compare"),
     ("attention", "maskviewer.gui.attention"),
+    ("dataset", "maskviewer.gui.dataset"),
     ("result", "maskviewer.gui.result_bar"),
     ("demos", "maskviewer.gui.demo_gallery"),
     ("export", "maskviewer.gui.export_tool"),

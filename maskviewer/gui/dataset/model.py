@@ -1,0 +1,377 @@
+"""The data set table without Qt: its rows, what each cell says, sorting, filters and the row
+in view.
+
+Rows are the evaluator's (:mod:`maskviewer.cli.evaluate_run`): plain dicts of numbers and
+short strings, one per entry, arriving a batch at a time. :class:`DatasetTable` keeps them in
+the data set's order and shows a *view* of them: the rows a filter lets through, in the order
+of the chosen column. The current row is remembered by its key, so a new sort or a new batch
+keeps it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from maskviewer.core.evaluation import aggregate
+from maskviewer.core.events import Event
+
+#: (key, header); the thumbnail column shows the picture only
+COLUMNS: list[tuple[str, str]] = [
+    ("thumb", ""), ("key", "File"), ("prediction", "Prediction"), ("truth", "Truth"), ("correct", "✓"),
+    ("loss", "Loss / error"), ("dice", "Dice"), ("iou", "IoU"), ("ablation", "Ablation Δ"),
+]
+COLUMN_KEYS = [k for k, _t in COLUMNS]
+#: the direction a first click sorts in: the worst rows first (low Dice, high loss, wrong first)
+WORST_FIRST_DESCENDING = {"loss": True, "ablation": True, "dice": False, "iou": False, "correct": False,
+                          "prediction": False, "key": False, "truth": False, "thumb": False}
+#: filter key -> what the filter box says
+FILTERS: dict[str, str] = {
+    "all": "All images",
+    "misclassified": "Misclassified",
+    "lowest_dice": "Lowest Dice (worst 10%)",
+    "largest_error": "Largest error (worst 10%)",
+    "ablation": "Largest ablation effect (top 10%)",
+    "failed": "Failed to run",
+}
+#: the worst share a "worst 10%" filter keeps (at least :data:`WORST_MIN` rows)
+WORST_SHARE = 0.10
+WORST_MIN = 5
+VARIANTS = ("none", "ones", "random", "inverted")
+
+
+def _num(row: dict, key: str) -> float | None:
+    v = row.get(key)
+    if v is None or v == "":
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def class_name(index: Any, classes: list[str] | None) -> str:
+    """A class index as its name (the index itself when there is no name for it)."""
+    try:
+        i = int(index)
+    except (TypeError, ValueError):
+        return str(index)
+    return classes[i] if classes and 0 <= i < len(classes) else str(i)
+
+
+def prediction_text(row: dict, classes: list[str] | None) -> str:
+    """What the model said, by the output's kind: a class and its probability, a value, labels."""
+    if row.get("error_message"):
+        return "failed"
+    if "pred" in row:
+        conf = _num(row, "confidence")
+        return class_name(row["pred"], classes) + (f" ({conf:.0%})" if conf is not None else "")
+    if "value" in row:
+        return f"{float(row['value']):.4g}"
+    if "labels" in row:
+        return f"labels {row['labels'] or '(none)'}"
+    return ""
+
+
+def truth_text(row: dict, classes: list[str] | None) -> str:
+    if "truth" not in row:
+        return str(row.get("label", ""))
+    if "pred" in row:
+        return class_name(row["truth"], classes)
+    t = row["truth"]
+    return f"{t:.4g}" if isinstance(t, float) else str(t)
+
+
+def loss_value(row: dict) -> float | None:
+    """The row's loss (classes) or absolute error (values): bigger is worse."""
+    loss = _num(row, "loss")
+    return loss if loss is not None else _num(row, "abs_error")
+
+
+def loss_text(row: dict) -> str:
+    loss = _num(row, "loss")
+    if loss is not None:
+        return f"{loss:.3g}"
+    err = _num(row, "error")
+    return "" if err is None else f"{err:+.3g}"
+
+
+def ablation_effect(row: dict) -> tuple[float | None, str]:
+    """How much the answer moves when the mask is replaced: ``(score, text)``.
+
+    For classes the score counts the variants (no mask, all ones, random, inverted) whose
+    class differs from the real mask's, plus the largest change of confidence (0..1) to break
+    ties; for values it is the largest change of the value.
+    """
+    variants = [v for v in VARIANTS if f"ablation_{v}_pred" in row or f"ablation_{v}_value" in row]
+    if not variants:
+        return None, ""
+    if "pred" in row:
+        changed = [v for v in variants if row.get(f"ablation_{v}_pred") != row.get("pred")]
+        conf = _num(row, "confidence") or 0.0
+        deltas = [abs((_num(row, f"ablation_{v}_confidence") or 0.0) - conf) for v in variants]
+        text = f"{len(changed)}/{len(variants)} changed" + (f" ({', '.join(changed)})" if changed else "")
+        return len(changed) + max(deltas, default=0.0) * 0.999, text
+    value = _num(row, "value") or 0.0
+    deltas = {v: (_num(row, f"ablation_{v}_value") or 0.0) - value for v in variants}
+    worst = max(deltas, key=lambda v: abs(deltas[v]))
+    return abs(deltas[worst]), f"{deltas[worst]:+.3g} ({worst})"
+
+
+def sort_value(row: dict, column: str) -> Any:
+    """What a column sorts by (None: no value, always last)."""
+    if column in ("key", "thumb"):
+        return str(row.get("key", ""))
+    if column == "prediction":
+        return _num(row, "confidence") if "pred" in row else _num(row, "value")
+    if column == "truth":
+        return _num(row, "truth") if _num(row, "truth") is not None else (str(row.get("label", "")) or None)
+    if column == "loss":
+        return loss_value(row)
+    if column == "ablation":
+        return ablation_effect(row)[0]
+    return _num(row, column)
+
+
+def cell_text(row: dict, column: str, classes: list[str] | None) -> str:
+    if column == "thumb":
+        return ""
+    if column == "key":
+        return str(row.get("key", ""))
+    if column == "prediction":
+        return prediction_text(row, classes)
+    if column == "truth":
+        return truth_text(row, classes)
+    if column == "correct":
+        c = _num(row, "correct")
+        return "" if c is None else ("✓" if c else "✗")
+    if column == "loss":
+        return loss_text(row)
+    if column in ("dice", "iou"):
+        v = _num(row, column)
+        return "" if v is None else f"{v:.3f}"
+    if column == "ablation":
+        return ablation_effect(row)[1]
+    return str(row.get(column, ""))
+
+
+def _has(rows: list[dict], column: str) -> bool:
+    probe: dict[str, Callable[[dict], bool]] = {
+        "truth": lambda r: "truth" in r or bool(r.get("label")),
+        "correct": lambda r: "correct" in r,
+        "loss": lambda r: "loss" in r or "error" in r,
+        "dice": lambda r: "dice" in r,
+        "iou": lambda r: "iou" in r,
+        "ablation": lambda r: any(k.startswith("ablation_") for k in r),
+    }
+    test = probe.get(column)
+    return True if test is None else any(test(r) for r in rows)
+
+
+class DatasetTable:
+    """The rows of one data set's run, their view (filter and sort) and the current row.
+
+    Events
+    ------
+    rows_changed()
+        The view's rows or their order changed (a batch arrived, a sort, a filter).
+    current_changed(key)
+        Another row is current (None: none).
+    summary_changed()
+        :attr:`summary` was recomputed.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self._by_key: dict[str, int] = {}
+        self.classes: list[str] | None = None
+        self.sort_key: str | None = None
+        self.descending = False
+        self.filter = "all"
+        self.view: list[int] = []
+        self.current: str | None = None
+        self.summary: dict[str, Any] = {}
+        self.rows_changed = Event()
+        self.current_changed = Event()
+        self.summary_changed = Event()
+
+    # -- rows ------------------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        self.rows, self._by_key, self.view, self.summary = [], {}, [], {}
+        self.set_current(None)
+        self.rows_changed.emit()
+        self.summary_changed.emit()
+
+    def set_classes(self, classes: list[str] | None) -> None:
+        self.classes = list(classes) if classes else None
+
+    def add_rows(self, rows: list[dict]) -> None:
+        """Add (or replace, by key) rows; the view is rebuilt."""
+        for r in rows:
+            key = str(r.get("key", ""))
+            if key in self._by_key:
+                self.rows[self._by_key[key]] = r
+            else:
+                self._by_key[key] = len(self.rows)
+                self.rows.append(r)
+        self._rebuild()
+
+    def row(self, key: str | None) -> dict | None:
+        i = self._by_key.get(key) if key is not None else None
+        return None if i is None else self.rows[i]
+
+    def view_row(self, i: int) -> dict:
+        return self.rows[self.view[i]]
+
+    def columns(self) -> list[str]:
+        """The columns that have something to show for these rows."""
+        return [c for c in COLUMN_KEYS if _has(self.rows, c)]
+
+    def filters(self) -> list[str]:
+        """The filters these rows allow (All first)."""
+        out = ["all"]
+        if any("correct" in r for r in self.rows):
+            out.append("misclassified")
+        if any("dice" in r for r in self.rows):
+            out.append("lowest_dice")
+        if any("abs_error" in r for r in self.rows):
+            out.append("largest_error")
+        if _has(self.rows, "ablation"):
+            out.append("ablation")
+        if any(r.get("error_message") for r in self.rows):
+            out.append("failed")
+        return out if self.filter in out else [*out, self.filter]
+
+    # -- view --------------------------------------------------------------------------------------
+
+    def sort_by(self, column: str, descending: bool | None = None) -> None:
+        """Sort by ``column``: the worst first on a first click, reversed on the next."""
+        if column not in COLUMN_KEYS:
+            raise ValueError(f"unknown column {column!r}; one of {COLUMN_KEYS}")
+        if descending is None:
+            descending = (not self.descending) if column == self.sort_key else WORST_FIRST_DESCENDING[column]
+        self.sort_key, self.descending = column, bool(descending)
+        self._rebuild()
+
+    def set_filter(self, name: str) -> None:
+        """Show the rows ``name`` lets through; a "worst" filter also sorts its column worst first."""
+        if name not in FILTERS:
+            raise ValueError(f"unknown filter {name!r}; one of {list(FILTERS)}")
+        self.filter = name
+        sort = {"lowest_dice": "dice", "largest_error": "loss", "ablation": "ablation"}.get(name)
+        if sort is not None:
+            self.sort_by(sort, WORST_FIRST_DESCENDING[sort])
+        else:
+            self._rebuild()
+
+    def _passes(self) -> list[int]:
+        f = self.filter
+        idx = range(len(self.rows))
+        if f == "misclassified":
+            return [i for i in idx if _num(self.rows[i], "correct") == 0]
+        if f == "failed":
+            return [i for i in idx if self.rows[i].get("error_message")]
+        column = {"lowest_dice": "dice", "largest_error": "loss", "ablation": "ablation"}.get(f)
+        if column is None:
+            return list(idx)
+        scored = [(sort_value(self.rows[i], column), i) for i in idx]
+        scored = [(v, i) for v, i in scored if v is not None]
+        scored.sort(key=lambda t: t[0], reverse=WORST_FIRST_DESCENDING[column])
+        n = max(WORST_MIN, math.ceil(WORST_SHARE * len(scored)))
+        return sorted(i for _v, i in scored[:n])
+
+    def _rebuild(self) -> None:
+        view = self._passes()
+        if self.sort_key is not None:
+            col = self.sort_key
+            keyed = [(sort_value(self.rows[i], col), i) for i in view]
+            present = [t for t in keyed if t[0] is not None]
+            missing = [i for v, i in keyed if v is None]
+            if any(isinstance(v, str) for v, _i in present):
+                present = [(str(v), i) for v, i in present]
+            present.sort(key=lambda t: (t[0], t[1]), reverse=self.descending)
+            view = [i for _v, i in present] + missing
+        self.view = view
+        self.rows_changed.emit()
+
+    def position(self, key: str | None) -> int | None:
+        """The view position of the row ``key`` (None when it is filtered out or unknown)."""
+        i = self._by_key.get(key) if key is not None else None
+        if i is None:
+            return None
+        try:
+            return self.view.index(i)
+        except ValueError:
+            return None
+
+    # -- the current row ----------------------------------------------------------------------------
+
+    def set_current(self, key: str | None) -> None:
+        if key != self.current:
+            self.current = key
+            self.current_changed.emit(key)
+
+    def select(self, position: int) -> str | None:
+        """Make the row at view ``position`` current; returns its key."""
+        if not 0 <= position < len(self.view):
+            return None
+        key = str(self.view_row(position).get("key"))
+        self.set_current(key)
+        return key
+
+    def step(self, delta: int) -> str | None:
+        """The next (``+1``) or previous (``-1``) row of the view becomes current (the first
+        when none is); returns its key, None at either end."""
+        if not self.view:
+            return None
+        pos = self.position(self.current)
+        target = (0 if delta > 0 else len(self.view) - 1) if pos is None else pos + delta
+        return self.select(target) if 0 <= target < len(self.view) else None
+
+    # -- aggregates ------------------------------------------------------------------------------
+
+    def refresh_summary(self) -> None:
+        """Recompute :attr:`summary` from every row (not only the filtered ones)."""
+        self.summary = aggregate(self.rows, len(self.classes) if self.classes else None) if self.rows else {}
+        self.summary_changed.emit()
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def summary_lines(summary: dict, classes: list[str] | None = None) -> list[str]:
+    """The aggregates in a few sentences (the plots show the rest)."""
+    if not summary:
+        return []
+    lines = [f"{summary['images']} images" + (f", {summary['failed']} failed" if summary.get("failed") else "")]
+    c = summary.get("classes")
+    if c and c.get("n"):
+        lo, hi = c["ci95"]
+        loss = f", mean loss {c['mean_loss']:.3g}" if c.get("mean_loss") is not None else ""
+        lines.append(f"Accuracy {_pct(c['accuracy'])} (95% CI {_pct(lo)}–{_pct(hi)}, n = {c['n']}){loss}")
+    r = summary.get("regression")
+    if r:
+        lines.append(f"MAE {r['mae']:.4g}, RMSE {r['rmse']:.4g}, mean error {r['mean_error']:+.3g} (n = {r['n']})")
+    b = summary.get("binary")
+    if b:
+        lines.append(f"Mean Dice {b['mean_dice']:.3f} at the threshold; best threshold "
+                     f"{b['best_threshold']:.2f} (mean Dice {b['best_mean_dice']:.3f}, n = {b['n']})")
+    return lines
+
+
+def interval_rows(summary: dict) -> list[tuple[str, float, float, float, str]]:
+    """``(name, value, low, high, unit)`` for the patch rules and the mask variants: each
+    accuracy (or MAE) with its 95% interval."""
+    out = []
+    for rule, r in summary.get("patches", {}).items():
+        out.append((f"patches: {rule}", r["accuracy"], *r["ci95"], "accuracy"))
+    for variant, r in summary.get("ablation", {}).items():
+        if "accuracy" in r:
+            out.append((f"mask: {variant}", r["accuracy"], *r["ci95"], "accuracy"))
+        else:
+            out.append((f"mask: {variant}", r["mae"], *r["ci95"], "MAE"))
+    return out
