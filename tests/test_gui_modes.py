@@ -263,3 +263,45 @@ def test_the_bar_shows_the_mask_painted_on(qtbot, window, image_path):
     tool.mode_bar.actions["brush"].trigger()
     drag(qtbot, window, (10.0, 10.0), (20.0, 10.0))
     assert tool.maskset.get("mask").data.any() and not tool.maskset.get("tumour").data.any()
+
+
+def _shown_modes(bar):
+    """The modes whose buttons are on the bar (not in its overflow menu) and not cut off."""
+    shown = []
+    for m in MODES:
+        button = bar.toolbar.widgetForAction(bar.actions[m.name])
+        if button is not None and button.isVisible():
+            right = button.mapTo(bar, button.rect().topRight()).x()
+            if right <= bar.width():
+                shown.append(m.name)
+    return shown
+
+
+@pytest.mark.parametrize("width", [1200, 700, 470])
+def test_the_bar_keeps_every_mode_in_view_when_narrow(qtbot, width):
+    from maskviewer.gui.canvas_modes import ModeBar
+
+    bar = ModeBar(CanvasModes())
+    qtbot.addWidget(bar)
+    bar.resize(width, 40)
+    bar.show()
+    qtbot.waitUntil(lambda: bar.width() == width)
+    qtbot.waitUntil(lambda: _shown_modes(bar) == [m.name for m in MODES], timeout=3000)
+    size_right = bar.size.mapTo(bar, bar.size.rect().topRight()).x()
+    assert size_right <= width
+    keys_on_buttons = all(bar.actions[m.name].iconText().endswith(f"  {m.key}") for m in MODES)
+    if width >= 1200:
+        assert keys_on_buttons and bar.hint.isVisible() and bar.size.prefix() == "Brush "
+    if width < 500:  # short names, the brush size without its word
+        assert not keys_on_buttons and not bar.hint.isVisible() and bar.size.prefix() == ""
+
+
+def test_the_bar_at_1024_by_700(qtbot, window, image_path):
+    window.resize(1024, 700)
+    open_image(qtbot, window, image_path)
+    bar = window.tools["masks"].mode_bar
+    qtbot.waitUntil(lambda: bar.width() < 700)
+    # once laid out, every mode's button is on the bar, none in the overflow menu
+    qtbot.waitUntil(lambda: _shown_modes(bar) == [m.name for m in MODES], timeout=3000)
+    chip = bar._extra[0]
+    assert chip.isVisible() and chip.mapTo(bar, chip.rect().topRight()).x() <= bar.width()

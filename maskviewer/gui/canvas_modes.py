@@ -57,9 +57,9 @@ class ModeBar(QWidget):
         lay.addWidget(self.toolbar)
         self.size = QSpinBox()
         self.size.setRange(1, 1000)
-        self.size.setPrefix("Brush ")
         self.size.setSuffix(" px")
         self.size.setToolTip("Brush diameter in image pixels ([ and ] change it)")
+        self.size.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         lay.addWidget(self.size)
         self._extra: list[QWidget] = []
         self.hint = QLabel(HINT)
@@ -67,7 +67,7 @@ class ModeBar(QWidget):
         self.hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.hint, 1)
-        self._with_keys: tuple[bool, bool] | None = None
+        self._with_keys: tuple[bool, int] | None = None
         self._measure()
         modes.changed.connect(self.show_mode)
         self.show_mode(modes.mode)
@@ -103,7 +103,7 @@ class ModeBar(QWidget):
 
     # -- texts that fit ----------------------------------------------------------------------------
 
-    def _texts(self, with_keys: bool, compact: bool = False) -> None:
+    def _texts(self, with_keys: bool, compact: int = 0) -> None:
         if (with_keys, compact) == self._with_keys:
             return
         self._with_keys = (with_keys, compact)
@@ -112,13 +112,14 @@ class ModeBar(QWidget):
             self.actions[mode.name].setIconText(label)
         for widget in self._extra:
             if hasattr(widget, "set_compact"):
-                widget.set_compact(compact)
+                widget.set_compact(compact >= 1)
+        self.size.setPrefix("" if compact >= 2 else "Brush ")
 
     def _measure(self) -> None:
         """The width the bar needs at each level of detail: keys on the buttons, without them,
-        and with the added widgets compact too."""
-        self._levels: list[tuple[int, tuple[bool, bool]]] = []
-        for level in ((True, False), (False, False), (False, True)):
+        with the added widgets compact too, and the brush size without its word."""
+        self._levels: list[tuple[int, tuple[bool, int]]] = []
+        for level in ((True, 0), (False, 0), (False, 1), (False, 2)):
             self._texts(*level)
             extra = sum(w.sizeHint().width() + 6 for w in self._extra if not w.isHidden())
             width = self.toolbar.sizeHint().width() + self.size.sizeHint().width() + extra + 24
