@@ -198,3 +198,23 @@ def test_bad_requests_say_why(small):
             fn(x, 9)
     with pytest.raises(MaskviewerError, match="at least 2 steps"):
         attribution_function(model, "ig", options=AttributionOptions(ig_steps=1))
+
+
+@pytest.mark.parametrize("method,layer", [("scorecam", "conv1"), ("smoothgrad", None), ("ig", None)])
+def test_check_stops_the_many_passes(small, method, layer):
+    """``check`` is called between passes; what it raises stops the method (a cancelled job)."""
+    from maskviewer.inference.attribution import AttributionOptions, attribution_function
+
+    model, x = small
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("stop")
+
+    fn = attribution_function(model, method, layer, options=AttributionOptions(batch=2, smooth_samples=6, ig_steps=6))
+    with pytest.raises(KeyboardInterrupt):
+        fn(x[:1], None, check)
+    assert len(calls) == 2
+    assert fn(x[:1]).maps.shape[0] == 1  # and runs to the end without one

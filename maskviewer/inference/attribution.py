@@ -297,7 +297,8 @@ def attribution_function(
 
     ``inputs`` are batched model inputs, packed as the model's call expects them (as for
     :class:`~maskviewer.inference.cam.CamFunction`); ``class_index`` is one class for every
-    image, one per image, or None (each image's top class).
+    image, one per image, or None (each image's top class); ``check``, if given, is called
+    between the passes of the methods with many (it raises to stop: a cancelled job).
     """
     from maskviewer.inference.probe import ActivationProbe
 
@@ -327,13 +328,14 @@ class _TracedOnRepeat:
         self.fn: Callable[..., AttributionBatch] | None = None
         self.calls = 0
 
-    def __call__(self, inputs: Any, class_index: int | Sequence[int] | None = None) -> AttributionBatch:
+    def __call__(self, inputs: Any, class_index: int | Sequence[int] | None = None,
+                 check: Callable[[], None] | None = None) -> AttributionBatch:
         self.calls += 1
         if self.calls == 1:
-            return self.make(False)(inputs, class_index)
+            return self.make(False)(inputs, class_index, check)
         if self.fn is None:
             self.fn = self.make(True)
-        return self.fn(inputs, class_index)
+        return self.fn(inputs, class_index, check)
 
 
 def _make(probe: Any, method: str, layer: str | None, output: str | None, opts: AttributionOptions,

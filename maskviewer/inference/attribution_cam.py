@@ -80,7 +80,8 @@ class GradientCamAttribution:
         self.method, self.layer = method, layer
         self.cam = _GradientCam(probe, layer, method, output_keys=output_keys, output=output, compiled=compiled)
 
-    def __call__(self, inputs: Any, class_index: int | Sequence[int] | None = None) -> AttributionBatch:
+    def __call__(self, inputs: Any, class_index: int | Sequence[int] | None = None,
+                 check: Callable[[], None] | None = None) -> AttributionBatch:
         b = self.cam(inputs, class_index)
         return AttributionBatch(
             maps=b.raw, scores=b.scores, classes=b.classes, space="layer", method=self.method,
@@ -131,7 +132,8 @@ class _ForwardCam:
     def _device_maps(self, act: Any) -> dict[str, Any]:
         return {}
 
-    def __call__(self, inputs: Any, class_index: int | Sequence[int] | None = None) -> AttributionBatch:
+    def __call__(self, inputs: Any, class_index: int | Sequence[int] | None = None,
+                 check: Callable[[], None] | None = None) -> AttributionBatch:
         import keras
         from keras import ops
 
@@ -141,6 +143,7 @@ class _ForwardCam:
         found = self._forward(inputs, wanted)
         check_classes(wanted, self.n_classes)  # the first call learns the class count while tracing
         host = {k: np.asarray(ops.convert_to_numpy(v)) for k, v in found.items()}
+        self._check = check or (lambda: None)
         maps, weights = self._maps(inputs, host)
         return AttributionBatch(
             maps=maps.astype(np.float32), scores=host["score"].astype(np.float32),
@@ -239,6 +242,7 @@ class ScoreCamAttribution(_ForwardCam):
             order = np.argsort(-act[i].std(axis=(0, 1)), kind="stable")[:keep] if keep < c else np.arange(c)
             cls = host["class"][i : i + 1].astype(np.int32)
             for start in range(0, keep, size):
+                self._check()
                 idx = order[start : start + size]
                 chunk = np.zeros((h, w, size), np.float32)  # padded: one traced shape for every chunk
                 chunk[..., : len(idx)] = act[i][..., idx]

@@ -118,9 +118,11 @@ class InputAttribution:
 
     # -- a call -------------------------------------------------------------------------------------
 
-    def __call__(self, inputs: Any, class_index: int | Sequence[int] | None = None) -> AttributionBatch:
+    def __call__(self, inputs: Any, class_index: int | Sequence[int] | None = None,
+                 check: Callable[[], None] | None = None) -> AttributionBatch:
         from keras import ops
 
+        self._check = check or (lambda: None)
         host = map_parts(inputs, lambda t: np.asarray(ops.convert_to_numpy(t)))
         key, x = input_part(host, self.options.input)
         if not np.issubdtype(x.dtype, np.floating):
@@ -163,6 +165,7 @@ class InputAttribution:
         size = min(int(self.options.batch), len(rows))
         total = None
         for start in range(0, len(rows), size):
+            self._check()
             chunk, w = rows[start : start + size], weights[start : start + size]
             if len(chunk) < size:  # pad with weight-0 rows: one traced shape for every batch
                 fill = size - len(chunk)

@@ -119,7 +119,7 @@ def run_probe(ctx: Any, info: Any, build: Callable, req: ProbeRequest, mask: np.
         packed = ctx.host.pack_inputs(arrays)
         probe = get_probe(ctx.host)
         if req.method in CAM_METHODS:
-            out.cam = run_attribution(probe, ctx.host.loaded, packed, req)
+            out.cam = run_attribution(probe, ctx.host.loaded, packed, req, ctx.check)
         else:
             weights = None
             if req.rank_in_mask and mask is not None and req.mask_input in frames:
@@ -139,7 +139,7 @@ def run_probe(ctx: Any, info: Any, build: Callable, req: ProbeRequest, mask: np.
     return out
 
 
-def run_attribution(probe: Any, loaded: Any, packed: Any, req: ProbeRequest) -> Any:
+def run_attribution(probe: Any, loaded: Any, packed: Any, req: ProbeRequest, check: Any = None) -> Any:
     """Image 0's map of ``req``'s attribution method (an ``AttributionMap``).
 
     A request is first run eagerly; asked again (a brush stroke, a new image) it runs as a
@@ -155,7 +155,7 @@ def run_attribution(probe: Any, loaded: Any, packed: Any, req: ProbeRequest) -> 
     layer = req.path if req.method in LAYER_CAM_METHODS else None
     fn = attribution_function(probe, req.method, layer, req.output, opts,
                               output_keys=list(loaded.output_keys), compiled="repeat")
-    found = fn(packed, req.class_index).item(0)
+    found = fn(packed, req.class_index, check).item(0)
     if found.space == "input":
         found.layer = req.mask_input or (names[0] if names else "input")
     return found
