@@ -94,6 +94,8 @@ def _writes(tree: ast.AST) -> list[int]:
                 lines.append(node.lineno)
         elif name == "open" and isinstance(f, ast.Attribute) and getattr(f.value, "id", "") == "os":
             lines.append(node.lineno)
+        elif name == "replace" and isinstance(f, ast.Name):
+            continue  # dataclasses.replace (os.replace is called as an attribute)
         elif name in _WRITERS and not (isinstance(f, ast.Attribute) and _is_benign(f)):
             lines.append(node.lineno)
     return lines

@@ -28,7 +28,7 @@ from maskviewer.cli.args import (
 )
 from maskviewer.core.errors import MaskviewerError
 
-DEFAULT_BATCH = 32
+DEFAULT_BATCH = 128
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,7 +213,7 @@ def _run(args: argparse.Namespace, host: Any, index: Any, entries: list, which: 
     for row in evaluator.rows(todo, progress):
         fresh[row["key"]] = row
     rows = [fresh.get(e.key) or reuse[e.key] for e in entries]
-    summary = store.save(rows, time.perf_counter() - t0)
+    summary = store.record(rows, time.perf_counter() - t0)
     if not args.quiet:
         say(describe_summary(summary))
         say(f"wrote {out}")

@@ -9,6 +9,8 @@ memory, whatever the size of the data set. Each entry's row is built by
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +29,9 @@ from maskviewer.io.dataset import PictureReader
 #: the mask variants an ablation compares (``painted`` is the entry's own mask, named "mask")
 VARIANT_NAMES = {"painted": "mask", "zeros": "none", "ones": "ones", "random": "random", "inverted": "inverted"}
 ABLATION_SEED = 0
+#: threads reading entries, and how many batches they read ahead of the model
+READERS = 4
+AHEAD = 2
 
 
 @dataclass
@@ -54,7 +59,7 @@ class EvalSettings:
     output: str | None  # the vector output answered (None: the first)
     map_output: str | None  # the image-shaped output scored against references
     ablation: bool = False
-    batch_size: int = 32
+    batch_size: int = 128
 
 
 class Evaluator:
@@ -113,17 +118,21 @@ class Evaluator:
     # -- running (on the calling thread) ----------------------------------------------------------
 
     def rows(self, entries: list[Entry], progress: Callable[[int, int], None] | None = None) -> Iterator[dict]:
-        """A results row per entry, in order, a batch at a time (``progress`` may raise to stop)."""
+        """A results row per entry, in order, a batch at a time (``progress`` may raise to stop).
+
+        Entries are read by a few threads (decoding releases the GIL) up to :data:`AHEAD`
+        batches ahead of the model, so at most that many batches are in memory.
+        """
         size = max(1, self.settings.batch_size)
         batches = [entries[i : i + size] for i in range(0, len(entries), size)]
         done = 0
-        with ThreadPoolExecutor(1, thread_name_prefix="evaluate-read") as pool:
-            pending = pool.submit(lambda b=batches[0]: [self.prepare(e) for e in b]) if batches else None
+        workers = max(1, min(READERS, os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="evaluate-read") as pool:
+            queue = deque([pool.submit(self.prepare, e) for e in b] for b in batches[:AHEAD])
             for k in range(len(batches)):
-                assert pending is not None
-                items = pending.result()
-                if k + 1 < len(batches):
-                    pending = pool.submit(lambda b=batches[k + 1]: [self.prepare(e) for e in b])
+                items = [f.result() for f in queue.popleft()]
+                if k + AHEAD < len(batches):
+                    queue.append([pool.submit(self.prepare, e) for e in batches[k + AHEAD]])
                 yield from self.run_batch(items)
                 done += len(items)
                 if progress is not None:

@@ -70,7 +70,7 @@ class Store:
         return {r["key"]: r for r in rows
                 if not r.get("error_message") and r.get("stat") == self.stats.get(str(r.get("key")))}
 
-    def save(self, rows: list[dict], seconds: float) -> dict:
+    def record(self, rows: list[dict], seconds: float) -> dict:
         """Write the table (each row with its entry's ``stat``) and its description; return the
         aggregates."""
         for r in rows:

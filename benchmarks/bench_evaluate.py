@@ -1,0 +1,129 @@
+"""Evaluating a folder of small images: throughput against plain Keras, and memory as it grows.
+
+The data set is the digits demo's held-out digits written as 28×28 PNG files in class
+sub-folders, repeated to ``--images`` files. Each case runs in a fresh Python process:
+
+- ``evaluate``: ``maskviewer evaluate DIR --model digits_cnn.keras --out results.csv``
+  (reading, decoding, input mapping, the model, one row per image, the table);
+- ``plain``: ``model.predict`` over a ``tf.data`` pipeline that reads and decodes the same files
+  (``read_file`` → ``decode_png`` → ``/255``, batched, prefetched, parallel map) — what a
+  Keras user would write;
+
+and reports images per second (model loading and TensorFlow's start excluded: both cases time
+only the pass over the files), the ratio evaluate ÷ plain, and the peak resident memory
+(``VmHWM``) of ``evaluate`` at 1,000 and at ``--images`` images.
+
+Run::
+
+    PYTHONPATH=. python benchmarks/bench_evaluate.py [--images 10000] [--batch 128]
+
+The plain pipeline runs at Keras's default batch (32) and at ``--batch``; the ratio is taken
+against the faster of the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+_PEAK = """
+def _peak_kb():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1])
+"""
+
+EVALUATE_CASE = _PEAK + """
+import json, sys, time
+from maskviewer.cli.args import load_model
+from maskviewer.cli import evaluate as E
+from maskviewer.io.dataset import open_dataset
+args = E.build_parser().parse_args([sys.argv[1], '--model', sys.argv[2], '--out', sys.argv[3], '--batch-size', sys.argv[4], '--quiet', '--rerun'])
+index = open_dataset(args.data)
+host = load_model(args)
+t0 = time.perf_counter()
+rc = E._run(args, host, index, index.entries, None, E.table_path(args.out, None))
+seconds = time.perf_counter() - t0
+print(json.dumps({'rc': rc, 'seconds': seconds, 'images': len(index), 'peak_kb': _peak_kb()}))
+"""
+
+PLAIN_CASE = _PEAK + """
+import json, sys, time
+import tensorflow as tf, keras
+folder, model_path, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+files = sorted(str(p) for p in __import__('pathlib').Path(folder).rglob('*.png'))
+model = keras.saving.load_model(model_path)
+def load(path):
+    x = tf.io.decode_png(tf.io.read_file(path), channels=1)
+    return tf.image.convert_image_dtype(x, tf.float32)  # /255
+ds = tf.data.Dataset.from_tensor_slices(files).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+ds = ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+model.predict(ds.take(1), verbose=0)  # traced once, as the evaluator's model is warmed up
+t0 = time.perf_counter()
+out = model.predict(ds, verbose=0)
+seconds = time.perf_counter() - t0
+print(json.dumps({'seconds': seconds, 'images': len(out), 'peak_kb': _peak_kb()}))
+"""
+
+
+def make_images(folder: Path, n: int) -> None:
+    """``n`` PNG files of the held-out digits in class sub-folders."""
+    import numpy as np
+
+    from maskviewer.demo import get_demo
+    from maskviewer.io.images import save_image
+
+    demo = get_demo("digits")
+    x = np.load(demo.path("digits_test_x.npy"))
+    y = np.load(demo.path("digits_test_y.npy"))
+    for k in range(n):
+        i = k % len(x)
+        sub = folder / str(int(y[i]))
+        sub.mkdir(parents=True, exist_ok=True)
+        save_image(sub / f"d{k:06d}.png", x[i])
+
+
+def run_case(code: str, *argv: str) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"case failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=10_000)
+    ap.add_argument("--batch", type=int, default=128, help="evaluate's batch (its default)")
+    a = ap.parse_args()
+    from maskviewer.demo import get_demo
+
+    model = str(get_demo("digits").path("digits_cnn.keras"))
+    with tempfile.TemporaryDirectory() as tmp:
+        small, big = Path(tmp) / "small", Path(tmp) / "big"
+        make_images(small, 1000)
+        make_images(big, a.images)
+        ev_small = run_case(EVALUATE_CASE, str(small), model, str(Path(tmp) / "s.csv"), str(a.batch))
+        ev_big = run_case(EVALUATE_CASE, str(big), model, str(Path(tmp) / "b.csv"), str(a.batch))
+        plains = {b: run_case(PLAIN_CASE, str(big), model, str(b)) for b in sorted({32, a.batch})}
+    rate_ev = ev_big["images"] / ev_big["seconds"]
+    print(f"images: {a.images}, evaluate batch {a.batch}, {os.cpu_count()} CPUs")
+    print(f"evaluate: {rate_ev:8.0f} images/s ({ev_big['seconds']:.2f} s), rows, table and aggregates included")
+    for b, plain in plains.items():
+        rate = plain["images"] / plain["seconds"]
+        print(f"plain   : {rate:8.0f} images/s ({plain['seconds']:.2f} s), model.predict over tf.data, batch {b}")
+    best = max(p["images"] / p["seconds"] for p in plains.values())
+    plain = max(plains.values(), key=lambda p: p["images"] / p["seconds"])
+    print(f"ratio evaluate / plain throughput: {rate_ev / best:.2f} (target >= 0.8; against the faster plain run)")
+    print(f"peak RSS evaluate: {ev_small['peak_kb'] / 1024:.0f} MiB at 1,000 images, "
+          f"{ev_big['peak_kb'] / 1024:.0f} MiB at {a.images:,} "
+          f"(ratio {ev_big['peak_kb'] / ev_small['peak_kb']:.2f}); plain {plain['peak_kb'] / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
