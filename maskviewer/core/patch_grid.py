@@ -23,6 +23,11 @@ from maskviewer.core.errors import MaskviewerError
 
 PADDINGS = ("VALID", "SAME")
 
+#: the most patches one grid may hold: every patch is a model input, a row of scores and a
+#: rectangle, so a small patch on a huge image (millions of them) is refused with a message
+#: that says how many and which stride would fit
+MAX_PATCHES = 100_000
+
 
 class PatchSettingsError(MaskviewerError):
     """Patch settings that cannot be applied to this image (the message says what to change)."""
@@ -176,20 +181,54 @@ def validate(spec: PatchSpec, height: int, width: int) -> None:
         )
 
 
+def _axis(n: int, e: int, s: int, padding: str) -> tuple[int, int]:
+    """Patches along one axis and the padding before the first (see the module's geometry)."""
+    if padding == "VALID":
+        return math.ceil((n - e + 1) / s), 0
+    out = math.ceil(n / s)
+    return out, max((out - 1) * s + e - n, 0) // 2
+
+
+def patch_count(spec: PatchSpec, height: int, width: int) -> int:
+    """How many patches ``spec`` cuts from an image of ``height`` × ``width`` (spec valid)."""
+    rows = _axis(height, spec.span[0], spec.stride[0], spec.padding)[0]
+    return rows * _axis(width, spec.span[1], spec.stride[1], spec.padding)[0]
+
+
+def check_count(spec: PatchSpec, height: int, width: int, limit: int | None = None) -> None:
+    """Refuse a grid of more than ``limit`` patches (default :data:`MAX_PATCHES`, read at call time).
+
+    Raises
+    ------
+    PatchSettingsError
+        With the count and the smallest stride (both axes scaled alike) that fits the limit.
+    """
+    limit = MAX_PATCHES if limit is None else limit
+    count = patch_count(spec, height, width)
+    if count <= limit:
+        return
+    grow = math.sqrt(count / limit)
+    while True:
+        stride = (math.ceil(spec.stride[0] * grow), math.ceil(spec.stride[1] * grow))
+        if patch_count(PatchSpec(spec.size, stride, spec.rate, spec.padding), height, width) <= limit:
+            break
+        grow *= 1.05
+    raise PatchSettingsError(
+        f"{spec.describe()} cuts {count:,} patches from this {height}×{width} image; at most "
+        f"{limit:,} are run. Use a stride of {_pair_text(stride)} or more (or larger patches, or "
+        "a grid preset)."
+    )
+
+
 def make_grid(spec: PatchSpec, height: int, width: int) -> PatchGrid:
-    """The patch grid of ``spec`` on an image of ``height`` × ``width`` (validated first)."""
+    """The patch grid of ``spec`` on an image of ``height`` × ``width`` (validated first, the
+    patch count bounded by :func:`check_count`)."""
     validate(spec, height, width)
-    counts, pads = [], []
-    for n, e, s in zip((height, width), spec.span, spec.stride, strict=True):
-        if spec.padding == "VALID":
-            out = math.ceil((n - e + 1) / s)
-            pad = 0
-        else:
-            out = math.ceil(n / s)
-            pad = max((out - 1) * s + e - n, 0) // 2
-        counts.append(out)
-        pads.append(pad)
-    return PatchGrid(spec, int(height), int(width), counts[0], counts[1], pads[0], pads[1])
+    check_count(spec, height, width)
+    (rows, pad_top), (cols, pad_left) = (
+        _axis(n, e, s, spec.padding) for n, e, s in zip((height, width), spec.span, spec.stride, strict=True)
+    )
+    return PatchGrid(spec, int(height), int(width), rows, cols, pad_top, pad_left)
 
 
 def _sample_indices(grid: PatchGrid, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
