@@ -15,7 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The structure of `inputs`:UserWa
 
 def test_model_params_are_clamped_and_snapshotted():
     from maskviewer.gui.layers.model import LayersModel
-    from maskviewer.inference.attribution import METHOD_LABELS, METHOD_NAMES
+    from maskviewer.inference.attribution import INPUT_METHODS, METHOD_LABELS, METHOD_NAMES
 
     m = LayersModel()
     m.entries = {"conv": type("E", (), {"spatial": True, "shape": (None, 4, 4, 2), "attention": False})(),
@@ -41,7 +41,7 @@ def test_model_params_are_clamped_and_snapshotted():
     for name in METHOD_NAMES:
         req.method = name
         problem = m.request_problem(req)
-        assert bool(problem) == (name not in ("saliency", "smoothgrad", "ig")), name
+        assert bool(problem) == (name not in INPUT_METHODS), name
         if problem:
             assert METHOD_LABELS[name] in problem
 

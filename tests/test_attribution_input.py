@@ -167,3 +167,26 @@ def test_batch_items_equal_single_images(small):
         both = fn(x)
         for i in range(2):  # (the noise does not depend on the image's place in the batch)
             np.testing.assert_allclose(fn(x[i : i + 1]).maps[0], both.maps[i], rtol=1e-4, atol=1e-7)
+
+
+def test_occlusion_equals_a_plain_sliding_window(small):
+    """Each pixel: the mean over the windows covering it of f(x) - f(x with the window zeroed)."""
+    from maskviewer.inference.attribution import AttributionOptions, attribution_function
+
+    model, x = small
+    opts = AttributionOptions(occlusion_window=6, occlusion_stride=4, batch=5)  # 20 px: starts 0, 4, 8, 12, 14
+    got = attribution_function(model, "occlusion", options=opts)(x, [2, 1])
+    starts = [0, 4, 8, 12, 14]
+    for i, cls in enumerate([2, 1]):
+        base = float(np.asarray(model(x[i : i + 1]))[0, cls])
+        total, count = np.zeros((20, 20)), np.zeros((20, 20))
+        for y0 in starts:
+            for x0 in starts:
+                occluded = x[i].copy()
+                occluded[y0 : y0 + 6, x0 : x0 + 6] = 0
+                drop = base - float(np.asarray(model(occluded[None]))[0, cls])
+                total[y0 : y0 + 6, x0 : x0 + 6] += drop
+                count[y0 : y0 + 6, x0 : x0 + 6] += 1
+        assert count.min() >= 1
+        np.testing.assert_allclose(got.maps[i], total / count, rtol=1e-4, atol=1e-5)
+    assert got.space == "input" and list(got.classes) == [2, 1]

@@ -18,9 +18,9 @@ from maskviewer.cli.args import UsageError
 
 #: every ``--cam`` method (as :data:`maskviewer.inference.attribution.METHOD_NAMES`)
 CAM_CHOICES = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "scorecam",
-               "saliency", "smoothgrad", "ig")
+               "saliency", "smoothgrad", "ig", "occlusion")
 #: the methods drawn on the input's pixels (no layer)
-INPUT_CHOICES = ("saliency", "smoothgrad", "ig")
+INPUT_CHOICES = ("saliency", "smoothgrad", "ig", "occlusion")
 
 
 def add_method_options(g: Any) -> None:

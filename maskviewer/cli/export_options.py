@@ -117,7 +117,7 @@ def _add_layer_options(g: Any) -> None:
     g.add_argument("--reduce", default=None, metavar="R", help=f"how a layer becomes a map: {REDUCE_HELP} (default mean)")
     g.add_argument("--cam", choices=CAM_CHOICES + TOKEN_CAMS, metavar="METHOD",
                    help=f"attribution maps: {', '.join(CAM_CHOICES + TOKEN_CAMS)}; the CAMs on --layer (default: the last "
-                        "spatial layer), saliency, smoothgrad and ig on the input's pixels, rollout and "
+                        "spatial layer), saliency, smoothgrad, ig and occlusion on the input's pixels, rollout and "
                         "attribution through a transformer's attention layers")
     add_method_options(g)
     add_attention_options(g)

@@ -35,6 +35,8 @@ Methods (formulas as the papers, and as pytorch-grad-cam, tf-keras-vis and Captu
   and ``"right"`` is Captum's ``riemann_right``). Baselines: ``"black"`` (zeros in the model's
   input units, Captum's default), ``"blurred"`` (the image under a Gaussian blur, sigma 5 % of
   its larger side) or an array of the input's shape (without, or with, the batch axis).
+* ``occlusion`` (Zeiler & Fergus 2014), as Captum's ``Occlusion``:
+  :mod:`maskviewer.inference.attribution_occlusion`.
 
 The class explained is each image's top class (of the spatially averaged output for maps)
 unless one is given; for SmoothGrad and IG it is the class of the clean image, kept for every
@@ -57,7 +59,7 @@ from maskviewer.inference.reduce import ProbeError
 #: every method, in the order the window lists them
 METHOD_NAMES: tuple[str, ...] = (
     "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "scorecam",
-    "saliency", "smoothgrad", "ig",
+    "saliency", "smoothgrad", "ig", "occlusion",
 )
 METHOD_LABELS: dict[str, str] = {
     "gradcam": "Grad-CAM",
@@ -70,11 +72,12 @@ METHOD_LABELS: dict[str, str] = {
     "saliency": "Saliency (gradient)",
     "smoothgrad": "SmoothGrad",
     "ig": "Integrated Gradients",
+    "occlusion": "Occlusion",
 }
 #: methods that draw on a layer's grid (they need a spatial layer)
 LAYER_METHODS: tuple[str, ...] = METHOD_NAMES[:7]
 #: methods that draw on the input's pixels (no layer)
-INPUT_METHODS: tuple[str, ...] = ("saliency", "smoothgrad", "ig")
+INPUT_METHODS: tuple[str, ...] = ("saliency", "smoothgrad", "ig", "occlusion")
 #: gradient CAMs: one forward and one backward pass down to the layer
 GRADIENT_CAMS: tuple[str, ...] = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam")
 IG_BASELINES: tuple[str, ...] = ("black", "blurred")
@@ -107,6 +110,9 @@ class AttributionOptions:
     score_channels : int, optional
         Score-CAM: only the channels of largest spatial standard deviation (tf-keras-vis'
         ``max_N``); every channel when None.
+    occlusion_window, occlusion_stride : int, optional
+        Occlusion's square window and its step in pixels (default: an eighth of the input's
+        shorter side, and half the window).
     """
 
     smooth_samples: int = 16
@@ -118,6 +124,8 @@ class AttributionOptions:
     ig_rule: str = "trapezoid"
     input: str | int | None = None
     score_channels: int | None = None
+    occlusion_window: int | None = None
+    occlusion_stride: int | None = None
 
     def key(self) -> tuple:
         """A hashable key of every field (an array baseline by its shape and bytes)."""
@@ -340,6 +348,10 @@ class _TracedOnRepeat:
 
 def _make(probe: Any, method: str, layer: str | None, output: str | None, opts: AttributionOptions,
           keys: list[str], compiled: bool) -> Callable[..., AttributionBatch]:
+    if method == "occlusion":
+        from maskviewer.inference.attribution_occlusion import OcclusionAttribution
+
+        return OcclusionAttribution(probe, output=output, options=opts, output_keys=keys, compiled=compiled)
     if method in INPUT_METHODS:
         from maskviewer.inference.attribution_input import InputAttribution
 
