@@ -4,12 +4,13 @@ The model is ResNet-like at 224×224 (a 7×7/2 stem and max pooling, four stages
 residual blocks of widths 32, 64, 128, 256, batch normalisation, global pooling, 10 classes;
 seeded random weights, batch-norm statistics set from the images so that maps and classes
 differ as in a trained model). On the CPU it reports, best of ``--repeats`` after a warm-up
-call (tracing excluded; Score-CAM once):
+call (tracing excluded; Score-CAM and Occlusion once):
 
 * ``forward``: one compiled forward pass on one image (``tf.function`` of ``model(x)``),
   timed alternately with each method (the machine may be shared) and divided into it;
 * each method on one image through :func:`maskviewer.inference.attribution.attribution_function`
-  (CAMs on the last stage's output, 7×7×256), and its time ÷ forward;
+  (CAMs on the last stage's output, 7×7×256; Occlusion with a 28-pixel window, stride 14:
+  225 occluded inputs), and its time ÷ forward;
 * Grad-CAM ÷ forward (target ≤ 3), and the window's old eager Grad-CAM
   (:func:`maskviewer.inference.cam.grad_cam`) ÷ forward, for the before/after;
 * SmoothGrad with 16 samples ÷ one compiled forward+backward pass (the gradient of each
@@ -152,7 +153,7 @@ def main() -> None:
     forwards = []
     for method in METHOD_NAMES:
         fn = attribution_function(probe, method, LAYER, options=opts)
-        t, fwd = paired(lambda fn=fn: fn(x), run_forward, 1 if method == "scorecam" else args.repeats)
+        t, fwd = paired(lambda fn=fn: fn(x), run_forward, 1 if method in ("scorecam", "occlusion") else args.repeats)
         forwards.append(fwd)
         fig[f"{method}_s"], fig[f"{method}_ratio"] = t, t / fwd
         print(f"{method:11s} {t * 1e3:9.1f} ms  {t / fwd:7.2f}x forward ({fwd * 1e3:.1f} ms beside it)")
