@@ -124,12 +124,13 @@ def test_model_scores_the_steps_in_batches(keras_mod):
     w[:, 1] = region_mask().reshape(-1) / region_mask().sum()
     model.get_layer("score").set_weights([w])
     x = np.random.default_rng(5).uniform(0.5, 1, (1, H, W, 1)).astype(np.float32)
-    assert ClassScore(model)(x, 1)[0] == pytest.approx(region_mean(x)[0], rel=1e-5)
+    assert ClassScore(model)(x, 1)[0] == pytest.approx(region_mean(x)[0], rel=2e-3)
     sal = region_mask().astype(np.float32)
     calls = []
     got = faithfulness_curves(model, lambda d: d["img"], {"img": x}, "img", sal, 1, steps=20, batch=8,
                               progress=lambda d, t: calls.append((d, t)))
     for mode in fa.MODES:
         want = fa.curve(region_mean, x[0], sal, mode, steps=20)
-        np.testing.assert_allclose(got[mode].scores, want.scores, rtol=1e-5, atol=1e-6)
+        # (a GPU's TF32 matrix products are good to about 1e-3)
+        np.testing.assert_allclose(got[mode].scores, want.scores, rtol=2e-3, atol=1e-5)
     assert calls[-1] == (42, 42) and len(calls) == 6  # 21 steps per curve, batches of 8

@@ -49,7 +49,7 @@ def test_curves_and_aucs_reach_the_manifest_with_a_plot(tmp_path, capsys):
         assert dele["scores"][0] == pytest.approx(score, rel=1e-5)
         assert ins["scores"][-1] == pytest.approx(score, rel=1e-5)
         # everything deleted: the model on a black (zero) input
-        black = float(model(np.zeros((1, 28, 28, 1), np.float32)).numpy()[0, entry["class"]])
+        black = float(np.asarray(model(np.zeros((1, 28, 28, 1), np.float32)))[0, entry["class"]])
         assert dele["scores"][-1] == pytest.approx(black, rel=1e-5, abs=1e-7)
         for curve, key in ((dele, "deletion_auc"), (ins, "insertion_auc")):
             assert curve["auc"] == f[key] == pytest.approx(np.trapezoid(curve["scores"], curve["fractions"]))

@@ -52,12 +52,37 @@ def test_gradcam_changes_and_an_edge_detector_does_not(digits):
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+def test_each_step_is_the_map_of_a_copy_randomised_from_scratch(digits):
+    """The cascade's maps are those of the randomised weights, not of a function that kept the
+    weights it was first traced with."""
+    from maskviewer.core.similarity import spearman
+    from maskviewer.inference.sanity import (
+        copy_model,
+        randomise_layer,
+        sanity_check,
+        weighted_layers,
+    )
+
+    model, x = digits
+    one = x[1:2]
+    ref = method_maps(model, "gradcam", "conv3")(one, None)
+    cls = int(ref.classes[0])
+    result = sanity_check(model, one, lambda m: method_maps(m, "gradcam", "conv3"), cls, seed=5)
+    for step in result.steps[1:]:
+        fresh = copy_model(model)
+        for i, layer in enumerate(weighted_layers(fresh)[: step.randomised]):
+            randomise_layer(layer, 5 + i)
+        got = method_maps(fresh, "gradcam", "conv3")(one, cls).maps[0]
+        want = spearman(ref.maps[0], got)
+        assert (np.isnan(want) and np.isnan(step.spearman)) or step.spearman == pytest.approx(want, abs=1e-4)
+
+
 def test_the_copy_is_randomised_from_the_top_and_the_model_is_untouched(digits):
     from maskviewer.inference.sanity import copy_model, randomise_layer, weighted_layers
 
     model, x = digits
     clone = copy_model(model)
-    np.testing.assert_allclose(clone(x).numpy(), model(x).numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(clone(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-7)
     layers = weighted_layers(clone)
     randomise_layer(layers[0], 0)
     randomise_layer(layers[1], 1)

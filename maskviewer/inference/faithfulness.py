@@ -69,13 +69,14 @@ def method_maps(
 ) -> Callable[[Any, int | None], MapBatch]:
     """``fn(packed_inputs, class_index) -> MapBatch`` for one method on one model.
 
-    The function keeps no copy of the weights: made once for a copy of the model, it follows
-    that copy's weights as they are changed (the sanity check relies on it).
+    On TensorFlow the traced function reads the model's variables at every call, so it follows
+    a copy's weights as they are changed; a jitted JAX function keeps the values it was traced
+    with (the sanity check makes a new one per step there).
 
     Parameters
     ----------
     model
-        A Keras model (the loaded one or a copy).
+        A Keras model (the loaded one or a copy), or an ``ActivationProbe`` of one.
     method : str
         An attribution method name, or :data:`EDGES`.
     layer : str, optional
@@ -108,7 +109,8 @@ def _cam_fn(model: Any, method: str, layer: str | None, output: str | None, keys
         raise MaskviewerError(f"Unknown method {method!r}; choose one of {', '.join(CAM_METHODS)}.")
     if layer is None:
         raise MaskviewerError(f"{method} needs a spatial layer.")
-    fn = cam_function(ActivationProbe(model), layer, output_keys=keys, output=output, plus=method == "gradcam++")
+    probe = model if isinstance(model, ActivationProbe) else ActivationProbe(model)
+    fn = cam_function(probe, layer, output_keys=keys, output=output, plus=method == "gradcam++")
 
     def run(inputs: Any, class_index: int | None = None) -> MapBatch:
         b = fn(inputs, class_index)

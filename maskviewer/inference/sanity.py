@@ -158,7 +158,8 @@ def sanity_check(
         The model inputs of one image (batch of 1), as the model's call takes them.
     make_maps : callable
         ``make_maps(model) -> fn(packed, class_index) -> MapBatch`` (see
-        :func:`maskviewer.inference.faithfulness.method_maps`); made once for the copy.
+        :func:`maskviewer.inference.faithfulness.method_maps`); ``model`` is the model, its
+        copy, or (on JAX, once per step) an ``ActivationProbe`` of the copy.
     class_index : int, optional
         The class explained; the original model's top class by default, kept for every step.
     max_steps : int, optional
@@ -170,17 +171,26 @@ def sanity_check(
     reference = np.asarray(original.maps[0], np.float64)
     if class_index is None:
         class_index = int(original.classes[0]) if int(original.classes[0]) >= 0 else None
+    from maskviewer.inference.backend import backend_name
+    from maskviewer.inference.probe import ActivationProbe
+
     clone = copy_model(model)
     layers = weighted_layers(clone)
     names = [layer.path if hasattr(layer, "path") else layer.name for layer in layers]
     result = SanityResult(method=method, layers_total=len(layers))
-    fn = make_maps(clone)
+    # a traced TensorFlow function reads the copy's variables on every call; a jitted JAX
+    # function holds the values it was traced with, so there each step gets a new probe (and
+    # with it a new trace)
+    retrace = backend_name() == "jax"
+    fn = None
     depths = cascade_depths(len(layers), max_steps)
     done = 0
     for step, depth in enumerate(depths):
         while done < depth:
             randomise_layer(layers[done], seed + done)
             done += 1
+        if fn is None or retrace:
+            fn = make_maps(ActivationProbe(clone) if retrace else clone)
         got = np.asarray(fn(packed, class_index).maps[0], np.float64)
         result.steps.append(SanityStep(names[depth - 1], depth, spearman(reference, got), _safe_ssim(reference, got)))
         if progress is not None:
