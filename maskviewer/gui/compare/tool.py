@@ -106,6 +106,9 @@ class CompareTool(QObject):
         if info is None or self.state.image is None:
             m.set_message("Open a model and an image first, then press Run.")
             return None
+        if self.controller.loading_model:
+            m.set_message("The model is still loading; press Run again once it is ready.")
+            return None
         if not info.probe_supported:
             m.set_message(info.note or "This model's layers cannot be probed, so there are no maps to compare.")
             return None
