@@ -327,3 +327,81 @@ def test_a_6000_square_rgb_png_opens_with_little_more_than_its_array(tmp_path):
         grow[how] = result["grow_kb"] / result["array_kb"]
     assert grow["bands"] < 1.4, grow
     assert grow["whole"] > 1.4, grow  # the bound fails on the whole-image decode
+
+
+def _zoomed_canvas(qtbot, monkeypatch, array: np.ndarray, value_max: float = 255.0):
+    from maskviewer.gui import image_canvas
+
+    monkeypatch.setattr(image_canvas, "DISPLAY_MAX_PIXELS", 200 * 200)
+    canvas = image_canvas.ImageCanvas()
+    qtbot.addWidget(canvas)
+    canvas.resize(400, 300)
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    canvas.set_image(ImageData(array, None, value_max))
+    assert canvas.tiles.factor == image_canvas.display_factor(*array.shape[:2], 200 * 200) > 2
+    return canvas
+
+
+def _show_region(canvas, x: float, y: float, w: float, h: float) -> None:
+    canvas.view.setRange(xRange=(x, x + w), yRange=(y, y + h), padding=0)
+    canvas.tiles.update_now()
+
+
+def test_the_zoomed_in_view_shows_the_full_resolution_pixels_and_the_overview_zoomed_out(qtbot, monkeypatch):
+    """Columns alternate black and white: the overview (a reduced copy) can only show grey,
+    zoomed in the screen shows the image's own black and white pixels, in place."""
+    rng = np.random.default_rng(7)
+    a = np.zeros((640, 560, 3), np.uint8)
+    a[:, ::2] = 255
+    a[:, :, 1] = rng.integers(0, 256, a.shape[:2])  # green: random, to compare pixel for pixel
+    canvas = _zoomed_canvas(qtbot, monkeypatch, a)
+    tiles = canvas.tiles
+    assert tiles.factor == 4
+    _show_region(canvas, -900.0, -800.0, 2400.0, 2200.0)  # 7 image pixels a screen pixel: the overview is enough
+    assert tiles.tile is None and not tiles.item.isVisible()  # the overview alone
+    assert canvas.image_item.image.shape[:2] == (160, 140)
+
+    _show_region(canvas, 301.0, 203.0, 30.0, 22.0)  # about 13 screen pixels an image pixel
+    t = tiles.tile
+    assert t is not None and t.level == 1 and tiles.item.isVisible()
+    np.testing.assert_array_equal(tiles.item.image, a[t.y0 : t.y1, t.x0 : t.x1])
+    rect = tiles.item.mapRectToParent(tiles.item.boundingRect())
+    assert (rect.x(), rect.y(), rect.width(), rect.height()) == (t.x0, t.y0, t.x1 - t.x0, t.y1 - t.y0)
+    shot = canvas.grab().toImage()
+    from PySide6.QtCore import QPointF
+
+    for x, y in ((305, 207), (306, 207), (320, 215), (327, 222)):
+        p = canvas.view.mapViewToDevice(QPointF(x + 0.5, y + 0.5))
+        c = shot.pixelColor(int(p.x()), int(p.y()))
+        assert (c.red(), c.green(), c.blue()) == tuple(int(v) for v in a[y, x]), (x, y)
+
+    tile_before = tiles.tile
+    _show_region(canvas, 305.0, 205.0, 30.0, 22.0)  # a short pan stays inside the tile's margin
+    assert tiles.tile is tile_before
+    _show_region(canvas, 10.0, 500.0, 30.0, 22.0)  # far away: a new tile there
+    assert tiles.tile.x0 <= 10 and tiles.tile.y1 >= 522
+    np.testing.assert_array_equal(tiles.item.image, a[tiles.tile.y0 : tiles.tile.y1, tiles.tile.x0 : tiles.tile.x1])
+
+    _show_region(canvas, -900.0, -800.0, 2400.0, 2200.0)
+    assert tiles.tile is None and not tiles.item.isVisible()
+
+
+def test_a_middle_zoom_shows_block_means_at_its_own_level(qtbot, monkeypatch):
+    rng = np.random.default_rng(8)
+    a = rng.integers(0, 65536, (601, 533, 1)).astype(np.uint16)
+    canvas = _zoomed_canvas(qtbot, monkeypatch, a, 65535.0)
+    tiles = canvas.tiles
+    _show_region(canvas, 100.0, 90.0, 800.0, 600.0)  # about 2 image pixels a screen pixel
+    t = tiles.tile
+    assert t is not None and t.level == 2 and t.x0 % 2 == 0 and t.y0 % 2 == 0
+    region = a[t.y0 : t.y1, t.x0 : t.x1, 0].astype(np.float64) / 65535.0 * 255.0  # full scale
+    h, w = region.shape
+    padded = np.full((-(-h // 2) * 2, -(-w // 2) * 2), np.nan)
+    padded[:h, :w] = region
+    means = np.nanmean(padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2), axis=(1, 3))
+    got = tiles.item.image.astype(np.int64)
+    assert got.shape == means.shape
+    assert np.abs(got - np.round(means)).max() <= 1  # display rounding of the same means
+    # the overview is the same means at its coarser level: the same display scale
+    assert abs(float(got.mean()) - float(canvas.image_item.image.mean())) < 2.0

@@ -15,6 +15,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QGraphicsItem, QLabel
 
 from maskviewer.core.image import ImageData, display_range, display_uint8
+from maskviewer.gui.image_tiles import ImageTiles
 from maskviewer.gui.mode_state import CanvasModes
 
 #: larger images are shown through a reduced display copy, stretched over the image's pixel
@@ -23,8 +24,10 @@ from maskviewer.gui.mode_state import CanvasModes
 DISPLAY_MAX_PIXELS = 4096 * 4096
 
 
-def display_factor(height: int, width: int, max_pixels: int = DISPLAY_MAX_PIXELS) -> int:
-    """The integer factor an image is reduced by for display (1: shown as it is)."""
+def display_factor(height: int, width: int, max_pixels: int | None = None) -> int:
+    """The integer factor an image is reduced by for display (1: shown as it is); the
+    default ``max_pixels`` is :data:`DISPLAY_MAX_PIXELS`, read at call time."""
+    max_pixels = DISPLAY_MAX_PIXELS if max_pixels is None else max_pixels
     factor = 1
     while -(-height // factor) * -(-width // factor) > max_pixels:
         factor += 1
@@ -55,7 +58,7 @@ def reduce_box(array: np.ndarray, factor: int, lohi: tuple[float, float] | None 
     return out
 
 
-def display_array(image: ImageData, max_pixels: int = DISPLAY_MAX_PIXELS) -> np.ndarray:
+def display_array(image: ImageData, max_pixels: int | None = None) -> np.ndarray:
     """The image as uint8 for display (``(H, W)`` or ``(H, W, 3|4)``): the fast pyqtgraph path.
 
     An image of more than ``max_pixels`` pixels comes reduced by :func:`display_factor`.
@@ -104,6 +107,8 @@ class ImageCanvas(pg.GraphicsLayoutWidget):
         self.view: pg.ViewBox = self.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image_item)
+        #: full-resolution tiles over a reduced overview, where the view is zoomed in
+        self.tiles = ImageTiles(self.view)
         self.image: ImageData | None = None
         self.scene().sigMouseMoved.connect(self._mouse_moved)
         self.setAcceptDrops(False)  # the main window takes drops
@@ -122,11 +127,13 @@ class ImageCanvas(pg.GraphicsLayoutWidget):
         self.image = image
         self.empty_hint.setVisible(image is None)
         if image is None:
+            self.tiles.set_image(None, 1)
             self.image_item.clear()
             return
         arr = display_array(image)
         self.image_item.setImage(arr, autoLevels=False, levels=(0, 255))
         self.image_item.setRect(0, 0, image.width, image.height)
+        self.tiles.set_image(image, display_factor(image.height, image.width))
         self.fit()
 
     def fit(self) -> None:
