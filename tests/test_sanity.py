@@ -116,3 +116,23 @@ def test_max_steps_spreads_the_cascade():
     assert cascade_depths(4, None) == [1, 2, 3, 4]
     assert cascade_depths(50, 5) == [1, 13, 26, 38, 50]
     assert cascade_depths(0, 3) == []
+
+
+def test_check_reaches_the_method_and_stops_the_cascade(digits):
+    from maskviewer.inference.sanity import sanity_check
+
+    model, x = digits
+
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def check():
+        calls.append(len(calls))
+        if len(calls) > 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        sanity_check(model, x[:1], lambda m: method_maps(m, "smoothgrad", None), method="smoothgrad", check=check)
+    assert len(calls) == 3

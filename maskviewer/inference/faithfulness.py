@@ -67,7 +67,10 @@ def method_maps(
     model: Any, method: str, layer: str | None, *, output: str | None = None,
     output_keys: list[str] | None = None, options: Any = None, image_index: int = 0,
 ) -> Callable[[Any, int | None], MapBatch]:
-    """``fn(packed_inputs, class_index) -> MapBatch`` for one method on one model.
+    """``fn(packed_inputs, class_index, check=None) -> MapBatch`` for one method on one model.
+
+    ``check``, when given, is called between the passes of the methods with many (Score-CAM,
+    SmoothGrad, IG); it raises to stop them (a cancelled job).
 
     On TensorFlow the traced function reads the model's variables at every call, so it follows
     a copy's weights as they are changed; a jitted JAX function keeps the values it was traced
@@ -93,8 +96,8 @@ def method_maps(
     if attribution_function is not None:
         fn = attribution_function(model, method, layer=layer, output=output, options=options, output_keys=output_keys)
 
-        def run(inputs: Any, class_index: int | None = None) -> MapBatch:
-            b = fn(inputs, class_index)
+        def run(inputs: Any, class_index: int | None = None, check: Callable | None = None) -> MapBatch:
+            b = fn(inputs, class_index, check) if check is not None else fn(inputs, class_index)
             return MapBatch(np.asarray(b.maps, np.float32), np.asarray(b.classes), np.asarray(b.scores), b.space)
 
         return run
@@ -112,7 +115,7 @@ def _cam_fn(model: Any, method: str, layer: str | None, output: str | None, keys
     probe = model if isinstance(model, ActivationProbe) else ActivationProbe(model)
     fn = cam_function(probe, layer, output_keys=keys, output=output, plus=method == "gradcam++")
 
-    def run(inputs: Any, class_index: int | None = None) -> MapBatch:
+    def run(inputs: Any, class_index: int | None = None, check: Callable | None = None) -> MapBatch:
         b = fn(inputs, class_index)
         return MapBatch(b.heatmaps, b.classes, b.scores, "layer")
 
@@ -120,7 +123,7 @@ def _cam_fn(model: Any, method: str, layer: str | None, output: str | None, keys
 
 
 def _edges_fn(image_index: int) -> Callable:
-    def run(inputs: Any, class_index: int | None = None) -> MapBatch:
+    def run(inputs: Any, class_index: int | None = None, check: Callable | None = None) -> MapBatch:
         x = _nth_input(inputs, image_index)
         maps = np.stack([sobel_magnitude(np.asarray(xi)) for xi in np.asarray(x)])
         n = maps.shape[0]

@@ -146,7 +146,7 @@ def cascade_depths(n_layers: int, max_steps: int | None) -> list[int]:
 def sanity_check(
     model: Any, packed: Any, make_maps: Callable[[Any], Callable[[Any, int | None], Any]],
     class_index: int | None = None, *, method: str = "", max_steps: int | None = None, seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, check: Callable[[], None] | None = None,
 ) -> SanityResult:
     """Cascading randomisation of a copy of ``model``, the map recomputed at each step.
 
@@ -166,8 +166,11 @@ def sanity_check(
         Compute at most this many steps (evenly spread over the cascade); every layer by default.
     progress : callable, optional
         ``progress(done, total)`` after each step; may raise to stop.
+    check : callable, optional
+        Passed to the map functions, which call it between their passes (it raises to stop).
     """
-    original = make_maps(model)(packed, class_index)
+    extra = {} if check is None else {"check": check}
+    original = make_maps(model)(packed, class_index, **extra)
     reference = np.asarray(original.maps[0], np.float64)
     if class_index is None:
         class_index = int(original.classes[0]) if int(original.classes[0]) >= 0 else None
@@ -191,7 +194,7 @@ def sanity_check(
             done += 1
         if fn is None or retrace:
             fn = make_maps(ActivationProbe(clone) if retrace else clone)
-        got = np.asarray(fn(packed, class_index).maps[0], np.float64)
+        got = np.asarray(fn(packed, class_index, **extra).maps[0], np.float64)
         result.steps.append(SanityStep(names[depth - 1], depth, spearman(reference, got), _safe_ssim(reference, got)))
         if progress is not None:
             progress(step + 1, len(depths))

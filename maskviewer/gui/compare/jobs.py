@@ -101,7 +101,7 @@ def run_compare(ctx: Any, info: Any, build: Callable, req: CompareRequest) -> Co
             return method_maps(m, method, req.layer, output=req.output, output_keys=keys, image_index=image_index)
 
         try:
-            got = make(model)(packed, req.class_index)
+            got = make(model)(packed, req.class_index, ctx.check)
             row.map, row.space = np.asarray(got.maps[0], np.float32), got.space
             cls = req.class_index if req.class_index is not None else int(got.classes[0])
             if cls < 0:  # a model-independent map explains no class: score the model's top class
@@ -114,7 +114,7 @@ def run_compare(ctx: Any, info: Any, build: Callable, req: CompareRequest) -> Co
             row.deletion, row.insertion = curves["deletion"], curves["insertion"]
             if req.sanity:
                 row.sanity = sanity_check(model, packed, make, cls, method=method,
-                                          max_steps=req.sanity_steps, progress=sanity_report)
+                                          max_steps=req.sanity_steps, progress=sanity_report, check=ctx.check)
         except Cancelled:
             raise
         except Exception as exc:  # one method that cannot run here: say why, go on with the others
