@@ -405,3 +405,56 @@ def test_a_middle_zoom_shows_block_means_at_its_own_level(qtbot, monkeypatch):
     assert np.abs(got - np.round(means)).max() <= 1  # display rounding of the same means
     # the overview is the same means at its coarser level: the same display scale
     assert abs(float(got.mean()) - float(canvas.image_item.image.mean())) < 2.0
+
+
+def test_mask_files_are_read_compact_and_give_the_same_values(tmp_path):
+    """8-bit and 1-bit files stay uint8 (a quarter of float32), 16-bit ones uint16; the 0..1
+    values are the ones the float read gives."""
+    from maskviewer.core.mask_values import as_float_mask
+    from maskviewer.io.masks import load_mask
+
+    rng = np.random.default_rng(4)
+    levels = rng.integers(0, 256, (40, 50)).astype(np.uint8)
+    labels = (rng.random((40, 50)) > 0.5).astype(np.uint8)
+    deep = rng.integers(0, 65536, (40, 50)).astype(np.uint16)
+    Image.fromarray(levels).save(tmp_path / "levels.png")
+    Image.fromarray(labels).save(tmp_path / "labels.png")
+    Image.fromarray(labels.astype(bool)).save(tmp_path / "bits.png")
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    np.save(tmp_path / "labels.npy", labels.astype(bool))
+    want = {"levels.png": levels / 255.0, "labels.png": labels, "bits.png": labels, "deep.png": deep / 65535.0,
+            "labels.npy": labels}
+    for name, values in want.items():
+        compact = load_mask(tmp_path / name, (40, 50), compact=True)
+        assert compact.dtype == (np.uint16 if name == "deep.png" else np.uint8), name
+        floats = load_mask(tmp_path / name, (40, 50))
+        assert floats.dtype == np.float32
+        np.testing.assert_array_equal(as_float_mask(compact), floats)
+        np.testing.assert_allclose(floats, values, rtol=0, atol=1e-7)
+
+
+def test_the_export_reads_its_mask_as_uint8(tmp_path, monkeypatch):
+    from maskviewer.cli.export import export_main
+    from maskviewer.io import masks
+
+    levels = np.random.default_rng(5).integers(0, 256, (28, 28)).astype(np.uint8)
+    Image.fromarray(levels).save(tmp_path / "m.png")
+    seen = []
+    real = masks.load_mask
+
+    def spy(*args, **kwargs):
+        seen.append(real(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(masks, "load_mask", spy)
+    out = tmp_path / "out"
+    rc = export_main([str(DEMO / "digit_3.png"), "--model", str(DEMO / "digits_cnn.keras"), "--out", str(out),
+                      "--layer", "conv1", "--mask", str(tmp_path / "m.png"), "--mask-mode", "multiply"])
+    assert rc == 0
+    assert [m.dtype for m in seen] == [np.uint8]
+    np.testing.assert_array_equal(seen[0], levels)
+    from maskviewer.io.export import read_manifest
+
+    entry = next(e for e in read_manifest(out)["artifacts"] if e["kind"] == "mask")
+    png = _read(out / entry["files"]["png"]["path"])
+    np.testing.assert_array_equal(png, levels.astype(np.uint16) * 257)  # the soft mask, 16-bit

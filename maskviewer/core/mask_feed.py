@@ -36,6 +36,7 @@ from maskviewer.core.mapping import (
     resize_to_input,
     spatial_shape,
 )
+from maskviewer.core.mask_values import as_float_mask
 from maskviewer.core.model_info import ModelInfo
 
 MASK_MODES = ("none", "channel", "multiply", "input")
@@ -234,13 +235,13 @@ def _lookup(masks: dict[str, np.ndarray], name: str | None, image: ImageData) ->
             f"The model input takes the mask {name!r}, which this image does not have (masks: "
             f"{have}). Pick the mask to feed in the Masks panel."
         )
-    mask = np.asarray(masks[name], dtype=np.float32)
+    mask = np.asarray(masks[name])
     if mask.shape != (image.height, image.width):
         raise InputMappingError(
             f"The mask {name!r} is {mask.shape[1]}×{mask.shape[0]} but the image is "
             f"{image.width}×{image.height}."
         )
-    return mask
+    return as_float_mask(mask)  # a compact mask (uint8 from a file) becomes 0..1 only here
 
 
 def prepare_masked_input(

@@ -18,6 +18,7 @@ import numpy as np
 
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.image import resize_nearest
+from maskviewer.core.mask_values import as_float_mask, to_compact
 from maskviewer.io.atomic import atomic_write
 from maskviewer.io.npy import read_npy_header
 
@@ -48,11 +49,12 @@ class MaskSizeError(MaskLoadError):
 
 
 def resize_mask_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize (values stay the ones in the file: binary stays binary)."""
-    return np.ascontiguousarray(resize_nearest(np.asarray(mask, np.float32), height, width))
+    """Nearest-neighbour resize (values stay the ones in the file: binary stays binary), as
+    float32 in 0..1 (a compact mask is converted)."""
+    return np.ascontiguousarray(resize_nearest(as_float_mask(mask), height, width))
 
 
-def load_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+def load_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None, compact: bool = False) -> np.ndarray:
     """Read a mask file.
 
     Parameters
@@ -63,11 +65,15 @@ def load_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
         values in 0..1).
     shape : tuple of int, optional
         ``(height, width)`` the mask must have.
+    compact : bool
+        Keep the file's own precision (see :mod:`maskviewer.core.mask_values`): uint8
+        (``v / 255``) for 8-bit, 1-bit and 0/1 files, uint16 for 16-bit ones, float32 for float
+        ones; :func:`~maskviewer.core.mask_values.as_float_mask` gives the 0..1 values.
 
     Returns
     -------
     ndarray
-        ``(H, W)`` float32 in 0..1.
+        ``(H, W)`` float32 in 0..1 (compact: the dtypes above).
 
     Raises
     ------
@@ -97,6 +103,8 @@ def load_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
             f"{path.name}: could not be read as a mask image ({type(exc).__name__}: {exc}). "
             "Use a PNG with grey levels or a .npy array of values in 0..1."
         ) from exc
+    if not compact:
+        mask = as_float_mask(mask)
     if shape is not None and mask.shape != tuple(shape):
         h, w = shape
         raise MaskSizeError(
@@ -146,6 +154,8 @@ def _load_npy(path: Path) -> np.ndarray:
     if int(np.prod(shape)) > MAX_PIXELS:
         raise MaskLoadError(f"{path.name}: an array of shape {shape} is too large for a mask.")
     arr = _squeeze(np.load(path, allow_pickle=False), path)
+    if (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer)) and arr.size and 0 <= arr.min() and arr.max() <= 1:
+        return to_compact(arr)  # 0/1 labels
     return _check_range(arr, path)
 
 
@@ -171,11 +181,11 @@ def _load_picture(path: Path) -> np.ndarray:
             raise MaskLoadError(f"{path.name}: {im.width}×{im.height} is too large for a mask.")
         mode = im.mode
         if mode == "1":
-            return np.asarray(im, dtype=bool).astype(np.float32)
+            return to_compact(np.asarray(im, dtype=bool))
         if mode == "P":
             idx = np.asarray(im)
             if idx.max(initial=0) <= 1:  # a two-entry palette: label 0 / label 1
-                return idx.astype(np.float32)
+                return to_compact(idx)
             im = im.convert("L")
             mode = "L"
         if mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
@@ -187,7 +197,7 @@ def _load_picture(path: Path) -> np.ndarray:
                     "PNG (black = 0, white = 1) or as .npy."
                 )
             if (rgb == 0).all() and alpha.min() < 255:
-                return alpha.astype(np.float32) / np.float32(255.0)  # painted in the alpha only
+                return np.ascontiguousarray(alpha)  # painted in the alpha only
             arr = rgb[:, :, 0]
         else:
             arr = np.asarray(im)
@@ -195,19 +205,15 @@ def _load_picture(path: Path) -> np.ndarray:
         raise MaskLoadError(f"{path.name}: an image of shape {arr.shape} is not a mask.")
     if arr.dtype.kind == "c":
         raise MaskLoadError(f"{path.name}: holds complex numbers ({arr.dtype}); a mask needs real values in 0..1.")
-    if arr.dtype == np.uint8:
-        if arr.max(initial=0) <= 1:  # stored as 0/1 labels
-            return arr.astype(np.float32)
-        return arr.astype(np.float32) / np.float32(255.0)
-    if arr.dtype == np.bool_:
-        return arr.astype(np.float32)
+    if arr.dtype == np.uint8 or arr.dtype == np.bool_:
+        return to_compact(arr)  # 0/1 labels become 0/255
     if np.issubdtype(arr.dtype, np.integer):
-        a = arr.astype(np.int64)
-        if a.min() < 0 or a.max() > 65535:
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 65535:
             raise MaskLoadError(f"{path.name}: integer values outside 0..65535 are not a mask.")
-        if a.max(initial=0) <= 1:
-            return a.astype(np.float32)
-        return (a.astype(np.float64) / 65535.0).astype(np.float32)
+        if hi <= 1:
+            return to_compact(arr)
+        return np.ascontiguousarray(arr, dtype=np.uint16)
     return _check_range(arr, path)  # float TIFF
 
 

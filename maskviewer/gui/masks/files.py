@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from maskviewer.core.mask_values import as_float_mask
 from maskviewer.core.masks import Mask, MaskSet
 from maskviewer.io.masks import MaskSizeError, load_mask, resize_mask_nearest, save_mask
 
@@ -28,7 +29,7 @@ def load_into_active(ms: MaskSet, path: str | Path, confirm_resize: Callable[[st
     assert ms.active is not None
     path = Path(path)
     try:
-        data = load_mask(path, ms.shape)
+        data = load_mask(path, ms.shape, compact=True)  # a quarter of float32 while reading
     except MaskSizeError as exc:
         h, w = exc.expected
         question = (
@@ -38,7 +39,7 @@ def load_into_active(ms: MaskSet, path: str | Path, confirm_resize: Callable[[st
         if not confirm_resize(question):
             return False
         data = resize_mask_nearest(exc.mask, h, w)
-    ms.replace(data, label=f"Load {path.name}")
+    ms.replace(as_float_mask(data), label=f"Load {path.name}")
     ms.mark_saved(ms.active.name, str(path))
     return True
 
