@@ -120,7 +120,8 @@ def prepare_one(path: str, stem: str, info: Any, plan: Plan, mask_arg: str | Non
         item.image = image
         item.mask_path = _companion(mask_arg, path, "mask")
         if item.mask_path is not None:
-            item.mask = load_mask(item.mask_path, (image.height, image.width))
+            # compact (uint8 for 8-bit files): 0..1 floats are made where a step needs them
+            item.mask = load_mask(item.mask_path, (image.height, image.width), compact=True)
         item.reference_path = _companion(ref_arg, path, "reference mask")
         if item.reference_path is not None:
             item.reference = reference_to_mask(load_image(item.reference_path).array)
@@ -380,11 +381,12 @@ def binary_items(item: Prepared, outputs: dict[str, np.ndarray], plan: Plan) -> 
 
 def mask_item(item: Prepared, plan: Plan) -> list:
     """The image's mask as an export item (none without ``--mask``)."""
+    from maskviewer.core.mask_values import as_float_mask
     from maskviewer.io.export import ExportItem
 
     if item.mask is None or item.image is None:
         return []
     frame = Frame(0.0, 0.0, float(item.image.width), float(item.image.height))
     feed = plan.mask_feed.label if plan.mask_feed is not None else "none"
-    return [ExportItem("mask", "mask", item.mask, frame, feed, image=item.path,
+    return [ExportItem("mask", "mask", as_float_mask(item.mask), frame, feed, image=item.path,
                        info={"file": item.mask_path, "fed_as": feed})]
