@@ -135,8 +135,11 @@ def test_a_memory_error_fails_that_image_only(tmp_path, monkeypatch, capsys):
             assert (out / e["files"]["overlay"]["path"]).is_file()
 
 
-def test_the_window_shows_a_reduced_copy_over_the_full_image_rectangle(qtbot):
+def test_the_window_shows_a_reduced_copy_over_the_full_image_rectangle(qtbot, monkeypatch):
+    from maskviewer.gui import image_canvas
     from maskviewer.gui.image_canvas import ImageCanvas, display_factor
+
+    monkeypatch.setattr(image_canvas, "DISPLAY_MAX_PIXELS", 4096 * 4096)
 
     a = np.zeros((4500, 3800, 1), dtype=np.uint8)
     a[1000:2000, 400:800] = 200
@@ -458,3 +461,40 @@ def test_the_export_reads_its_mask_as_uint8(tmp_path, monkeypatch):
     entry = next(e for e in read_manifest(out)["artifacts"] if e["kind"] == "mask")
     png = _read(out / entry["files"]["png"]["path"])
     np.testing.assert_array_equal(png, levels.astype(np.uint16) * 257)  # the soft mask, 16-bit
+
+
+def test_too_many_patches_are_refused_with_the_count_and_a_stride_that_fits(monkeypatch):
+    from maskviewer.core import patch_grid
+    from maskviewer.core.patches import PatchSettingsError, PatchSpec, make_grid
+
+    monkeypatch.setattr(patch_grid, "MAX_PATCHES", 1000)
+    spec = PatchSpec((18, 18), (10, 10))
+    with pytest.raises(PatchSettingsError) as err:
+        make_grid(spec, 1400, 1400)
+    text = str(err.value)
+    assert "19,321 patches" in text and "at most 1,000" in text  # 139² patches of 18 every 10
+    stride = int(text.split("Use a stride of ")[1].split()[0])
+    assert make_grid(PatchSpec((18, 18), (stride, stride)), 1400, 1400).count <= 1000
+    with pytest.raises(PatchSettingsError):
+        make_grid(PatchSpec((18, 18), (stride - 1, stride - 1)), 1400, 1400)
+    assert make_grid(spec, 300, 300).count == 29 * 29  # under the bound: the grid as before
+
+
+def test_the_patches_tool_and_the_export_say_so(tmp_path, monkeypatch, capsys):
+    from maskviewer.cli.export import export_main
+    from maskviewer.core import patch_grid
+    from maskviewer.core.patches import PatchSpec
+    from maskviewer.core.state import AppState
+    from maskviewer.gui.patches.model import PatchModel
+
+    monkeypatch.setattr(patch_grid, "MAX_PATCHES", 50)
+    state = AppState()
+    model = PatchModel(state)
+    state.set_image(ImageData(np.zeros((200, 200, 3), np.uint8)))
+    assert not model.set_spec(PatchSpec((8, 8), (4, 4)))
+    assert "2,401 patches" in model.message and "at most 50" in model.message
+    out = tmp_path / "out"
+    rc = export_main([str(DEMO / "digit_3.png"), "--model", str(DEMO / "digits_cnn.keras"), "--out", str(out),
+                      "--patch-size", "4", "--patch-stride", "2"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "169 patches" in err and "at most 50" in err and "Traceback" not in err

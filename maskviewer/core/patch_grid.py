@@ -207,12 +207,17 @@ def check_count(spec: PatchSpec, height: int, width: int, limit: int | None = No
     count = patch_count(spec, height, width)
     if count <= limit:
         return
+    def fits(stride: Pair) -> bool:
+        return patch_count(PatchSpec(spec.size, stride, spec.rate, spec.padding), height, width) <= limit
+
     grow = math.sqrt(count / limit)
-    while True:
+    while True:  # scaled up past the limit, then back down to the smallest that fits
         stride = (math.ceil(spec.stride[0] * grow), math.ceil(spec.stride[1] * grow))
-        if patch_count(PatchSpec(spec.size, stride, spec.rate, spec.padding), height, width) <= limit:
+        if fits(stride):
             break
         grow *= 1.05
+    while min(stride) > 1 and fits((stride[0] - 1, stride[1] - 1)):
+        stride = (stride[0] - 1, stride[1] - 1)
     raise PatchSettingsError(
         f"{spec.describe()} cuts {count:,} patches from this {height}×{width} image; at most "
         f"{limit:,} are run. Use a stride of {_pair_text(stride)} or more (or larger patches, or "

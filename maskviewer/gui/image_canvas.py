@@ -18,10 +18,12 @@ from maskviewer.core.image import ImageData, display_range, display_uint8
 from maskviewer.gui.image_tiles import ImageTiles
 from maskviewer.gui.mode_state import CanvasModes
 
-#: larger images are shown through a reduced display copy, stretched over the image's pixel
-#: rectangle (overlays stay aligned, the cursor reads the full image): Qt's own copies of a
-#: 14,000² image would take gigabytes
-DISPLAY_MAX_PIXELS = 4096 * 4096
+#: larger images are shown through a reduced display copy (the overview), stretched over the
+#: image's pixel rectangle (overlays stay aligned, the cursor reads the full image), with
+#: full-resolution tiles where the view is zoomed in (gui/image_tiles.py): Qt's own copies of a
+#: 14,000² image would take gigabytes. About a screen's worth: a larger overview only costs
+#: memory (it, pyqtgraph's and Qt's copies of it), the tiles give the detail
+DISPLAY_MAX_PIXELS = 2048 * 2048
 
 
 def display_factor(height: int, width: int, max_pixels: int | None = None) -> int:
@@ -131,7 +133,8 @@ class ImageCanvas(pg.GraphicsLayoutWidget):
             self.image_item.clear()
             return
         arr = display_array(image)
-        self.image_item.setImage(arr, autoLevels=False, levels=(0, 255))
+        # uint8 without levels: pyqtgraph draws it as it is (levels would make it a rescaled copy)
+        self.image_item.setImage(arr, autoLevels=False, levels=None)
         self.image_item.setRect(0, 0, image.width, image.height)
         self.tiles.set_image(image, display_factor(image.height, image.width))
         self.fit()

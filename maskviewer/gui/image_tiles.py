@@ -175,7 +175,7 @@ class ImageTiles:
         if want == self.tile:
             return
         pixels = tile_pixels(self.image, want, self._display_lohi())
-        self.item.setImage(pixels, autoLevels=False, levels=(0, 255))
+        self.item.setImage(pixels, autoLevels=False, levels=None)  # uint8 as it is: no rescaled copy
         rows, cols = pixels.shape[:2]
         # level-sized tile pixels from the snapped start: the last block may reach a little
         # past the image's edge (less than one tile pixel)
