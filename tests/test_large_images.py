@@ -498,3 +498,27 @@ def test_the_patches_tool_and_the_export_say_so(tmp_path, monkeypatch, capsys):
                       "--patch-size", "4", "--patch-stride", "2"])
     err = capsys.readouterr().err
     assert rc != 0 and "169 patches" in err and "at most 50" in err and "Traceback" not in err
+
+
+def test_occlusion_batches_are_bounded_by_the_whole_image_copies(monkeypatch):
+    """Each occluded image is a whole copy of the image: on a large image the batch holds as
+    many as fit the batch budget (one at least), whatever the model's input size."""
+    from maskviewer.core.model_info import ModelInfo, TensorInfo
+    from maskviewer.core.patches import PatchSpec, make_grid
+    from maskviewer.inference import patch_runner
+
+    info = ModelInfo("m", "m.keras", "functional", [TensorInfo("image", (None, 32, 32, 3))],
+                     [TensorInfo("probs", (None, 5))], [])
+    feed = patch_runner.plan_feed(info, {"image": InputMapping(resize="stretch", scale="0..1")})
+    image = ImageData(np.random.default_rng(9).integers(0, 256, (300, 300, 3), dtype=np.uint8))
+    grid = make_grid(PatchSpec((60, 60), (60, 60)), 300, 300)
+    sizes = []
+
+    def predict(arrays):
+        sizes.append(len(arrays["image"]))
+        return {"probs": np.zeros((len(arrays["image"]), 5), np.float32)}
+
+    monkeypatch.setattr(patch_runner, "BATCH_BYTES", 1_000_000)  # 81 model inputs, 3 image copies
+    run = patch_runner.run_occlusion(predict, image, grid, feed, 128.0)
+    assert sizes[0] == 1 and max(sizes[1:]) == 3 and sum(sizes[1:]) == grid.count == 25
+    assert run.occluded["probs"].shape == (25, 5)

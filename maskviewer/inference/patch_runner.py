@@ -294,6 +294,9 @@ def run_occlusion(
     shapes = [s for _m, s in feed.patch_inputs.values()]
     if batch_size is None:
         batch_size = batch_size_for([_input_shape(s, image.height, image.width) for s in shapes])
+        # each occluded image is a whole copy before it is mapped to the input: on a large
+        # image the copies, not the model inputs, bound the batch (one at least)
+        batch_size = min(batch_size, max(1, BATCH_BYTES // max(1, image.array.nbytes)))
     fixed = _fixed_arrays(feed, other_images or {}, load)
     total = grid.count + 1
 
