@@ -346,9 +346,10 @@ def _zoomed_canvas(qtbot, monkeypatch, array: np.ndarray, value_max: float = 255
     return canvas
 
 
-def _show_region(canvas, x: float, y: float, w: float, h: float) -> None:
+def _show_region(qtbot, canvas, x: float, y: float, w: float, h: float) -> None:
     canvas.view.setRange(xRange=(x, x + w), yRange=(y, y + h), padding=0)
     canvas.tiles.update_now()
+    qtbot.waitUntil(lambda: not canvas.tiles.pending)  # read on its own thread
 
 
 def test_the_zoomed_in_view_shows_the_full_resolution_pixels_and_the_overview_zoomed_out(qtbot, monkeypatch):
@@ -361,11 +362,11 @@ def test_the_zoomed_in_view_shows_the_full_resolution_pixels_and_the_overview_zo
     canvas = _zoomed_canvas(qtbot, monkeypatch, a)
     tiles = canvas.tiles
     assert tiles.factor == 4
-    _show_region(canvas, -900.0, -800.0, 2400.0, 2200.0)  # 7 image pixels a screen pixel: the overview is enough
+    _show_region(qtbot, canvas, -900.0, -800.0, 2400.0, 2200.0)  # 7 image pixels a screen pixel: the overview is enough
     assert tiles.tile is None and not tiles.item.isVisible()  # the overview alone
     assert canvas.image_item.image.shape[:2] == (160, 140)
 
-    _show_region(canvas, 301.0, 203.0, 30.0, 22.0)  # about 13 screen pixels an image pixel
+    _show_region(qtbot, canvas, 301.0, 203.0, 30.0, 22.0)  # about 13 screen pixels an image pixel
     t = tiles.tile
     assert t is not None and t.level == 1 and tiles.item.isVisible()
     np.testing.assert_array_equal(tiles.item.image, a[t.y0 : t.y1, t.x0 : t.x1])
@@ -380,13 +381,13 @@ def test_the_zoomed_in_view_shows_the_full_resolution_pixels_and_the_overview_zo
         assert (c.red(), c.green(), c.blue()) == tuple(int(v) for v in a[y, x]), (x, y)
 
     tile_before = tiles.tile
-    _show_region(canvas, 305.0, 205.0, 30.0, 22.0)  # a short pan stays inside the tile's margin
+    _show_region(qtbot, canvas, 305.0, 205.0, 30.0, 22.0)  # a short pan stays inside the tile's margin
     assert tiles.tile is tile_before
-    _show_region(canvas, 10.0, 500.0, 30.0, 22.0)  # far away: a new tile there
+    _show_region(qtbot, canvas, 10.0, 500.0, 30.0, 22.0)  # far away: a new tile there
     assert tiles.tile.x0 <= 10 and tiles.tile.y1 >= 522
     np.testing.assert_array_equal(tiles.item.image, a[tiles.tile.y0 : tiles.tile.y1, tiles.tile.x0 : tiles.tile.x1])
 
-    _show_region(canvas, -900.0, -800.0, 2400.0, 2200.0)
+    _show_region(qtbot, canvas, -900.0, -800.0, 2400.0, 2200.0)
     assert tiles.tile is None and not tiles.item.isVisible()
 
 
@@ -395,7 +396,7 @@ def test_a_middle_zoom_shows_block_means_at_its_own_level(qtbot, monkeypatch):
     a = rng.integers(0, 65536, (601, 533, 1)).astype(np.uint16)
     canvas = _zoomed_canvas(qtbot, monkeypatch, a, 65535.0)
     tiles = canvas.tiles
-    _show_region(canvas, 100.0, 90.0, 800.0, 600.0)  # about 2 image pixels a screen pixel
+    _show_region(qtbot, canvas, 100.0, 90.0, 800.0, 600.0)  # about 2 image pixels a screen pixel
     t = tiles.tile
     assert t is not None and t.level == 2 and t.x0 % 2 == 0 and t.y0 % 2 == 0
     region = a[t.y0 : t.y1, t.x0 : t.x1, 0].astype(np.float64) / 65535.0 * 255.0  # full scale
@@ -522,3 +523,30 @@ def test_occlusion_batches_are_bounded_by_the_whole_image_copies(monkeypatch):
     run = patch_runner.run_occlusion(predict, image, grid, feed, 128.0)
     assert sizes[0] == 1 and max(sizes[1:]) == 3 and sum(sizes[1:]) == grid.count == 25
     assert run.occluded["probs"].shape == (25, 5)
+
+
+def test_tiles_are_read_off_the_gui_thread_and_follow_a_view_that_moved_on(qtbot, monkeypatch):
+    import threading
+
+    from maskviewer.gui import image_tiles
+
+    a = np.random.default_rng(10).integers(0, 256, (640, 560, 3)).astype(np.uint8)
+    canvas = _zoomed_canvas(qtbot, monkeypatch, a)
+    threads = []
+    real = image_tiles.tile_pixels
+
+    def spy(*args):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(*args)
+
+    monkeypatch.setattr(image_tiles, "tile_pixels", spy)
+    tiles = canvas.tiles
+    canvas.view.setRange(xRange=(20, 50), yRange=(20, 42), padding=0)
+    tiles.update_now()  # a read starts ...
+    canvas.view.setRange(xRange=(500, 530), yRange=(600, 622), padding=0)
+    tiles.update_now()  # ... and the view moves on before it ends
+    qtbot.waitUntil(lambda: not tiles.pending)
+    t = tiles.tile
+    assert t is not None and t.x0 <= 500 and t.x1 >= 530 and t.y0 <= 600 and t.y1 >= 622
+    np.testing.assert_array_equal(tiles.item.image, a[t.y0 : t.y1, t.x0 : t.x1])
+    assert threads and not any(threads)

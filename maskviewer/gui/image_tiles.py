@@ -7,25 +7,26 @@ needs no new read) from the full image at the zoom's resolution — every pixel 
 pixel shows at most one image pixel, else the mean of ``level``² blocks — and shows it as a
 tile above the overview, in the same full-image pixel coordinates (overlays stay aligned).
 The tile is read again when the view leaves it or the zoom asks for another level; zoomed
-out, the tile is hidden and the overview is what shows.
+out, the tile is hidden and the overview is what shows. Tiles are read off the GUI thread.
 
 A tile holds about the view's own pixel count (times the margin): memory follows the screen,
-not the image.
+not the image; reading one at level ``k`` touches ``k``² times that many image pixels.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from maskviewer.core.image import ImageData, display_range, display_uint8
 
 #: the tile reaches this fraction of the visible width/height beyond each side of the view
-MARGIN = 0.5
+MARGIN = 0.25
 #: milliseconds the view must stay still before a tile is read (a drag or a wheel spin
 #: reads once, when it stops)
 DELAY_MS = 40
@@ -97,8 +98,18 @@ def tile_pixels(image: ImageData, tile: Tile, lohi: tuple[float, float] | None) 
     return out[:, :, 0] if out.shape[2] == 1 else out
 
 
+class _Relay(QObject):
+    """Carries a tile read on its thread back to the GUI thread (a queued signal)."""
+
+    done = Signal(object, object)  # (generation, tile, display range), pixels or None
+
+
 class ImageTiles:
     """The full-resolution tile over a reduced overview, kept in step with a view.
+
+    The tile is read on a short-lived thread (numpy releases the GIL; the GUI thread only
+    hands the pixels to the item): one read at a time, and when it ends the view is asked
+    again what it needs, so a view that moved on during the read gets its own tile next.
 
     Parameters
     ----------
@@ -117,6 +128,11 @@ class ImageTiles:
         self.tile: Tile | None = None
         self._lohi: tuple[float, float] | None = None
         self._lohi_known = False
+        self._generation = 0  # a new image: reads of the old one are dropped
+        self._reading: Tile | None = None
+        self._failed: Tile | None = None  # out of memory: not read again for the same view
+        self._relay = _Relay(view)
+        self._relay.done.connect(self._deliver)
         self._timer = QTimer(view)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DELAY_MS)
@@ -124,11 +140,18 @@ class ImageTiles:
         view.sigRangeChanged.connect(lambda *_: self._timer.start())
         view.sigResized.connect(lambda *_: self._timer.start())
 
+    @property
+    def pending(self) -> bool:
+        """Whether a tile is being read (or the view waits for its pause to ask for one)."""
+        return self._reading is not None or self._timer.isActive()
+
     def set_image(self, image: ImageData | None, factor: int) -> None:
         """A new image shown through an overview reduced by ``factor`` (1: no tiles needed)."""
         self.image = image if factor > 1 else None
         self.factor = factor
         self._lohi, self._lohi_known = None, False
+        self._generation += 1
+        self._failed = None
         self._hide()
         if self.image is not None:
             self._timer.start()
@@ -137,14 +160,6 @@ class ImageTiles:
         self.tile = None
         self.item.setVisible(False)
         self.item.clear()
-
-    def _display_lohi(self) -> tuple[float, float] | None:
-        # the overview's range (the whole image's), found once: every tile matches it
-        if not self._lohi_known:
-            a = self.image.array
-            self._lohi = None if a.dtype == np.uint8 else display_range(a, self.image.value_max)
-            self._lohi_known = True
-        return self._lohi
 
     def wanted(self) -> Tile | None:
         """The tile the current view needs (None: the overview is enough or nothing is shown)."""
@@ -165,20 +180,50 @@ class ImageTiles:
         return plan_tile((x0, y0, x1 - x0, y1 - y0), level, image.width, image.height)
 
     def update_now(self) -> None:
-        """Show the tile the view needs now (read only when it differs from the one shown)."""
+        """Start reading the tile the view needs now, unless it is shown, being read or failed."""
         self._timer.stop()
         want = self.wanted()
         if want is None:
             if self.tile is not None:
                 self._hide()
             return
-        if want == self.tile:
-            return
-        pixels = tile_pixels(self.image, want, self._display_lohi())
+        if want == self.tile or want == self._failed or self._reading is not None:
+            return  # a read in progress asks again when it ends
+        self._reading = want
+        key = (self._generation, want, self._lohi if self._lohi_known else False)
+        threading.Thread(target=self._read, args=(self.image, key), name="maskviewer-tile", daemon=True).start()
+
+    def _read(self, image: ImageData, key: tuple) -> None:
+        """On the reading thread: the tile's pixels (None when memory runs out)."""
+        generation, tile, lohi = key
+        try:
+            if lohi is False:  # the overview's range (the whole image's), found once
+                a = image.array
+                lohi = None if a.dtype == np.uint8 else display_range(a, image.value_max)
+            pixels = tile_pixels(image, tile, lohi)
+        except MemoryError:
+            pixels = None
+        try:
+            self._relay.done.emit((generation, tile, lohi), pixels)
+        except RuntimeError:  # the canvas is gone
+            pass
+
+    def _deliver(self, key: tuple, pixels: np.ndarray | None) -> None:
+        generation, tile, lohi = key
+        self._reading = None
+        if generation == self._generation:
+            self._lohi, self._lohi_known = lohi, True
+            if pixels is None:
+                self._failed = tile
+            elif self.wanted() == tile:
+                self._show(tile, pixels)
+        self.update_now()  # the view may have moved on while this tile was read
+
+    def _show(self, tile: Tile, pixels: np.ndarray) -> None:
         self.item.setImage(pixels, autoLevels=False, levels=None)  # uint8 as it is: no rescaled copy
         rows, cols = pixels.shape[:2]
         # level-sized tile pixels from the snapped start: the last block may reach a little
         # past the image's edge (less than one tile pixel)
-        self.item.setRect(want.x0, want.y0, cols * want.level, rows * want.level)
+        self.item.setRect(tile.x0, tile.y0, cols * tile.level, rows * tile.level)
         self.item.setVisible(True)
-        self.tile = want
+        self.tile = tile
