@@ -218,3 +218,22 @@ def test_check_stops_the_many_passes(small, method, layer):
         fn(x[:1], None, check)
     assert len(calls) == 2
     assert fn(x[:1]).maps.shape[0] == 1  # and runs to the end without one
+
+
+def test_a_model_let_go_is_collected_with_its_functions():
+    """Functions are kept on the model's probe, not in a global table: a sanity check's copies
+    do not pile up."""
+    import gc
+    import weakref
+
+    from maskviewer.inference.attribution import attribution_function
+
+    model = model_zoo.rgb_classifier()
+    x = np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32)
+    fn = attribution_function(model, "gradcam", "conv2")
+    fn(x)
+    assert attribution_function(model, "gradcam", "conv2") is fn
+    gone = weakref.ref(model)
+    del model, fn
+    gc.collect()
+    assert gone() is None

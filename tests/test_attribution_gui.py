@@ -78,9 +78,11 @@ def test_every_method_in_the_window(qtbot, window, model_files, tmp_path, keras_
     tool.probe_now()
     qtbot.waitUntil(lambda: tool.outcome is not o, timeout=30_000)
     np.testing.assert_allclose(tool.outcome.cam.heatmap, o.cam.heatmap, rtol=1e-4, atol=1e-5)
-    from maskviewer.inference.attribution import _FUNCTIONS
+    from maskviewer.inference.attribution import _functions_of
+    from maskviewer.inference.probe import _PROBES
 
-    repeated = [f for fns in _FUNCTIONS.values() for f in fns.values() if getattr(f, "calls", 0) >= 2]
+    repeated = [f for probe in list(_PROBES.values()) for f in _functions_of(probe).values()
+                if getattr(f, "calls", 0) >= 2]
     assert repeated and all(f.fn is not None for f in repeated)  # traced from the second call
 
     panel.set_method("ig")

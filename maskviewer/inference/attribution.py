@@ -47,7 +47,6 @@ noisy copy or path point. Input-space methods take the gradient with respect to 
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -271,9 +270,11 @@ def ig_points(steps: int, rule: str = "trapezoid") -> tuple[np.ndarray, np.ndarr
 
 
 # ---------------------------------------------------------------------------------------------
-# Made once per (model, method, layer, output, options)
+# Made once per (model, method, layer, output, options), kept on the probe (and the probe on
+# the model): a model let go (a sanity check's copy) is collected with its functions
 
-_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FUNCTIONS_ATTR = "_maskviewer_attribution_functions"
+_PROBE_ATTR = "_maskviewer_attribution_probe"
 
 
 def attribution_function(
@@ -319,7 +320,7 @@ def attribution_function(
     if method in LAYER_METHODS and not layer:
         raise AttributionError(f"{METHOD_LABELS[method]} needs a layer: pick a spatial layer.")
     key = (method, layer if method in LAYER_METHODS else None, output, tuple(keys), opts.key(), compiled == "repeat")
-    functions = _FUNCTIONS.setdefault(probe, {}) if compiled else {}
+    functions = _functions_of(probe) if compiled else {}
     if key not in functions:
         if compiled == "repeat":
             functions[key] = _TracedOnRepeat(lambda c: _make(probe, method, layer, output, opts, keys, c))
@@ -362,13 +363,20 @@ def _make(probe: Any, method: str, layer: str | None, output: str | None, opts: 
     return layer_attribution(probe, method, layer, output=output, options=opts, output_keys=keys, compiled=compiled)
 
 
-_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def _functions_of(probe: Any) -> dict:
+    functions = probe.__dict__.get(_FUNCTIONS_ATTR)
+    if functions is None:
+        functions = probe.__dict__[_FUNCTIONS_ATTR] = {}
+    return functions
 
 
 def _probe_of(model: Any) -> Any:
-    from maskviewer.inference.probe import ActivationProbe
+    """The model's probe for attributions (the window's own, when it made one), kept on the model."""
+    from maskviewer.inference.probe import _PROBES, ActivationProbe
 
-    probe = _PROBES.get(model)
+    probe = _PROBES.get(model) or model.__dict__.get(_PROBE_ATTR)
     if probe is None:
-        probe = _PROBES[model] = ActivationProbe(model)
+        probe = ActivationProbe(model)
+        # set past Keras' attribute tracking: the probe is no layer or weight of the model
+        object.__setattr__(model, _PROBE_ATTR, probe)
     return probe
