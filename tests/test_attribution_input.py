@@ -88,6 +88,9 @@ def riemann_ig(model, xi, base, cls, steps, rule):
         alphas = np.linspace(0, 1, steps)
         w = np.full(steps, 1 / (steps - 1))
         w[[0, -1]] /= 2
+    elif rule == "gausslegendre":  # Captum's default: Legendre nodes and weights mapped to [0, 1]
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        alphas, w = (nodes + 1) / 2, weights / 2
     else:
         alphas = np.arange(1, steps + 1) / steps
         w = np.full(steps, 1 / steps)
@@ -96,7 +99,7 @@ def riemann_ig(model, xi, base, cls, steps, rule):
     return ((xi - base) * np.tensordot(w, g, axes=1)).sum(axis=-1)
 
 
-@pytest.mark.parametrize("rule", ["trapezoid", "right"])
+@pytest.mark.parametrize("rule", ["trapezoid", "right", "gausslegendre"])
 def test_ig_equals_gradient_tape_riemann_sum(small, rule):
     from maskviewer.inference.attribution import AttributionOptions, attribution_function
 

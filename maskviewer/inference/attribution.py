@@ -1,11 +1,11 @@
 """Attribution maps: every method the app offers, one API, one traced function per request.
 
 :func:`attribution_function` returns a callable for one (model, method, layer, output,
-options); it is made once and kept (weakly, per model), and its passes are traced functions
+options); it is made once and kept on the model's probe, and its passes are traced functions
 reused for every batch of the same shapes. Calling it on a batch of model inputs returns an
 :class:`AttributionBatch`: one map per image, its class and score, and whether the maps lie on
 the layer's grid (``space == "layer"``: the CAMs) or on the input's pixels (``"input"``:
-Saliency, SmoothGrad, Integrated Gradients).
+Saliency, SmoothGrad, Integrated Gradients, Occlusion).
 
 Methods (formulas as the papers, and as pytorch-grad-cam, tf-keras-vis and Captum compute them):
 
