@@ -296,10 +296,13 @@ class DemoTool(QObject):
             feed = focus.get("feed", "channel")
             if masks.feed().mode != feed:
                 masks.set_feed(feed)
+            masks.set_tool("brush")  # the demo is about painting: start in paint mode
         elif demo.view == "Layers" and focus.get("layer"):
             self._pending_layer = str(focus["layer"])
         elif demo.view == "Patches" and "patches" in tools:
             self._set_up_patches(tools["patches"], focus)
+        elif demo.view == "Attention" and "attention" in tools:
+            tools["attention"].show_mode(str(focus.get("method", "rollout")))
         elif demo.view == "Binarise":
             self._pending_prediction = demo
             if self.state.prediction is not None:  # it came first

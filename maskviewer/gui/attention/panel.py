@@ -74,6 +74,7 @@ class AttentionPanel(QWidget):
         self.opacity.setValue(self.model.opacity)
         self.tiles = GridView()
         self.tiles.setMinimumHeight(180)
+        self.tiles.setMaximumHeight(420)
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setObjectName("attention_message")
@@ -107,6 +108,7 @@ class AttentionPanel(QWidget):
         box.addLayout(form)
         box.addWidget(self.message)
         box.addWidget(self.tiles, 1)
+        box.addStretch(0)
 
     def _bind(self) -> None:
         m = self.model
@@ -184,12 +186,19 @@ class AttentionPanel(QWidget):
     def show_tiles(self) -> None:
         """Copy the model's tiles (per-head maps or the overview) into the view."""
         drawn = self.model.tiles()
+        self.tiles.setVisible(drawn is not None)  # rollout and attribution have one map: no tiles
         if drawn is None:
             self.tiles.item.clear()
             self.tiles.numbers.set_labels([], 0, self.tiles.item.boundingRect())
             return
         rgba, layout = drawn
         o = self.model.outcome
-        heads = [i % max(o.cols, 1) for i in range(layout.count)]
-        self.tiles.show_grid(rgba, None, layout, heads)
+        cols = max(o.cols, 1)
+        self.tiles.show_grid(rgba, None, layout, None)
+        labels = []
+        for i in range(layout.count):  # "h2" per head; "b1 h2" (block 1, head 2) in the overview
+            x, y = layout.tile_origin(i)
+            text = f"h{i % cols}" if len(o.rows) <= 1 else f"b{i // cols} h{i % cols}"
+            labels.append((float(x), float(y), text))
+        self.tiles.numbers.set_labels(labels, layout.tile_w, self.tiles.item.boundingRect())
         self.tiles.view.autoRange(padding=0.02)
