@@ -133,10 +133,10 @@ def check_arguments(args: argparse.Namespace) -> Setup:
     paths = shard_slice(all_paths, shard)
     stems = image_stems(all_paths)
     out = check_writable(args.out)
-    check_paths(args, "model", "custom_objects")  # at once, not after the backend's start
     manifest_name = MANIFEST_NAME if shard is None else f"manifest.shard-{shard[0]}-of-{shard[1]}.json"
     setup = Setup(style, shard, all_paths, paths, stems, out, manifest_name)
     _check_folders(setup)
+    check_paths(args, "model", "custom_objects")  # at once, not after the backend's start
     setup.lock = ExportLock(out, manifest_name)  # before looking at what the folder holds
     try:
         _check_earlier_export(args, setup)
