@@ -58,6 +58,7 @@ class InputAttribution:
         self.options, self.output_keys = options, output_keys
         self.output_name: str | None = None
         self.n_classes: int | None = None
+        self._noise: np.ndarray | None = None
         #: how the pass reduces its rows' gradients: per row, or their weighted (|g|) sum
         self.mode = {"saliency": "rows", "smoothgrad": "abs", "ig": "signed"}[method]
         grad = self._jax_grad if backend_name() == "jax" else self._tf_grad
@@ -183,7 +184,10 @@ class InputAttribution:
         n = int(self.options.smooth_samples)
         xi = x[i].astype(np.float32)
         sigma = float(self.options.smooth_noise) * float(xi.max() - xi.min())
-        noise = smooth_noise(int(self.options.seed), (n, *xi.shape))
+        shape = (n, *xi.shape)
+        if self._noise is None or self._noise.shape != shape:  # the same for every image and call
+            self._noise = smooth_noise(int(self.options.seed), shape)
+        noise = self._noise
         total = self._rows(host, key, i, xi[None] + sigma * noise, np.full(n, 1.0 / n, np.float32), cls)
         return total.max(axis=-1) if total.ndim == 3 else total
 
