@@ -550,3 +550,17 @@ def test_tiles_are_read_off_the_gui_thread_and_follow_a_view_that_moved_on(qtbot
     assert t is not None and t.x0 <= 500 and t.x1 >= 530 and t.y0 <= 600 and t.y1 >= 622
     np.testing.assert_array_equal(tiles.item.image, a[t.y0 : t.y1, t.x0 : t.x1])
     assert threads and not any(threads)
+
+
+def test_a_float_image_tile_uses_the_whole_image_display_range(qtbot, monkeypatch):
+    """Values outside 0..1 show on the whole image's own range, in the tile as in the overview."""
+    from maskviewer.core.image import display_uint8
+
+    a = np.random.default_rng(11).normal(0.0, 2.0, (640, 560, 1)).astype(np.float32)
+    a[600:, 500:] = 9.0  # the maximum lies outside the zoomed region
+    canvas = _zoomed_canvas(qtbot, monkeypatch, a, 1.0)
+    _show_region(qtbot, canvas, 100.0, 100.0, 30.0, 22.0)
+    t = canvas.tiles.tile
+    assert t is not None and t.level == 1
+    want = display_uint8(a[t.y0 : t.y1, t.x0 : t.x1, 0], float(a.min()), 9.0)
+    np.testing.assert_array_equal(canvas.tiles.item.image, want)
