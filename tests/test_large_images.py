@@ -557,10 +557,10 @@ def test_a_float_image_tile_uses_the_whole_image_display_range(qtbot, monkeypatc
     from maskviewer.core.image import display_uint8
 
     a = np.random.default_rng(11).normal(0.0, 2.0, (640, 560, 1)).astype(np.float32)
-    a[600:, 500:] = 9.0  # the maximum lies outside the zoomed region
+    a[600:, 500:] = 20.0  # the maximum lies outside the zoomed region
     canvas = _zoomed_canvas(qtbot, monkeypatch, a, 1.0)
     _show_region(qtbot, canvas, 100.0, 100.0, 30.0, 22.0)
     t = canvas.tiles.tile
     assert t is not None and t.level == 1
-    want = display_uint8(a[t.y0 : t.y1, t.x0 : t.x1, 0], float(a.min()), 9.0)
+    want = display_uint8(a[t.y0 : t.y1, t.x0 : t.x1, 0], float(a.min()), 20.0)
     np.testing.assert_array_equal(canvas.tiles.item.image, want)
