@@ -54,6 +54,8 @@ class OcclusionAttribution:
         self.probe, self.output, self.options, self.output_keys = probe, output, options, output_keys
         self.output_name: str | None = None
         self.n_classes: int | None = None
+        # two traces: the images' own pass and the occluded batches' (one shape each)
+        self._clean: Callable = compile_function(self._pass) if compiled else self._pass
         self._scores: Callable = compile_function(self._pass) if compiled else self._pass
 
     def _pass(self, inputs: Any, classes: Any) -> tuple[Any, Any]:
@@ -65,10 +67,10 @@ class OcclusionAttribution:
         self.output_name = name
         return scores, chosen
 
-    def _run(self, inputs: Any, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, inputs: Any, classes: np.ndarray, clean: bool = False) -> tuple[np.ndarray, np.ndarray]:
         from keras import ops
 
-        scores, chosen = self._scores(inputs, classes)
+        scores, chosen = (self._clean if clean else self._scores)(inputs, classes)
         return np.asarray(ops.convert_to_numpy(scores)), np.asarray(ops.convert_to_numpy(chosen))
 
     def __call__(self, inputs: Any, class_index: int | Sequence[int] | None = None,
@@ -82,7 +84,7 @@ class OcclusionAttribution:
             raise AttributionError(f"Occlusion: the input has shape {x.shape[1:]}, not an image (H, W, C).")
         wanted = class_array(len(x), class_index)
         check_classes(wanted, self.n_classes)
-        scores, classes = self._run(host, wanted)
+        scores, classes = self._run(host, wanted, clean=True)
         check_classes(wanted, self.n_classes)
         h, w = x.shape[1:3]
         win, _step, corners = occlusion_geometry(h, w, self.options.occlusion_window, self.options.occlusion_stride)
