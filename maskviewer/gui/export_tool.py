@@ -60,8 +60,9 @@ def layers_items(tool: Any) -> list[ExportItem]:
     req = o.request
     if o.cam is not None:
         cam = o.cam
+        low = min(0.0, float(np.nanmin(cam.heatmap)))  # IG and saliency maps can be negative
         return [ExportItem(
-            "cam", cam.layer, cam.heatmap, frame, cam.method, cam.class_index, image, vrange=(0.0, 1.0),
+            "cam", cam.layer, cam.heatmap, frame, cam.method, cam.class_index, image, vrange=(low, 1.0),
             info={"output": cam.output, "score": cam.score}, caption=f"{cam.method} class {cam.class_index}",
         )]
     lm = o.maps
