@@ -7,6 +7,7 @@ one function per kind of artifact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,6 @@ def input_settings(info: Any, plan: Plan) -> dict:
 
 def prepare_one(path: str, stem: str, info: Any, plan: Plan, mask_arg: str | None, ref_arg: str | None) -> Prepared:
     """Load an image (and its mask and reference) and build the model inputs; errors are kept."""
-    from maskviewer.core.mapping import prepare_input
-    from maskviewer.core.mask_feed import is_mask_source, prepare_masked_input
     from maskviewer.core.metrics import reference_to_mask
     from maskviewer.io.images import load_image
     from maskviewer.io.masks import load_mask
@@ -127,23 +126,13 @@ def prepare_one(path: str, stem: str, info: Any, plan: Plan, mask_arg: str | Non
             item.reference = reference_to_mask(load_image(item.reference_path).array)
         item.mappings = image_mappings(info, image, plan)
         masks = {"mask": item.mask} if item.mask is not None else {}
-        for spec in info.inputs:
-            m = item.mappings.get(spec.name)
-            if m is None:
-                raise MaskviewerError(
-                    f"the model input {spec.name!r} {spec.shape_text()} is not an image input; "
-                    "the export feeds images only."
-                )
-            if is_mask_source(m.source):
-                x, frame = prepare_masked_input(image, m, spec.shape, masks)
-            elif spec.name in plan.inputs:  # --input NAME=FILE: fed from its own file
-                source = _companion(plan.inputs[spec.name], path, f"image for input {spec.name!r}")
-                x, frame = prepare_input(load_image(source), m, spec.shape)
-            else:
-                x, frame = prepare_input(image, m, spec.shape)
-            dtype = spec.dtype if spec.dtype in ("float16", "float32", "float64") else "float32"
-            item.arrays[spec.name] = x.astype(dtype, copy=False)
-            item.frames[spec.name] = frame
+
+        def other(name: str) -> ImageData | None:  # --input NAME=FILE: fed from its own file
+            if name not in plan.inputs:
+                return None
+            return load_image(_companion(plan.inputs[name], path, f"image for input {name!r}"))
+
+        item.arrays, item.frames = model_arrays(info, image, item.mappings, masks, other)
     except MaskviewerError as exc:
         item.error = str(exc)
     except OSError as exc:
@@ -152,6 +141,35 @@ def prepare_one(path: str, stem: str, info: Any, plan: Plan, mask_arg: str | Non
         item.image, item.arrays = None, {}
         item.error = f"{Path(path).name}: not enough memory to prepare this image for the model."
     return item
+
+
+def model_arrays(
+    info: Any, image: ImageData, mappings: dict[str, InputMapping], masks: dict[str, np.ndarray],
+    other: Callable[[str], ImageData | None],
+) -> tuple[dict[str, np.ndarray], dict[str, Frame]]:
+    """Every model input for one image (without the batch axis) and where it lies on the image.
+
+    ``other(name)`` gives the picture of an input fed from its own file (None: the image).
+    """
+    from maskviewer.core.mapping import prepare_input
+    from maskviewer.core.mask_feed import is_mask_source, prepare_masked_input
+
+    arrays, frames = {}, {}
+    for spec in info.inputs:
+        m = mappings.get(spec.name)
+        if m is None:
+            raise MaskviewerError(
+                f"the model input {spec.name!r} {spec.shape_text()} is not an image input; "
+                "only images are fed."
+            )
+        if is_mask_source(m.source):
+            x, frame = prepare_masked_input(image, m, spec.shape, masks)
+        else:
+            x, frame = prepare_input(other(spec.name) or image, m, spec.shape)
+        dtype = spec.dtype if spec.dtype in ("float16", "float32", "float64") else "float32"
+        arrays[spec.name] = x.astype(dtype, copy=False)
+        frames[spec.name] = frame
+    return arrays, frames
 
 
 def _first_frame(item: Prepared) -> Frame:
