@@ -157,3 +157,20 @@ def test_the_users_kind_is_used_by_every_view_and_remembered(qtbot, window, sett
     qtbot.waitUntil(lambda: window.state.prediction is not None and window.state.prediction is not pred,
                     timeout=60_000)
     assert window.state.kinds.kind_of("count").kind == "multilabel_logits"
+
+
+def test_a_cam_of_the_count_explains_the_count_not_a_class(qtbot, window):
+    _open_demo(qtbot, window, "counting")
+    layers = window.tools["layers"]
+    window.show_panel("Layers")
+    layers.model.set_method("gradcam")
+    assert layers.panel.class_index.isHidden()  # a count has no class to pick
+    qtbot.waitUntil(lambda: layers.model.outcome is not None and layers.model.outcome.cam is not None,
+                    timeout=60_000)
+    text = layers.model.describe(window.state.labels, window.state.kinds)
+    assert "of count" in text and not CLASS_WORDS.search(text), text
+    # a class-score output keeps its class
+    from maskviewer.core.output_kinds import target_text
+
+    assert target_text("softmax", "probs", 3, ["a", "b", "c", "cat"]) == "class 3 (cat)"
+    assert target_text("regression", "count", 0) == "count"

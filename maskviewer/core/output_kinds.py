@@ -284,6 +284,15 @@ def _num(x: float) -> str:
     return f"{x:.2f}" if abs(x) >= 0.01 or x == 0 else f"{x:.3g}"
 
 
+def target_text(kind: str | None, output: str, index: int, labels: list[str] | None = None) -> str:
+    """What a map of ``output``'s entry ``index`` explains, in the kind's words: ``class 3
+    (cat)``, ``label 2``, or the value's name (``count``) — never a count as "class 0"."""
+    if kind == REGRESSION:
+        return output if index == 0 else f"{output}[{index}]"
+    name = f" ({labels[index]})" if labels and 0 <= index < len(labels) else ""
+    return f"{'label' if kind in LABEL_KINDS else 'class'} {index}{name}"
+
+
 def entry_text(reading: Reading, e: Entry) -> str:
     """One entry in a line: ``3 (0.91)``, ``cat 0.91``, ``count 15.33``."""
     if reading.kind.is_classes:

@@ -49,6 +49,13 @@ def method_label(method: str, k: int = 5, channel: int = 0) -> str:
     return method
 
 
+def _target(state: Any, cam: Any) -> str:
+    """What a CAM explains, in its output's words (a count is not "class 0")."""
+    from maskviewer.core.output_kinds import target_text
+
+    return target_text(state.kinds.kind_of(cam.output).kind, cam.output, cam.class_index, state.labels)
+
+
 def layers_items(tool: Any) -> list[ExportItem]:
     """The Layers tool's map (activation, attention or CAM) as shown, at the layer's resolution."""
     o = getattr(tool, "outcome", None)
@@ -63,7 +70,7 @@ def layers_items(tool: Any) -> list[ExportItem]:
         low = min(0.0, float(np.nanmin(cam.heatmap)))  # IG and saliency maps can be negative
         return [ExportItem(
             "cam", cam.layer, cam.heatmap, frame, cam.method, cam.class_index, image, vrange=(low, 1.0),
-            info={"output": cam.output, "score": cam.score}, caption=f"{cam.method} class {cam.class_index}",
+            info={"output": cam.output, "score": cam.score}, caption=f"{cam.method} {_target(state, cam)}",
         )]
     lm = o.maps
     if lm is None:

@@ -136,19 +136,21 @@ def _ranking(o: ProbeOutcome) -> Ranking | None:
     return None
 
 
-def describe(o: ProbeOutcome | None, labels: list[str] | None = None) -> str | None:
-    """The description of the map shown (None without a result); ``labels`` name classes."""
+def describe(o: ProbeOutcome | None, labels: list[str] | None = None, kinds: Any = None) -> str | None:
+    """The description of the map shown (None without a result); ``labels`` name classes and
+    ``kinds`` (:class:`~maskviewer.core.output_kinds.OutputKinds`) say how outputs are read."""
+    from maskviewer.core.output_kinds import REGRESSION, target_text
+
     if o is None or o.error:
         return None
     parts = []
     if o.cam is not None:
-        labels = labels or []
-        cls = o.cam.class_index
-        name = f" ({labels[cls]})" if cls < len(labels) else ""
+        kind = kinds.kind_of(o.cam.output).kind if kinds is not None else None
+        target = target_text(kind, o.cam.output, o.cam.class_index, labels)
         where = f"the input {o.cam.layer}" if getattr(o.cam, "space", "layer") == "input" else o.cam.layer
+        of = target if kind == REGRESSION else f"{o.cam.output} {target}"
         parts.append(
-            f"{METHOD_LABELS.get(o.cam.method, o.cam.method)} of {o.cam.output} "
-            f"class {cls}{name} (score {o.cam.score:.4g}) on {where}"
+            f"{METHOD_LABELS.get(o.cam.method, o.cam.method)} of {of} (score {o.cam.score:.4g}) on {where}"
         )
     elif o.maps is not None:
         shape = "×".join(str(d) for d in o.maps.shape)

@@ -86,6 +86,8 @@ class LayersModel:
         self.channel = 0
         self.output: str | None = None
         self.class_index = -1  # -1: the top class
+        #: outputs read as values (regression): a map explains the value, there is no class to pick
+        self.value_outputs: set[str] = set()
         self.rank_in_mask = False
         self.params = MethodParams()  # SmoothGrad's and IG's parameters
         self.colormap = "viridis"
@@ -335,9 +337,10 @@ class LayersModel:
             self.grid_layout, self.grid_channels = out.grid_layout, out.grid_channels
         return out
 
-    def describe(self, labels: list[str] | None = None) -> str | None:
-        """The description of the map shown (None without a result); ``labels`` name classes."""
-        return describe(self.outcome, labels)
+    def describe(self, labels: list[str] | None = None, kinds: Any = None) -> str | None:
+        """The description of the map shown (None without a result); ``labels`` name classes,
+        ``kinds`` say how each output is read."""
+        return describe(self.outcome, labels, kinds)
 
 
 def _is_one_by_one(layer: Any) -> bool:

@@ -319,6 +319,7 @@ class LayersPanel(QWidget):
         cam = m.method in CAM_METHODS
         self.output.setEnabled(cam)
         self.class_index.setEnabled(cam)
+        self.class_index.setVisible(m.output not in m.value_outputs)  # a count has no class
         self.rank_in_mask.setEnabled(m.method in RANKED_METHODS)
 
     def _select_item(self, path: str | None) -> None:

@@ -56,6 +56,7 @@ class LayersTool(QObject):
         self.jobs.failed.connect(lambda _kind, message, _exc: m.show_error(message))
         s = self.state
         s.model_changed.connect(self._model_changed)
+        s.kinds.changed.connect(self._kinds_changed)
         s.image_changed.connect(lambda _img: m.clear())
         s.prediction_changed.connect(self._prediction_changed)
         s.labels_changed.connect(lambda _labels: self._update_info())
@@ -140,8 +141,21 @@ class LayersTool(QObject):
 
     def _model_changed(self, info: Any) -> None:
         self._timer.stop()
+        self._read_kinds()
         if self.model.set_model(info):
             self.jobs.submit(INFO_KIND, describe_layers_job)
+
+    def _read_kinds(self) -> None:
+        """Outputs read as values explain the value: the panel offers no class for them."""
+        from maskviewer.core.output_kinds import REGRESSION
+
+        info, kinds = self.state.model_info, self.state.kinds
+        outputs = [t.name for t in info.outputs] if info is not None else []
+        self.model.value_outputs = {n for n in outputs if kinds.kind_of(n).kind == REGRESSION}
+
+    def _kinds_changed(self, *_args: Any) -> None:
+        self._read_kinds()
+        self.model.request_changed.emit()
 
     def _prediction_changed(self, prediction: Any) -> None:
         if prediction is not None:
@@ -167,7 +181,7 @@ class LayersTool(QObject):
         self._update_info()
 
     def _update_info(self) -> None:
-        text = self.model.describe(self.state.labels)
+        text = self.model.describe(self.state.labels, self.state.kinds)
         if text is not None:
             self.model.set_info(text)
 
