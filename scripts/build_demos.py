@@ -732,6 +732,8 @@ def build_patches(out: Path, quick: bool) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 
+from build_vit_demo import build_vit  # noqa: E402  (the vision transformer, in its own module)
+
 BUILDERS: dict[str, Callable[[Path, bool], dict]] = {
     "digits": build_digits,
     "mask_channel": build_mask_channel,
@@ -739,6 +741,7 @@ BUILDERS: dict[str, Callable[[Path, bool], dict]] = {
     "counting": build_counting,
     "binary": build_binary,
     "patches": build_patches,
+    "vit": build_vit,
 }
 
 

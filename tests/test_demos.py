@@ -342,7 +342,7 @@ def test_build_script_quick_builds_every_demo(tmp_path, monkeypatch):
 
     monkeypatch.setattr(demo_mod, "resources_dir", lambda: tmp_path)
     demos = {d.name: d for d in demo_mod.list_demos()}
-    assert set(demos) == {"digits", *REQUESTED}
+    assert set(demos) == {"digits", "vit", *REQUESTED}
     for d in demos.values():
         assert d.missing_files() == [], d.name
         assert d.score["n"] > 0 and np.isfinite(d.score["value"])
