@@ -220,7 +220,7 @@ def _run(ctx: Any, req: RunRequest, sink: RowSink) -> RunOutcome:
     out = RunOutcome({}, len(reuse), len(fresh), evaluator.classes, list(plan.notes),
                      time.perf_counter() - t0, cancelled=cancelled)
     try:
-        out.summary = store.save(rows, out.seconds)
+        out.summary = store.record(rows, out.seconds)
     except (OSError, MaskviewerError) as exc:
         out.save_error = f"{req.table}: {getattr(exc, 'strerror', None) or exc}"
     if cancelled:  # the rows done are saved and kept; the window hears "cancelled"

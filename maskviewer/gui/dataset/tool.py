@@ -74,7 +74,7 @@ class DatasetTool(QObject):
         j.cancelled.connect(self._cancelled)
         j.progress.connect(lambda kind, done, total: p.set_progress(done, total) if kind == KIND else None)
         j.running_changed.connect(lambda _r: p.set_running(j.is_running(KIND)))
-        self.controller.worker.job_cancelled.connect(lambda kind, _g: self.poll() if kind == KIND else None)
+        self.controller.worker.job_cancelled.connect(lambda kind, _g: self._stopped() if kind == KIND else None)
         self.state.model_changed.connect(self._model_changed)
         self.panel.view.verticalScrollBar().valueChanged.connect(lambda _v: self._ask_thumbs())
 
@@ -111,6 +111,7 @@ class DatasetTool(QObject):
 
     def open(self, source: str | Path) -> int:
         """Open a data set (a folder, list or array file; ``"demo:NAME"`` a demo's held-out set)."""
+        self.sink = None  # the rows of a run still going belong to the data set open now
         self.jobs.cancel(KIND)
         self.window.show_panel(TITLE)
         self._set_message(f"Opening {source}…")
@@ -234,6 +235,11 @@ class DatasetTool(QObject):
             self._set_message(f"Cancelled: {len(self.table.rows)} of {total} images done (kept and saved). "
                               "Run goes on from there.")
 
+    def _stopped(self) -> None:
+        """A run ended cancelled on the worker: its last rows are in (and saved)."""
+        if not self.jobs.is_running(KIND) and self.sink is not None:
+            self._cancelled(KIND)
+
     def _model_changed(self, info: Any) -> None:
         self.jobs.cancel(KIND)
         if self.opened is not None and info is not None:
@@ -292,7 +298,11 @@ class DatasetTool(QObject):
             self.state.set_mapping(name, InputMapping.from_dict({**m.to_dict(), "source": f"file:{src.describe()}"}))
         masks = getattr(tools.get("masks"), "model", None)
         if entry.mask is not None and masks is not None and masks.maskset is not None:
-            masks.maskset.replace(reader.mask(entry.mask, (image.height, image.width)), label=f"Mask of {entry.key}")
+            ms = masks.maskset
+            ms.replace(reader.mask(entry.mask, (image.height, image.width)), label=f"Mask of {entry.key}")
+            if ms.active is not None:  # the data set's mask, not painting to save
+                ms.mark_saved(ms.active.name, entry.mask.describe())
+                masks.flags_changed.emit()
         binarise = tools.get("binarise")
         if entry.reference is not None and binarise is not None:
             binarise.set_reference(reader.reference(entry.reference), f"reference of {entry.key}", image_mask=True)
