@@ -71,6 +71,10 @@ def recording_scores(layers: dict[str, Any], store: dict[str, Any]) -> Iterator[
         for path, layer in layers.items():
             own = layer.__dict__.get("call")
             original = layer.call
+            # a fused (flash) kernel returns no weights: the explicit softmax for this pass
+            flash = getattr(layer, "_flash_attention", None)
+            if flash:
+                layer._flash_attention = False
 
             def call(*args, __orig=original, __path=path, **kwargs):
                 wanted = kwargs.pop("return_attention_scores", False)
@@ -79,14 +83,16 @@ def recording_scores(layers: dict[str, Any], store: dict[str, Any]) -> Iterator[
                 return (out, scores) if wanted else out
 
             object.__setattr__(layer, "call", call)
-            saved.append((layer, own))
+            saved.append((layer, own, flash))
         yield
     finally:
-        for layer, own in reversed(saved):
+        for layer, own, flash in reversed(saved):
             if own is None:
                 object.__delattr__(layer, "call")
             else:
                 object.__setattr__(layer, "call", own)
+            if flash:
+                layer._flash_attention = flash
 
 
 @dataclass
