@@ -54,12 +54,14 @@ def _open_demo(qtbot, window, name):
     return demo
 
 
-def _run_done(qtbot, tool, open_path=None, timeout=120_000):
-    """Open ``open_path`` (which runs it) or run the open data set again; wait for the end."""
-    tool.outcome = None
+def _run_done(qtbot, tool, open_path=None, start=True, timeout=120_000):
+    """Open ``open_path`` (which runs it), or run the open data set again (``start``); wait
+    for the end of the run."""
     if open_path is not None:
+        tool.outcome = None
         tool.open(open_path)
-    else:
+    elif start:
+        tool.outcome = None
         assert tool.run() is not None
     qtbot.waitUntil(lambda: tool.outcome is not None and not tool.jobs.is_running(), timeout=timeout)
     qtbot.waitUntil(lambda: not tool.timer.isActive() or not tool.sink.take(), timeout=10_000)
@@ -76,7 +78,13 @@ def test_folder_run_equals_headless_and_plain_keras_reopen_reuses_and_a_row_open
     _open_demo(qtbot, window, "digits")
     tool = window.tools["dataset"]
     tool.app_dir = tmp_path / "app"
-    out = _run_done(qtbot, tool, data)
+    from maskviewer.gui.dialogs import ScriptedDialogs
+
+    window.dialogs = ScriptedDialogs(str(data))
+    tool.outcome = None
+    tool.open_action.trigger()  # File → Open Data Set Folder…: opened, then run (a model is loaded)
+    assert window.dialogs.asked == [("folder", "Open Data Set Folder")]
+    out = _run_done(qtbot, tool, start=False)
     rows = {r["key"]: r for r in tool.table.rows}
     assert len(rows) == 21 and out.scored == 21 and out.reused == 0
     assert [k for k, r in rows.items() if r.get("error_message")] == ["9/broken.png"]  # fails its row only

@@ -194,6 +194,8 @@ def _run(ctx: Any, req: RunRequest, sink: RowSink) -> RunOutcome:
     evaluator.sink = sink
     evaluator.kinds.set_model(host.info, dict(req.kinds))
     sink.classes = evaluator.classes
+    if any(e.inputs for e in req.index.entries):  # the entries give their other inputs themselves
+        plan.notes = [n for n in plan.notes if "--input" not in n]
     sink.notes = list(plan.notes)
     store = Store(req.table, host, req.index, plan, settings, None)
     reuse = {} if req.rerun else store.reusable()

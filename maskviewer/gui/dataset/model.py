@@ -360,6 +360,12 @@ def summary_lines(summary: dict, classes: list[str] | None = None) -> list[str]:
     if b:
         lines.append(f"Mean Dice {b['mean_dice']:.3f} at the threshold; best threshold "
                      f"{b['best_threshold']:.2f} (mean Dice {b['best_mean_dice']:.3f}, n = {b['n']})")
+    if summary.get("patches"):
+        lines.append("Patch rules: " + ", ".join(f"{rule} {_pct(r['accuracy'])}" for rule, r in summary["patches"].items()))
+    if summary.get("ablation"):
+        lines.append("Mask ablation: " + ", ".join(
+            f"{v} {_pct(r['accuracy'])}" if "accuracy" in r else f"{v} MAE {r['mae']:.3g}"
+            for v, r in summary["ablation"].items()))
     return lines
 
 

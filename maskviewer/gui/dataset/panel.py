@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QProgressBar,
     QPushButton,
     QTableView,
@@ -139,6 +140,8 @@ class DatasetPanel(QWidget):
         opens = QHBoxLayout()
         self.open_button = QPushButton("Open…")
         self.open_button.setToolTip("A folder of images, a CSV/JSON list or an .npz/.npy of arrays")
+        self.open_menu = QMenu(self.open_button)  # the tool puts File → Open Data Set… in it
+        self.open_button.setMenu(self.open_menu)
         self.demo_button = QPushButton("Demo's held-out set")
         self.demo_button.setEnabled(False)
         opens.addWidget(self.open_button)
@@ -189,6 +192,7 @@ class DatasetPanel(QWidget):
         v.verticalHeader().setDefaultSectionSize(THUMB_SIDE + 4)
         v.verticalHeader().hide()
         v.setWordWrap(False)
+        v.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keys differ at their ends (class/name, [row])
         v.setMinimumHeight(6 * (THUMB_SIDE + 4))
         h = v.horizontalHeader()
         h.setSectionsClickable(True)

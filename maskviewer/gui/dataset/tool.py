@@ -63,7 +63,6 @@ class DatasetTool(QObject):
 
     def _connect(self) -> None:
         p, j = self.panel, self.jobs
-        p.open_button.clicked.connect(self.open_dialog)
         p.demo_button.clicked.connect(self.open_demo_set)
         p.run.clicked.connect(lambda: self.run())
         p.cancel.clicked.connect(self.cancel)
@@ -80,10 +79,16 @@ class DatasetTool(QObject):
 
     def _add_actions(self) -> None:
         w = self.window
-        self.open_action = QAction("Open &Data Set…", w)
-        self.open_action.setToolTip("A folder of images (class sub-folders), a CSV/JSON list or an .npz of arrays")
-        self.open_action.triggered.connect(lambda _c=False: self.open_dialog())
-        w.file_menu.addAction(self.open_action)
+        self.open_action = QAction("Open &Data Set Folder…", w)
+        self.open_action.setToolTip("A folder of images; class sub-folders give the labels, masks/ and references/ "
+                                    "beside them the masks and reference masks")
+        self.open_action.triggered.connect(lambda _c=False: self.open_dialog(folder=True))
+        self.open_list_action = QAction("Open Data Set &List…", w)
+        self.open_list_action.setToolTip("A CSV or JSON list (image, label, mask, reference) or an .npz/.npy of arrays")
+        self.open_list_action.triggered.connect(lambda _c=False: self.open_dialog(folder=False))
+        for act in (self.open_action, self.open_list_action):
+            w.file_menu.addAction(act)
+            self.panel.open_menu.addAction(act)
         self.demo_action = QAction("Open the Demo's &Held-out Set", w)
         self.demo_action.triggered.connect(lambda _c=False: self.open_demo_set())
         self.demo_action.setEnabled(False)
@@ -102,10 +107,10 @@ class DatasetTool(QObject):
 
     # -- opening ---------------------------------------------------------------------------------
 
-    def open_dialog(self) -> None:
-        d = self.window.dialogs
-        path = d.open_file("Open Data Set (a list or array file; Cancel picks a folder)", self.controller.last_dir(),
-                           DATASET_FILTER) or d.folder("Open Data Set: a folder of images", self.controller.last_dir())
+    def open_dialog(self, folder: bool = True) -> None:
+        """Ask for a data set folder (or a list or array file) and open it."""
+        d, start = self.window.dialogs, self.controller.last_dir()
+        path = d.folder("Open Data Set Folder", start) if folder else d.open_file("Open Data Set List", start, DATASET_FILTER)
         if path:
             self.open(path)
 
@@ -284,11 +289,8 @@ class DatasetTool(QObject):
     def _open_entry(self, entry: Any) -> None:
         reader = self.thumbs.reader
         c = self.controller
-        if entry.image.row is None and entry.image.corner is None:
-            if not c.open_image(entry.image.path):
-                raise MaskviewerError("the image cannot be read")
-        else:
-            c.show_image(reader.picture(entry.image), entry.key)
+        # read as a file is opened, but not added to Open Recent (browsing would flood it)
+        c.show_image(reader.picture(entry.image), entry.key)
         image = self.state.image
         tools = getattr(self.window, "tools", {})
         for name, src in entry.inputs.items():
