@@ -268,3 +268,22 @@ def test_table_sorts_worst_first_with_missing_values_last_and_filters():
     assert len(t.rows) == 4 and t.row("b")["correct"] == 1 and t.current == "a"
     t.refresh_summary()
     assert t.summary["classes"]["accuracy"] == 1.0 and t.summary["failed"] == 1
+
+
+def test_results_beside_the_data_set_and_the_window_options_as_command_line(tmp_path):
+    from maskviewer.cli.evaluate import build_parser
+    from maskviewer.core.dataset import DatasetIndex
+    from maskviewer.core.patches import PatchSpec
+    from maskviewer.gui.dataset.jobs import results_path, thumbnail, window_argv
+
+    folder = DatasetIndex("d", str(tmp_path), "folder", [])
+    assert results_path(folder, str(tmp_path), "/app") == tmp_path / ".maskviewer-results.csv"
+    assert results_path(folder, str(tmp_path / "list.csv"), "/app") == tmp_path / "list.csv.maskviewer-results.csv"
+    demo = DatasetIndex("digits", "/installed/demo", "demo", [])
+    assert str(results_path(demo, "demo:digits", tmp_path)).startswith(str(tmp_path))  # never beside installed files
+    argv = window_argv("fit", "-1..1", "channel", PatchSpec((18, 18), (10, 10)), 0.35, True)
+    args = build_parser().parse_args(argv)
+    assert (args.resize, args.mask_mode, args.patch_size, args.patch_stride) == ("fit", "channel", "18x18", "10x10")
+    assert args.threshold == "0.35" and args.invert and args.scale is not None
+    t = thumbnail(np.linspace(0, 1, 100 * 50 * 1, dtype=np.float32).reshape(100, 50, 1))
+    assert t.shape == (36, 18, 3) and t.dtype == np.uint8 and t[0, 0, 0] == 0 and t[-1, -1, 0] > 240

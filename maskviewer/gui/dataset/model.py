@@ -11,7 +11,6 @@ keeps it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 from maskviewer.core.evaluation import aggregate
@@ -20,7 +19,7 @@ from maskviewer.core.events import Event
 #: (key, header); the thumbnail column shows the picture only
 COLUMNS: list[tuple[str, str]] = [
     ("thumb", ""), ("key", "File"), ("prediction", "Prediction"), ("truth", "Truth"), ("correct", "✓"),
-    ("loss", "Loss / error"), ("dice", "Dice"), ("iou", "IoU"), ("ablation", "Ablation Δ"),
+    ("loss", "Loss"), ("dice", "Dice"), ("iou", "IoU"), ("ablation", "Ablation Δ"),
 ]
 COLUMN_KEYS = [k for k, _t in COLUMNS]
 #: the direction a first click sorts in: the worst rows first (low Dice, high loss, wrong first)
@@ -157,17 +156,19 @@ def cell_text(row: dict, column: str, classes: list[str] | None) -> str:
     return str(row.get(column, ""))
 
 
-def _has(rows: list[dict], column: str) -> bool:
-    probe: dict[str, Callable[[dict], bool]] = {
-        "truth": lambda r: "truth" in r or bool(r.get("label")),
-        "correct": lambda r: "correct" in r,
-        "loss": lambda r: "loss" in r or "error" in r,
-        "dice": lambda r: "dice" in r,
-        "iou": lambda r: "iou" in r,
-        "ablation": lambda r: any(k.startswith("ablation_") for k in r),
-    }
-    test = probe.get(column)
-    return True if test is None else any(test(r) for r in rows)
+def _marks(row: dict) -> set[str]:
+    """What a row has to show: columns (truth, correct, loss, dice, iou, ablation) and the
+    fields filters need (abs_error, error_message)."""
+    out = {k for k in ("correct", "dice", "iou", "abs_error") if k in row}
+    if "truth" in row or row.get("label"):
+        out.add("truth")
+    if "loss" in row or "error" in row:
+        out.add("loss")
+    if row.get("error_message"):
+        out.add("error_message")
+    if any(k.startswith("ablation_") for k in row):
+        out.add("ablation")
+    return out
 
 
 class DatasetTable:
@@ -186,6 +187,7 @@ class DatasetTable:
     def __init__(self) -> None:
         self.rows: list[dict] = []
         self._by_key: dict[str, int] = {}
+        self._present: set[str] = set()  # what the rows have (see _marks), kept as rows arrive
         self.classes: list[str] | None = None
         self.sort_key: str | None = None
         self.descending = False
@@ -200,7 +202,7 @@ class DatasetTable:
     # -- rows ------------------------------------------------------------------------------------
 
     def clear(self) -> None:
-        self.rows, self._by_key, self.view, self.summary = [], {}, [], {}
+        self.rows, self._by_key, self.view, self.summary, self._present = [], {}, [], {}, set()
         self.set_current(None)
         self.rows_changed.emit()
         self.summary_changed.emit()
@@ -211,6 +213,7 @@ class DatasetTable:
     def add_rows(self, rows: list[dict]) -> None:
         """Add (or replace, by key) rows; the view is rebuilt."""
         for r in rows:
+            self._present |= _marks(r)
             key = str(r.get("key", ""))
             if key in self._by_key:
                 self.rows[self._by_key[key]] = r
@@ -218,6 +221,12 @@ class DatasetTable:
                 self._by_key[key] = len(self.rows)
                 self.rows.append(r)
         self._rebuild()
+
+    def title(self, column: str) -> str:
+        """A column's header: the loss column says "Error" when the rows are values."""
+        if column == "loss" and self.rows and not any("loss" in r for r in self.rows[:200]):
+            return "Error"
+        return dict(COLUMNS)[column]
 
     def row(self, key: str | None) -> dict | None:
         i = self._by_key.get(key) if key is not None else None
@@ -228,21 +237,13 @@ class DatasetTable:
 
     def columns(self) -> list[str]:
         """The columns that have something to show for these rows."""
-        return [c for c in COLUMN_KEYS if _has(self.rows, c)]
+        return [c for c in COLUMN_KEYS if c in ("thumb", "key", "prediction") or c in self._present]
 
     def filters(self) -> list[str]:
         """The filters these rows allow (All first)."""
-        out = ["all"]
-        if any("correct" in r for r in self.rows):
-            out.append("misclassified")
-        if any("dice" in r for r in self.rows):
-            out.append("lowest_dice")
-        if any("abs_error" in r for r in self.rows):
-            out.append("largest_error")
-        if _has(self.rows, "ablation"):
-            out.append("ablation")
-        if any(r.get("error_message") for r in self.rows):
-            out.append("failed")
+        needs = {"misclassified": "correct", "lowest_dice": "dice", "largest_error": "abs_error",
+                 "ablation": "ablation", "failed": "error_message"}
+        out = ["all", *(f for f, mark in needs.items() if mark in self._present)]
         return out if self.filter in out else [*out, self.filter]
 
     # -- view --------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class TableAdapter(QAbstractTableModel):
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section][1]
+            return self.table.title(COLUMN_KEYS[section])
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
             return {"correct": "correct (✓) or not (✗)", "ablation": "how the answer moves with the mask replaced",
                     "loss": "cross-entropy loss (classes) or signed error (values)"}.get(COLUMN_KEYS[section])
@@ -199,8 +199,8 @@ class DatasetPanel(QWidget):
         h.setSortIndicatorShown(True)
         h.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         h.setStretchLastSection(False)
-        widths = {"thumb": THUMB_SIDE + 8, "key": 92, "prediction": 88, "truth": 48, "correct": 26,
-                  "loss": 64, "dice": 52, "iou": 52, "ablation": 120}
+        widths = {"thumb": THUMB_SIDE + 8, "key": 84, "prediction": 80, "truth": 44, "correct": 24,
+                  "loss": 52, "dice": 52, "iou": 52, "ablation": 120}
         for i, key in enumerate(COLUMN_KEYS):
             v.setColumnWidth(i, widths[key])
         h.sectionClicked.connect(lambda i: self.table_model.sort_by(COLUMN_KEYS[i]))

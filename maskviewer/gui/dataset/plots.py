@@ -59,25 +59,25 @@ class ConfusionPlot(pg.PlotWidget):
         m = np.asarray(matrix, dtype=np.int64)
         self.matrix = m
         k = m.shape[0]
-        for t in self.texts:
-            self.removeItem(t)
-        self.texts = []
+        cells = k * k if k <= MAX_CELL_TEXT else 0
+        if len(self.texts) != cells:  # one text per cell, made again only when the classes change
+            for t in self.texts:
+                self.removeItem(t)
+            self.texts = [pg.TextItem("", anchor=(0.5, 0.5)) for _ in range(cells)]
+            for i, t in enumerate(self.texts):
+                t.setPos(i % k, i // k)
+                self.addItem(t)
         shade = np.log1p(m.astype(np.float64))
         self.image.setImage(shade, levels=(0.0, max(float(shade.max()), 1e-9)))
         self.image.setRect(-0.5, -0.5, k, k)
         names = [(classes[i] if classes and i < len(classes) else str(i))[:6] for i in range(k)]
         for axis in ("bottom", "left"):
             self.getAxis(axis).setTicks(_ticks(names))
-        if k <= MAX_CELL_TEXT:
-            top = max(int(m.max(initial=0)), 1)
-            for r in range(k):
-                for c in range(k):
-                    if m[r, c]:
-                        colour = "w" if m[r, c] > top ** 0.5 else (30, 30, 30)
-                        t = pg.TextItem(str(m[r, c]), color=colour, anchor=(0.5, 0.5))
-                        t.setPos(c, r)
-                        self.addItem(t)
-                        self.texts.append(t)
+        top = max(int(m.max(initial=0)), 1)
+        for i, t in enumerate(self.texts):
+            n = int(m[i // k, i % k])
+            t.setText(str(n) if n else "")
+            t.setColor("w" if n > top ** 0.5 else (30, 30, 30))
         self.setRange(xRange=(-0.5, k - 0.5), yRange=(-0.5, k - 0.5), padding=0.02)
 
 
