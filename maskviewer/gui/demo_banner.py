@@ -39,6 +39,9 @@ TRY = {
               "the sample's mark mask, and open Side by side to compare input and output.",
     "patches": "The four corner patches vote on the digit; the map shows each corner's score. Step "
                "through the patches, or set a smaller size and run all patches again.",
+    "vit": "The Attention view shows rollout from the class token: it follows the digit. Pick a "
+           "block and a head, or click a patch to see where it attends; in Layers the token "
+           "layers are 8×8 maps.",
 }
 
 _IMPERATIVE = re.compile(r"^(Open|Paint|Binarise|Try|Run|Click|Switch|Compare|Step|Pick|Load)\b")

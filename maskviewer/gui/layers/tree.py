@@ -39,8 +39,17 @@ def shape_text(shape: tuple | None) -> str:
 
 
 def shown_as(entry: Any) -> str:
-    """How the Layers view shows a layer: an attention map, a map, or bars."""
-    return "attention" if entry.attention else ("map" if entry.spatial else "bars")
+    """How the Layers view shows a layer: an attention map, a map (a token layer on its patch
+    grid: ``tokens 8×8``; a MultiHeadAttention layer: ``3 heads``), or bars."""
+    if entry.attention:
+        return "attention"
+    tokens, heads = getattr(entry, "tokens", None), getattr(entry, "heads", 0)
+    parts = []
+    if tokens is not None:
+        parts.append(f"tokens {tokens.grid_h}×{tokens.grid_w}" + (f"+{tokens.extra}" if tokens.extra else ""))
+    if heads:
+        parts.append(f"{heads} heads")
+    return ", ".join(parts) or ("map" if entry.spatial else "bars")
 
 
 def _parent_paths(entries: dict[str, Any], infos: dict[str, Any]) -> dict[str, str]:
@@ -125,8 +134,9 @@ class LayerTree(QWidget):
         tip = f"{entry.path}\n{entry.class_name} · output {shape_text(entry.shape)}"
         if params is not None:
             tip += f" · {params:,} parameters"
+        shown = shown_as(entry)
         tip += "\nShown as " + {"attention": "an attention map", "map": "a map over the image",
-                               "bars": "bars (no spatial output)"}[shown_as(entry)]
+                               "bars": "bars (no spatial output)"}.get(shown, shown)
         for col in range(len(COLUMNS)):
             item.setToolTip(col, tip)
         item.setTextAlignment(COLUMNS.index("Params"), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
