@@ -105,6 +105,13 @@ def test_folder_run_equals_headless_and_plain_keras_reopen_reuses_and_a_row_open
 
     # a click on a row opens that image in the views
     tool.table.sort_by("key")
+    from PySide6.QtCore import Qt
+
+    first = tool.table.view_row(0)["key"]
+    tool.poll()
+    qtbot.waitUntil(lambda: tool.thumbs.get(first) is not None, timeout=10_000)  # read off the GUI thread
+    thumb = tool.panel.adapter.data(tool.panel.adapter.index(0, 0), Qt.ItemDataRole.DecorationRole)
+    assert thumb is not None and (thumb.width(), thumb.height()) == (28, 28)  # small pictures stay as they are
     target = 5
     key = tool.table.view_row(target)["key"]
     tool.panel.view.clicked.emit(tool.panel.adapter.index(target, 1))
