@@ -263,3 +263,11 @@ def test_shards_merged_equal_one_run_and_reuse_skips_unchanged(tmp_path, capsys)
     # a missing shard is named
     (tmp_path / "sh" / "results-shard-2-of-3.csv").unlink()
     assert main(["merge", str(tmp_path / "sh"), "--quiet"]) == 2
+
+
+def test_numeric_class_folders_are_the_class_indices_even_with_one_missing():
+    from maskviewer.core.dataset import class_index
+
+    classes = ["0", "1", "2", "3", "4", "5", "7", "8", "9"]  # no "6"
+    assert class_index("7", classes) == 7 and class_index("0", classes) == 0
+    assert class_index("dog", ["cat", "dog"]) == 1 and class_index("x", ["cat"]) is None

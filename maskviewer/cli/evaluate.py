@@ -198,6 +198,8 @@ def _run(args: argparse.Namespace, host: Any, index: Any, entries: list, which: 
         plan.notes.append(f"scoring the map {evaluator.map_output!r} against the reference masks")
     reuse = {} if args.rerun else store.reusable()
     todo = [e for e in entries if e.key not in reuse]
+    if any(e.inputs for e in entries):  # the entries name each input's picture themselves
+        plan.notes[:] = [n for n in plan.notes if not n.startswith("inputs:") and "fed the same image" not in n]
     if not args.quiet:
         for note in plan.notes + index.notes:
             say(f"note: {note}")

@@ -189,7 +189,10 @@ class Evaluator:
         if self.map_output is not None and it.reference is not None:
             row.update(self._binary(it, outputs[self.map_output]))
         if self.plan.patch_spec is not None and self.output is not None:
-            row.update(self._patches(it, label))
+            try:
+                row.update(self._patches(it, label))
+            except MaskviewerError as exc:  # the image's own answer stands; its patches say why not
+                row["patch_error"] = str(exc)
         return row
 
     def _binary(self, it: EvalItem, value: np.ndarray) -> dict:

@@ -105,9 +105,10 @@ def class_index(label: str | None, classes: list[str] | None) -> int | None:
     if label is None or label == "":
         return None
     text = str(label).strip()
-    if classes:
-        if text in classes:
-            return classes.index(text)
+    if classes and text in classes:
+        if all(c.isdigit() for c in classes):  # folders named 0, 1, … are the indices themselves
+            return int(text)
+        return classes.index(text)
     try:
         value = float(text)
     except ValueError:

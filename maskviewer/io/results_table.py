@@ -135,7 +135,7 @@ def _read_parquet(p: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if v is not None} for r in table.to_pylist()]
 
 
-_TEXT_COLUMNS = {"key", "source", "label", "kind", "labels", "truth_labels", "dice_curve", "error_message", "stat"}
+_TEXT_COLUMNS = {"key", "source", "label", "kind", "labels", "truth_labels", "dice_curve", "error_message", "patch_error", "stat"}
 
 
 def _number(text: str) -> Any:
