@@ -291,6 +291,8 @@ class DemoTool(QObject):
     def _set_up_view(self, demo: Demo) -> None:
         tools = getattr(self.window, "tools", {})
         focus = demo.focus
+        if "masks" in tools and demo.view != "Masks":
+            tools["masks"].set_tool("pan")  # only the masks demo starts in paint mode
         if demo.view == "Masks" and "masks" in tools:
             masks = tools["masks"]
             feed = focus.get("feed", "channel")

@@ -161,6 +161,9 @@ class _OutputView(QGroupBox):
         self.kind_combo.setCurrentIndex(max(0, self.kind_combo.findData(kind.kind)))
         self.kind_combo.setToolTip(f"How this output is read: {kind.reason}")
         self.kind_combo.setEnabled(self.kind_combo.count() > 1)
+        # long kind names must not widen a narrow page: the combo shortens them instead
+        self.kind_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.kind_combo.setMinimumContentsLength(14)
         form.addRow("Read as", self.kind_combo)
         lay.addLayout(form)
         self.note = QLabel("")

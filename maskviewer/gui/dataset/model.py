@@ -91,8 +91,8 @@ def loss_value(row: dict) -> float | None:
 
 def loss_text(row: dict) -> str:
     loss = _num(row, "loss")
-    if loss is not None:
-        return f"{loss:.3g}"
+    if loss is not None:  # fixed decimals: a narrow column never shows "9.…05"
+        return f"{loss:.4f}" if loss < 100 else f"{loss:.0f}"
     err = _num(row, "error")
     return "" if err is None else f"{err:+.3g}"
 
