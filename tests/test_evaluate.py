@@ -271,3 +271,28 @@ def test_numeric_class_folders_are_the_class_indices_even_with_one_missing():
     classes = ["0", "1", "2", "3", "4", "5", "7", "8", "9"]  # no "6"
     assert class_index("7", classes) == 7 and class_index("0", classes) == 0
     assert class_index("dog", ["cat", "dog"]) == 1 and class_index("x", ["cat"]) is None
+
+
+@pytest.mark.slow
+def test_worker_processes_read_the_same_rows_as_threads(tmp_path, monkeypatch):
+    import maskviewer.cli.evaluate_run as run
+    from maskviewer.demo import get_demo
+
+    data = tmp_path / "data"
+    (data / "3").mkdir(parents=True)
+    x = np.load(get_demo("digits").path("digits_test_x.npy"))[:40]
+    for i, img in enumerate(x):
+        save_image(data / "3" / f"d{i:02d}.png", img)
+    (data / "3" / "broken.png").write_bytes(b"not a png")
+    model = str(get_demo("digits").path("digits_cnn.keras"))
+    by = {}
+    for name, minimum in (("threads", 10**9), ("processes", 1)):
+        monkeypatch.setattr(run, "PROCESS_MIN", minimum)
+        table = tmp_path / f"{name}.csv"
+        _evaluate([str(data), "--model", model, "--out", str(table), "--batch-size", "16"])
+        by[name] = read_table(table)[0]
+    assert [r["key"] for r in by["threads"]] == [r["key"] for r in by["processes"]]
+    for a, b in zip(by["threads"], by["processes"], strict=True):
+        assert a.get("pred") == b.get("pred") and a.get("error_message") == b.get("error_message")
+        assert a.get("confidence", 0) == pytest.approx(b.get("confidence", 0), abs=1e-6)
+    assert sum(1 for r in by["processes"] if r.get("error_message")) == 1

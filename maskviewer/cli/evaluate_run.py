@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,8 @@ ABLATION_SEED = 0
 #: threads reading entries, and how many batches they read ahead of the model
 READERS = 4
 AHEAD = 2
+#: data sets at least this large are read by worker processes (starting them takes a second)
+PROCESS_MIN = 2000
 
 
 @dataclass
@@ -62,6 +64,66 @@ class EvalSettings:
     batch_size: int = 128
 
 
+class Preparer:
+    """Reads entries and builds their model inputs; picklable, so worker processes can."""
+
+    def __init__(self, info: Any, plan: Plan, ablation: bool, reader: PictureReader | None = None) -> None:
+        self.info, self.plan, self.ablation = info, plan, ablation
+        self.reader = reader or PictureReader()
+
+    def __getstate__(self) -> dict:
+        return {"info": self.info, "plan": self.plan, "ablation": self.ablation}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["info"], state["plan"], state["ablation"])
+
+    def prepare(self, entry: Entry) -> EvalItem:
+        """Read one entry's pictures and build its model inputs; errors are kept in the item."""
+        item = EvalItem(entry)
+        reader, info = self.reader, self.info
+        try:
+            item.image = image = reader.picture(entry.image)
+            shape = (image.height, image.width)
+            if entry.mask is not None:
+                item.mask = reader.mask(entry.mask, shape)
+            if entry.reference is not None:
+                item.reference = reader.reference(entry.reference)
+            item.others = {name: reader.picture(src) for name, src in entry.inputs.items()}
+            item.mappings = image_mappings(info, image, self.plan)
+            masks = {"mask": item.mask} if item.mask is not None else {}
+            item.arrays, _frames = model_arrays(info, image, item.mappings, masks, item.others.get)
+            if self.ablation:
+                if item.mask is None:
+                    raise MaskviewerError("no mask to ablate (the ablation needs a mask per image)")
+                from maskviewer.core.mask_feed import ablation_masks
+
+                for v, m in ablation_masks(item.mask, ABLATION_SEED).items():
+                    item.variants[VARIANT_NAMES[v]] = model_arrays(
+                        info, image, item.mappings, {"mask": m}, item.others.get)[0]
+        except MaskviewerError as exc:
+            item.error = str(exc)
+        except OSError as exc:
+            item.error = f"{exc.strerror or exc}"
+        except MemoryError:
+            item.image, item.arrays, item.variants = None, {}, {}
+            item.error = "not enough memory to prepare this image for the model."
+        return item
+
+
+_preparer: Preparer | None = None
+
+
+def _set_preparer(preparer: Preparer) -> None:
+    global _preparer
+    _preparer = preparer
+
+
+def _prepare_chunk(entries: list[Entry]) -> list[EvalItem]:
+    """Entries read by the pool's preparer (in a worker process, or a thread of this one)."""
+    assert _preparer is not None
+    return [_preparer.prepare(e) for e in entries]
+
+
 class Evaluator:
     """Scores ``host``'s model on entries of ``index`` with ``plan``'s settings."""
 
@@ -81,62 +143,62 @@ class Evaluator:
         self.map_output = settings.map_output or plan.binarise_output or (maps[0] if maps else None)
         if settings.ablation and (plan.mask_feed is None or plan.mask_feed.mode == "none"):
             raise MaskviewerError("The mask ablation needs the mask fed to the model: give --mask-mode.")
-
-    # -- reading (on the loader thread) -----------------------------------------------------------
+        self.preparer = Preparer(host.info, plan, settings.ablation, self.reader)
+        #: read large data sets in worker processes (Python's decoding holds the GIL)
+        self.processes = True
 
     def prepare(self, entry: Entry) -> EvalItem:
-        """Read one entry's pictures and build its model inputs; errors are kept in the item."""
-        item = EvalItem(entry)
-        try:
-            item.image = image = self.reader.picture(entry.image)
-            shape = (image.height, image.width)
-            if entry.mask is not None:
-                item.mask = self.reader.mask(entry.mask, shape)
-            if entry.reference is not None:
-                item.reference = self.reader.reference(entry.reference)
-            item.others = {name: self.reader.picture(src) for name, src in entry.inputs.items()}
-            item.mappings = image_mappings(self.host.info, image, self.plan)
-            masks = {"mask": item.mask} if item.mask is not None else {}
-            item.arrays, _frames = model_arrays(self.host.info, image, item.mappings, masks, item.others.get)
-            if self.settings.ablation:
-                if item.mask is None:
-                    raise MaskviewerError("no mask to ablate (the ablation needs a mask per image)")
-                from maskviewer.core.mask_feed import ablation_masks
-
-                for v, m in ablation_masks(item.mask, ABLATION_SEED).items():
-                    item.variants[VARIANT_NAMES[v]] = model_arrays(
-                        self.host.info, image, item.mappings, {"mask": m}, item.others.get)[0]
-        except MaskviewerError as exc:
-            item.error = str(exc)
-        except OSError as exc:
-            item.error = f"{exc.strerror or exc}"
-        except MemoryError:
-            item.image, item.arrays, item.variants = None, {}, {}
-            item.error = "not enough memory to prepare this image for the model."
-        return item
+        """Read one entry's pictures and build its model inputs (see :class:`Preparer`)."""
+        return self.preparer.prepare(entry)
 
     # -- running (on the calling thread) ----------------------------------------------------------
 
     def rows(self, entries: list[Entry], progress: Callable[[int, int], None] | None = None) -> Iterator[dict]:
         """A results row per entry, in order, a batch at a time (``progress`` may raise to stop).
 
-        Entries are read by a few threads (decoding releases the GIL) up to :data:`AHEAD`
-        batches ahead of the model, so at most that many batches are in memory.
+        Entries are read in chunks by a pool — worker processes for a data set of at least
+        :data:`PROCESS_MIN` entries on a machine with more than one core (image decoding in
+        Python holds the GIL), else threads — up to :data:`AHEAD` batches ahead of the model,
+        so at most that many batches are in memory.
         """
         size = max(1, self.settings.batch_size)
         batches = [entries[i : i + size] for i in range(0, len(entries), size)]
         done = 0
-        workers = max(1, min(READERS, os.cpu_count() or 1))
-        with ThreadPoolExecutor(workers, thread_name_prefix="evaluate-read") as pool:
-            queue = deque([pool.submit(self.prepare, e) for e in b] for b in batches[:AHEAD])
+        pool, workers = self._pool(len(entries))
+        chunk = _prepare_chunk if isinstance(pool, ProcessPoolExecutor) else self._prepare_chunk
+        with pool:
+            def submit(batch: list[Entry]) -> list[Future]:
+                step = max(1, -(-len(batch) // workers))
+                return [pool.submit(chunk, batch[i : i + step]) for i in range(0, len(batch), step)]
+
+            queue = deque(submit(b) for b in batches[:AHEAD])
             for k in range(len(batches)):
-                items = [f.result() for f in queue.popleft()]
+                items = [it for f in queue.popleft() for it in f.result()]
+                for it in items:
+                    self.prepared(it)
                 if k + AHEAD < len(batches):
-                    queue.append([pool.submit(self.prepare, e) for e in batches[k + AHEAD]])
+                    queue.append(submit(batches[k + AHEAD]))
                 yield from self.run_batch(items)
                 done += len(items)
                 if progress is not None:
                     progress(done, len(entries))
+
+    def _prepare_chunk(self, entries: list[Entry]) -> list[EvalItem]:
+        return [self.prepare(e) for e in entries]
+
+    def prepared(self, item: EvalItem) -> None:
+        """Called on the running thread for each entry read, before its batch runs."""
+
+    def _pool(self, n: int) -> tuple[Executor, int]:
+        cores = os.cpu_count() or 1
+        if self.processes and n >= PROCESS_MIN and cores > 1:
+            import multiprocessing
+
+            workers = max(1, min(READERS, cores - 1))
+            return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_set_preparer, initargs=(self.preparer,)), workers
+        workers = max(1, min(READERS, cores))
+        return ThreadPoolExecutor(workers, thread_name_prefix="evaluate-read"), workers
 
     def run_batch(self, items: list[EvalItem]) -> list[dict]:
         """The rows of one prepared batch (entries of one input shape go through the model together)."""

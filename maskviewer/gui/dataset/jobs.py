@@ -160,12 +160,10 @@ class _WindowEvaluator(Evaluator):
 
     sink: RowSink | None = None
 
-    def prepare(self, entry: Entry) -> Any:
-        item = super().prepare(entry)
+    def prepared(self, item: Any) -> None:
         thumbs = self.sink.thumbs if self.sink is not None else None
         if thumbs is not None and item.image is not None:
-            thumbs.put(entry.key, thumbnail(item.image.as_unit_float()))
-        return item
+            thumbs.put(item.entry.key, thumbnail(item.image.as_unit_float()))
 
 
 def run_job(req: RunRequest, sink: RowSink) -> Any:
