@@ -51,6 +51,9 @@ def info_main(argv: list[str]) -> int:
         return 1
     if args.json:
         data = asdict(info)
+        for t in data.get("inputs", []):  # an output's last layer says how it is read; inputs have none
+            t.pop("activation", None)
+            t.pop("layer_class", None)
         if signatures is not None:
             data["signatures"] = signatures
         data["proposed_mappings"] = proposed_mappings(info)
