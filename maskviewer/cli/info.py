@@ -51,9 +51,11 @@ def info_main(argv: list[str]) -> int:
         return 1
     if args.json:
         data = asdict(info)
-        for t in data.get("inputs", []):  # an output's last layer says how it is read; inputs have none
-            t.pop("activation", None)
-            t.pop("layer_class", None)
+        for group in ("inputs", "outputs"):  # an output's last layer, where it is known
+            for t in data.get(group, []):
+                for key in ("activation", "layer_class"):
+                    if group == "inputs" or not t.get(key):
+                        t.pop(key, None)
         if signatures is not None:
             data["signatures"] = signatures
         data["proposed_mappings"] = proposed_mappings(info)
