@@ -194,7 +194,7 @@ class Evaluator:
         if self.processes and n >= PROCESS_MIN and cores > 1:
             import multiprocessing
 
-            workers = max(1, min(READERS, cores - 1))
+            workers = max(1, min(READERS, cores))
             return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_set_preparer, initargs=(self.preparer,)), workers
         workers = max(1, min(READERS, cores))
