@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from maskviewer.core.faithfulness import BASELINES
 from maskviewer.gui.compare.model import COLUMNS, THUMB_SIDE, CompareModel, RowView
+from maskviewer.gui.run_state import show_progress, show_running
 
 BASELINE_LABELS = {"black": "Black (zeros)", "blur": "Blurred image", "mean": "Mean colour"}
 
@@ -209,15 +210,10 @@ class ComparePanel(QWidget):
         t.blockSignals(False)
 
     def set_running(self, running: bool) -> None:
-        self.run.setEnabled(not running)
-        self.cancel.setEnabled(running)
-        self.progress.setVisible(running)
-        if running:
-            self.progress.setRange(0, 0)
+        show_running(self.run, self.cancel, self.progress, running)
 
     def set_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
+        show_progress(self.progress, done, total)
 
     # -- widgets -> model ------------------------------------------------------------------------
 

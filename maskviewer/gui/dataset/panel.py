@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from maskviewer.gui.dataset.jobs import THUMB_SIDE
 from maskviewer.gui.dataset.model import COLUMN_KEYS, COLUMNS, FILTERS, DatasetTable, cell_text
 from maskviewer.gui.dataset.plots import AggregatesView
+from maskviewer.gui.run_state import show_progress, show_running
 
 NO_DATA_TEXT = ("No data set open. File → Open Data Set… takes a folder of images (class sub-folders "
                 "give the labels), a CSV or JSON list, or an .npz of arrays; with a demo open, "
@@ -258,13 +259,7 @@ class DatasetPanel(QWidget):
     # -- state -----------------------------------------------------------------------------------
 
     def set_running(self, running: bool) -> None:
-        self.run.setEnabled(not running)
-        self.cancel.setEnabled(running)
-        self.progress.setVisible(running)
-        if running:
-            self.progress.setRange(0, 0)
+        show_running(self.run, self.cancel, self.progress, running)
 
     def set_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-        self.progress.setFormat(f"{done} / {total}")
+        show_progress(self.progress, done, total)
