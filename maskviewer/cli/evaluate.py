@@ -191,6 +191,7 @@ def _run(args: argparse.Namespace, host: Any, index: Any, entries: list, which: 
     plan = make_plan(_export_like(args, index), host)
     settings = EvalSettings(args.output, args.map_output, args.ablation, args.batch_size)
     evaluator = Evaluator(host, index, plan, settings)
+    evaluator.processes = True  # the command's reading runs in worker processes when large
     store = Store(out, host, index, plan, settings, which)
     if evaluator.output is not None:
         plan.notes.append(f"scoring the output {evaluator.output!r} as {evaluator.kinds.kind_of(evaluator.output).label}")

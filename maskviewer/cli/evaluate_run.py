@@ -144,8 +144,10 @@ class Evaluator:
         if settings.ablation and (plan.mask_feed is None or plan.mask_feed.mode == "none"):
             raise MaskviewerError("The mask ablation needs the mask fed to the model: give --mask-mode.")
         self.preparer = Preparer(host.info, plan, settings.ablation, self.reader)
-        #: read large data sets in worker processes (Python's decoding holds the GIL)
-        self.processes = True
+        #: read large data sets in worker processes (Python's decoding holds the GIL); off by
+        #: default: a spawned worker imports the program's ``__main__`` again, which only a
+        #: command with a main guard (``maskviewer evaluate``) can promise
+        self.processes = False
 
     def prepare(self, entry: Entry) -> EvalItem:
         """Read one entry's pictures and build its model inputs (see :class:`Preparer`)."""
