@@ -296,3 +296,11 @@ def test_worker_processes_read_the_same_rows_as_threads(tmp_path, monkeypatch):
         assert a.get("pred") == b.get("pred") and a.get("error_message") == b.get("error_message")
         assert a.get("confidence", 0) == pytest.approx(b.get("confidence", 0), abs=1e-6)
     assert sum(1 for r in by["processes"] if r.get("error_message")) == 1
+
+
+def test_scores_that_cannot_be_computed_are_written_as_none(tmp_path):
+    rows = [{"key": "a", **ev.binary_row(np.zeros((4, 4)), np.zeros((4, 4), bool), 0.5)}]
+    summary = ev.aggregate(rows)
+    write_table(tmp_path / "t.csv", rows, {"summary": summary})
+    _back, meta = read_table(tmp_path / "t.csv")
+    assert meta["summary"]["binary"]["pooled_dice"] is None

@@ -58,8 +58,20 @@ def write_table(path: str | Path, rows: list[dict], meta: dict[str, Any]) -> Non
         raise DatasetError(f"{p.name}: write results as .csv or .parquet")
     p.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(p, data, fsync=True)
-    write_atomic(meta_path(p), json.dumps(meta, indent=1, allow_nan=False, default=_json_default).encode("utf-8"),
-                 fsync=True)
+    text = json.dumps(_finite(meta), indent=1, allow_nan=False, default=_json_default)
+    write_atomic(meta_path(p), text.encode("utf-8"), fsync=True)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (JSON has no such numbers; a score that could
+    not be computed, e.g. Dice with no foreground anywhere, is "none")."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _cell(value: Any) -> Any:
