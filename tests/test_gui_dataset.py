@@ -213,11 +213,11 @@ def test_cancel_stops_the_run_and_keeps_the_rows_done(qtbot, window, tmp_path, m
     seen = []
     prepare = jobs._WindowEvaluator.prepare
 
-    def held(self, entry, image=None):  # the third batch waits until the test has pressed Cancel
+    def held(self, entry):  # the third batch waits until the test has pressed Cancel
         seen.append(entry.key)
         if len(seen) > 8:
             gate.wait(30)
-        return prepare(self, entry, image)
+        return prepare(self, entry)
 
     monkeypatch.setattr(jobs._WindowEvaluator, "prepare", held)
     with qtbot.waitSignal(tool.jobs.progress, timeout=60_000, check_params_cb=lambda kind, done, total: done >= 4):
