@@ -304,29 +304,3 @@ def test_scores_that_cannot_be_computed_are_written_as_none(tmp_path):
     write_table(tmp_path / "t.csv", rows, {"summary": summary})
     _back, meta = read_table(tmp_path / "t.csv")
     assert meta["summary"]["binary"]["pooled_dice"] is None
-
-
-def test_the_png_stream_decodes_exactly_what_pillow_does_and_leaves_the_rest(tmp_path):
-    from PIL import Image
-
-    from maskviewer.inference.png_stream import PngStream
-    from maskviewer.io.images import load_image
-
-    rng = np.random.default_rng(1)
-    files = []
-    for mode, shape in (("L", (9, 7)), ("RGB", (5, 8, 3)), ("RGBA", (6, 4, 4))):
-        path = tmp_path / f"{mode}.png"
-        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
-        files.append(path)
-    Image.fromarray(rng.integers(0, 65535, (4, 4), dtype=np.uint16)).save(tmp_path / "deep.png")  # 16-bit
-    Image.fromarray(rng.integers(0, 4, (4, 4), dtype=np.uint8), "P").save(tmp_path / "pal.png")  # palette
-    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    files += [tmp_path / "deep.png", tmp_path / "pal.png", tmp_path / "broken.png"]
-    stream = PngStream(list(range(len(files))), [str(f) for f in files], 10**8)
-    got = stream.take(2)
-    assert set(got) == {0, 1}
-    got.update(stream.take(len(files)))
-    assert set(got) == {0, 1, 2}  # 16-bit, palette and broken files are left to Pillow
-    for i in range(3):
-        np.testing.assert_array_equal(got[i], load_image(files[i]).array)
-    assert stream.take(99) == {}

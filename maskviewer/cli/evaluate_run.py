@@ -77,13 +77,12 @@ class Preparer:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["info"], state["plan"], state["ablation"])
 
-    def prepare(self, entry: Entry, image: ImageData | None = None) -> EvalItem:
-        """Read one entry's pictures (``image``: its picture, already decoded) and build its model
-        inputs; errors are kept in the item."""
+    def prepare(self, entry: Entry) -> EvalItem:
+        """Read one entry's pictures and build its model inputs; errors are kept in the item."""
         item = EvalItem(entry)
         reader, info = self.reader, self.info
         try:
-            item.image = image = image if image is not None else reader.picture(entry.image)
+            item.image = image = reader.picture(entry.image)
             shape = (image.height, image.width)
             if entry.mask is not None:
                 item.mask = reader.mask(entry.mask, shape)
@@ -111,13 +110,6 @@ class Preparer:
         return item
 
 
-def _as_image(array: np.ndarray | None, entry: Entry) -> ImageData | None:
-    """A picture the stream decoded, as :func:`~maskviewer.io.images.load_image` gives it."""
-    if array is None:
-        return None
-    return ImageData(np.ascontiguousarray(array), entry.image.path, 255.0)
-
-
 _preparer: Preparer | None = None
 
 
@@ -126,10 +118,10 @@ def _set_preparer(preparer: Preparer) -> None:
     _preparer = preparer
 
 
-def _prepare_chunk(entries: list[Entry], images: list[ImageData | None]) -> list[EvalItem]:
-    """Entries read by the pool's preparer (in a worker process)."""
+def _prepare_chunk(entries: list[Entry]) -> list[EvalItem]:
+    """Entries read by the pool's preparer (in a worker process, or a thread of this one)."""
     assert _preparer is not None
-    return [_preparer.prepare(e, im) for e, im in zip(entries, images, strict=True)]
+    return [_preparer.prepare(e) for e in entries]
 
 
 class Evaluator:
@@ -156,12 +148,10 @@ class Evaluator:
         #: default: a spawned worker imports the program's ``__main__`` again, which only a
         #: command with a main guard (``maskviewer evaluate``) can promise
         self.processes = False
-        #: let the backend's input pipeline decode PNG files (in C++ threads, ahead of the model)
-        self.stream_pngs = True
 
-    def prepare(self, entry: Entry, image: ImageData | None = None) -> EvalItem:
+    def prepare(self, entry: Entry) -> EvalItem:
         """Read one entry's pictures and build its model inputs (see :class:`Preparer`)."""
-        return self.preparer.prepare(entry, image)
+        return self.preparer.prepare(entry)
 
     # -- running (on the calling thread) ----------------------------------------------------------
 
@@ -174,49 +164,36 @@ class Evaluator:
         so at most that many batches are in memory.
         """
         size = max(1, self.settings.batch_size)
-        starts = list(range(0, len(entries), size))
-        stream = self._png_stream(entries)
-        pool, workers = self._pool(len(entries), stream is None)
+        batches = [entries[i : i + size] for i in range(0, len(entries), size)]
+        done = 0
+        pool, workers = self._pool(len(entries))
         chunk = _prepare_chunk if isinstance(pool, ProcessPoolExecutor) else self._prepare_chunk
         with pool:
-            def submit(start: int) -> list[Future]:
-                batch = entries[start : start + size]
-                decoded = stream.take(start + len(batch)) if stream is not None else {}
-                images = [_as_image(decoded.get(start + j), e) for j, e in enumerate(batch)]
+            def submit(batch: list[Entry]) -> list[Future]:
                 step = max(1, -(-len(batch) // workers))
-                return [pool.submit(chunk, batch[i : i + step], images[i : i + step])
-                        for i in range(0, len(batch), step)]
+                return [pool.submit(chunk, batch[i : i + step]) for i in range(0, len(batch), step)]
 
-            queue = deque(submit(s) for s in starts[:AHEAD])
-            for k in range(len(starts)):
+            queue = deque(submit(b) for b in batches[:AHEAD])
+            for k in range(len(batches)):
                 items = [it for f in queue.popleft() for it in f.result()]
                 for it in items:
                     self.prepared(it)
-                if k + AHEAD < len(starts):
-                    queue.append(submit(starts[k + AHEAD]))
+                if k + AHEAD < len(batches):
+                    queue.append(submit(batches[k + AHEAD]))
                 yield from self.run_batch(items)
+                done += len(items)
                 if progress is not None:
-                    progress(min(starts[k] + size, len(entries)), len(entries))
+                    progress(done, len(entries))
 
-    def _png_stream(self, entries: list[Entry]) -> Any:
-        """The backend's decoding of the entries' PNG files, ahead of use (None: none)."""
-        if not self.stream_pngs:
-            return None
-        from maskviewer.inference.png_stream import png_stream
-
-        picked = [(i, e.image.path) for i, e in enumerate(entries)
-                  if e.image.row is None and e.image.corner is None and e.image.path.lower().endswith(".png")]
-        return png_stream([i for i, _ in picked], [p for _, p in picked])
-
-    def _prepare_chunk(self, entries: list[Entry], images: list[ImageData | None]) -> list[EvalItem]:
-        return [self.prepare(e, im) for e, im in zip(entries, images, strict=True)]
+    def _prepare_chunk(self, entries: list[Entry]) -> list[EvalItem]:
+        return [self.prepare(e) for e in entries]
 
     def prepared(self, item: EvalItem) -> None:
         """Called on the running thread for each entry read, before its batch runs."""
 
-    def _pool(self, n: int, may_fork: bool = True) -> tuple[Executor, int]:
+    def _pool(self, n: int) -> tuple[Executor, int]:
         cores = os.cpu_count() or 1
-        if self.processes and may_fork and n >= PROCESS_MIN and cores > 1:
+        if self.processes and n >= PROCESS_MIN and cores > 1:
             import multiprocessing
 
             workers = max(1, min(READERS, cores))
