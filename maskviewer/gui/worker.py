@@ -46,6 +46,12 @@ class JobContext:
         if self.cancelled:
             raise Cancelled("cancelled")
 
+    def require_model(self, info: Any) -> None:
+        """Raise :class:`Cancelled` when the model loaded is no longer the one (``info``) the
+        job was made for: a request made before another model was opened is dropped."""
+        if self.host.info is not info:
+            raise Cancelled("made for a model that is no longer loaded")
+
     def progress(self, done: int, total: int) -> None:
         """Report progress (and stop here if cancelled)."""
         self.check()

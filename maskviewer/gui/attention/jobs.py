@@ -89,8 +89,7 @@ def run_attention(ctx: Any, info: Any, build: Callable, req: AttentionRequest) -
     """The attention job, on the inference thread; what cannot be computed sets ``error``."""
     from maskviewer.inference import attention_maps as am
 
-    if ctx.host.info is not info:
-        raise Cancelled("made for a model that is no longer loaded")
+    ctx.require_model(info)
     out = AttentionOutcome(req)
     try:
         arrays, frames = build()

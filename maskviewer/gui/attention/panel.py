@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
 from maskviewer.core.rollout import HEAD_FUSIONS
 from maskviewer.gui.attention.jobs import MODES
 from maskviewer.gui.attention.model import AttentionModel
+from maskviewer.gui.form_row import form_row
 from maskviewer.gui.layers.widgets import GridView
 
 CLASS_MAX = 100_000
@@ -84,25 +84,10 @@ class AttentionPanel(QWidget):
         form.addRow("Show", self.mode)
         form.addRow("Layer", self.layer)
         form.addRow("Head", self.head)
-        query = QWidget()
-        row = QHBoxLayout(query)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.token, 1)
-        row.addWidget(self.class_token)
-        form.addRow("Query", query)
-        rollout = QWidget()
-        row = QHBoxLayout(rollout)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.fusion, 1)
-        row.addWidget(self.discard, 1)
-        form.addRow("Rollout", rollout)
+        form.addRow("Query", form_row(self.token, self.class_token, stretch=(1, 0)))
+        form.addRow("Rollout", form_row(self.fusion, self.discard, stretch=(1, 1)))
         form.addRow("Class", self.class_index)
-        tokens = QWidget()
-        row = QHBoxLayout(tokens)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.grid, 1)
-        row.addWidget(self.extra, 1)
-        form.addRow("Tokens", tokens)
+        form.addRow("Tokens", form_row(self.grid, self.extra, stretch=(1, 1)))
         form.addRow("Opacity", self.opacity)
         box = QVBoxLayout(self)
         box.addLayout(form)

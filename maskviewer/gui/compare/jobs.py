@@ -69,8 +69,7 @@ def run_compare(ctx: Any, info: Any, build: Callable, req: CompareRequest) -> Co
     from maskviewer.inference.faithfulness import faithfulness_curves, method_labels, method_maps
     from maskviewer.inference.sanity import sanity_check
 
-    if ctx.host.info is not info:
-        raise Cancelled("made for a model that is no longer loaded")
+    ctx.require_model(info)
     out = CompareOutcome(req)
     arrays, frames = build()
     ctx.check()

@@ -181,8 +181,7 @@ def _run(ctx: Any, req: RunRequest, sink: RowSink) -> RunOutcome:
     from maskviewer.cli.export_plan import make_plan
 
     host = ctx.host
-    if host.info is not req.info:
-        raise Cancelled("made for a model that is no longer loaded")
+    ctx.require_model(req.info)
     t0 = time.perf_counter()
     plan = make_plan(_export_like(build_parser().parse_args(req.argv), req.index), host)
     if req.labels:

@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QSlider,
     QSpinBox,
@@ -24,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from maskviewer.core.heatmap import COLORMAP_LABELS, COLORMAPS, NORMALISATION_LABELS, NORMALISATIONS
+from maskviewer.gui.form_row import form_row
 from maskviewer.gui.layers.drawing import Drawing
 from maskviewer.gui.layers.model import CLASS_MAX, K_MAX, LayersModel
 from maskviewer.gui.layers.params import MethodParamsRow
@@ -47,16 +47,6 @@ def _spin(lo: int, hi: int, value: int, prefix: str) -> QSpinBox:
     box.setRange(lo, hi)
     box.setValue(value)
     box.setPrefix(prefix)
-    return box
-
-
-def _row(*widgets: QWidget) -> QWidget:
-    """Widgets side by side in one form row; the lists and sliders share the room."""
-    box = QWidget()
-    row = QHBoxLayout(box)
-    row.setContentsMargins(0, 0, 0, 0)
-    for w in widgets:
-        row.addWidget(w, 1 if isinstance(w, (QComboBox, QSlider)) else 0)
     return box
 
 
@@ -137,11 +127,11 @@ class LayersPanel(QWidget):
             box.setMinimumContentsLength(6)
         for spin in (self.k, self.channel, self.class_index):  # may shrink on a narrow page
             spin.setMinimumWidth(64)
-        form.addRow("Method", _row(self.method, self.k, self.channel))
+        form.addRow("Method", form_row(self.method, self.k, self.channel))
         form.addRow("", self.params)
-        form.addRow("Output", _row(self.output, self.class_index))
+        form.addRow("Output", form_row(self.output, self.class_index))
         form.addRow("", self.rank_in_mask)
-        form.addRow("Colours", _row(self.colormap, QLabel("Opacity"), self.opacity))
+        form.addRow("Colours", form_row(self.colormap, QLabel("Opacity"), self.opacity))
         form.addRow("Scale", self.normalisation)
         form.addRow(self.input_label, self.input)
         lower = QWidget()

@@ -109,8 +109,7 @@ def run_probe(ctx: Any, info: Any, build: Callable, req: ProbeRequest, mask: np.
     """
     from maskviewer.inference.probe import Reduction, get_probe
 
-    if ctx.host.info is not info:
-        raise Cancelled("made for a model that is no longer loaded")
+    ctx.require_model(info)
     out = ProbeOutcome(req)
     try:
         arrays, frames = build()
