@@ -9,13 +9,16 @@ sub-folders, repeated to ``--images`` files. Each case runs in a fresh Python pr
   (``read_file`` → ``decode_png`` → ``/255``, batched, prefetched, parallel map) — what a
   Keras user would write;
 
-and reports images per second (model loading and TensorFlow's start excluded: both cases time
-only the pass over the files), the ratio evaluate ÷ plain, and the peak resident memory
-(``VmHWM``) of ``evaluate`` at 1,000 and at ``--images`` images.
+and reports images per second, the ratio evaluate ÷ plain, and the peak resident memory
+(``VmHWM``) of ``evaluate`` at 1,000 and at ``--images`` images. Both cases time the same
+scope: from a loaded, warmed-up model and the list of files to every answer — plain builds its
+pipeline inside the timed part, as evaluate builds its own (imports, model loading and the
+input pipeline's first start are excluded from both). Each case makes ``--repeat`` passes in
+its process and reports their median.
 
 Run::
 
-    PYTHONPATH=. python benchmarks/bench_evaluate.py [--images 10000] [--batch 128]
+    PYTHONPATH=. python benchmarks/bench_evaluate.py [--images 10000] [--batch 128] [--repeat 3]
 
 The plain pipeline runs at Keras's default batch (32) and at ``--batch``; the ratio is taken
 against the faster of the two.
@@ -39,21 +42,27 @@ def _peak_kb():
 """
 
 EVALUATE_CASE = _PEAK + """
-import json, sys, time
+import json, statistics, sys, time
 from maskviewer.cli.args import load_model
 from maskviewer.cli import evaluate as E
 from maskviewer.io.dataset import open_dataset
+import maskviewer.cli.evaluate_run, maskviewer.cli.evaluate_store, maskviewer.inference.png_stream  # imports: start-up
 args = E.build_parser().parse_args([sys.argv[1], '--model', sys.argv[2], '--out', sys.argv[3], '--batch-size', sys.argv[4], '--quiet', '--rerun'])
 index = open_dataset(args.data)
-host = load_model(args)
-t0 = time.perf_counter()
-rc = E._run(args, host, index, index.entries, None, E.table_path(args.out, None))
-seconds = time.perf_counter() - t0
-print(json.dumps({'rc': rc, 'seconds': seconds, 'images': len(index), 'peak_kb': _peak_kb()}))
+host = load_model(args)  # loads the model and traces its call, as the plain case's warm-up
+import tensorflow as tf
+for _ in tf.data.Dataset.range(1):  # the input pipeline's first use: start-up, as in the plain case
+    pass
+times = []
+for _ in range(int(sys.argv[5])):
+    t0 = time.perf_counter()
+    rc = E._run(args, host, index, index.entries, None, E.table_path(args.out, None))
+    times.append(time.perf_counter() - t0)
+print(json.dumps({'rc': rc, 'seconds': statistics.median(times), 'all': times, 'images': len(index), 'peak_kb': _peak_kb()}))
 """
 
 PLAIN_CASE = _PEAK + """
-import json, sys, time
+import json, statistics, sys, time
 import tensorflow as tf, keras
 folder, model_path, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 files = sorted(str(p) for p in __import__('pathlib').Path(folder).rglob('*.png'))
@@ -61,13 +70,16 @@ model = keras.saving.load_model(model_path)
 def load(path):
     x = tf.io.decode_png(tf.io.read_file(path), channels=1)
     return tf.image.convert_image_dtype(x, tf.float32)  # /255
-ds = tf.data.Dataset.from_tensor_slices(files).map(load, num_parallel_calls=tf.data.AUTOTUNE)
-ds = ds.batch(batch).prefetch(tf.data.AUTOTUNE)
-model.predict(ds.take(1), verbose=0)  # traced once, as the evaluator's model is warmed up
-t0 = time.perf_counter()
-out = model.predict(ds, verbose=0)
-seconds = time.perf_counter() - t0
-print(json.dumps({'seconds': seconds, 'images': len(out), 'peak_kb': _peak_kb()}))
+def pipeline(paths):
+    ds = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+model.predict(pipeline(files[:batch]), verbose=0)  # traced once, as the evaluator's model is warmed up
+times = []
+for _ in range(int(sys.argv[4])):
+    t0 = time.perf_counter()  # the pipeline is built in the timed part, as evaluate builds its own
+    out = model.predict(pipeline(files), verbose=0)
+    times.append(time.perf_counter() - t0)
+print(json.dumps({'seconds': statistics.median(times), 'all': times, 'images': len(out), 'peak_kb': _peak_kb()}))
 """
 
 
@@ -100,6 +112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=128, help="evaluate's batch (its default)")
+    ap.add_argument("--repeat", type=int, default=3, help="passes per case; the median is reported")
     a = ap.parse_args()
     from maskviewer.demo import get_demo
 
@@ -108,9 +121,10 @@ def main() -> None:
         small, big = Path(tmp) / "small", Path(tmp) / "big"
         make_images(small, 1000)
         make_images(big, a.images)
-        ev_small = run_case(EVALUATE_CASE, str(small), model, str(Path(tmp) / "s.csv"), str(a.batch))
-        ev_big = run_case(EVALUATE_CASE, str(big), model, str(Path(tmp) / "b.csv"), str(a.batch))
-        plains = {b: run_case(PLAIN_CASE, str(big), model, str(b)) for b in sorted({32, a.batch})}
+        r = str(a.repeat)
+        ev_small = run_case(EVALUATE_CASE, str(small), model, str(Path(tmp) / "s.csv"), str(a.batch), r)
+        ev_big = run_case(EVALUATE_CASE, str(big), model, str(Path(tmp) / "b.csv"), str(a.batch), r)
+        plains = {b: run_case(PLAIN_CASE, str(big), model, str(b), r) for b in sorted({32, a.batch})}
     rate_ev = ev_big["images"] / ev_big["seconds"]
     print(f"images: {a.images}, evaluate batch {a.batch}, {os.cpu_count()} CPUs")
     print(f"evaluate: {rate_ev:8.0f} images/s ({ev_big['seconds']:.2f} s), rows, table and aggregates included")

@@ -274,7 +274,7 @@ def test_numeric_class_folders_are_the_class_indices_even_with_one_missing():
 
 
 @pytest.mark.slow
-def test_worker_processes_read_the_same_rows_as_threads(tmp_path, monkeypatch):
+def test_worker_processes_threads_and_the_png_stream_read_the_same_rows(tmp_path, monkeypatch):
     import maskviewer.cli.evaluate_run as run
     from maskviewer.demo import get_demo
 
@@ -286,15 +286,18 @@ def test_worker_processes_read_the_same_rows_as_threads(tmp_path, monkeypatch):
     (data / "3" / "broken.png").write_bytes(b"not a png")
     model = str(get_demo("digits").path("digits_cnn.keras"))
     by = {}
-    for name, minimum in (("threads", 10**9), ("processes", 1)):
+    for name, minimum in (("stream", 10**9), ("threads", 10**9), ("processes", 1)):
         monkeypatch.setattr(run, "PROCESS_MIN", minimum)
+        if name != "stream":  # PNG files read by Pillow, in threads or worker processes
+            monkeypatch.setattr(run.Evaluator, "_png_stream", lambda self, entries: None)
         table = tmp_path / f"{name}.csv"
         _evaluate([str(data), "--model", model, "--out", str(table), "--batch-size", "16"])
         by[name] = read_table(table)[0]
-    assert [r["key"] for r in by["threads"]] == [r["key"] for r in by["processes"]]
-    for a, b in zip(by["threads"], by["processes"], strict=True):
-        assert a.get("pred") == b.get("pred") and a.get("error_message") == b.get("error_message")
-        assert a.get("confidence", 0) == pytest.approx(b.get("confidence", 0), abs=1e-6)
+    for other in ("stream", "processes"):
+        assert [r["key"] for r in by["threads"]] == [r["key"] for r in by[other]]
+        for a, b in zip(by["threads"], by[other], strict=True):
+            assert a.get("pred") == b.get("pred") and a.get("error_message") == b.get("error_message")
+            assert a.get("confidence", 0) == pytest.approx(b.get("confidence", 0), abs=1e-6)
     assert sum(1 for r in by["processes"] if r.get("error_message")) == 1
 
 

@@ -14,16 +14,18 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from maskviewer.cli.export_items import image_mappings, model_arrays
+from maskviewer.cli.export_items import image_mappings, model_arrays, model_arrays_batch
 from maskviewer.cli.export_plan import Plan
 from maskviewer.core import evaluation as ev
 from maskviewer.core.dataset import DatasetIndex, Entry
 from maskviewer.core.errors import MaskviewerError
 from maskviewer.core.image import ImageData
+from maskviewer.core.mapping import SPARSE_RESIZE_ABOVE
 from maskviewer.io.dataset import PictureReader
 
 #: the mask variants an ablation compares (``painted`` is the entry's own mask, named "mask")
@@ -36,7 +38,7 @@ AHEAD = 2
 PROCESS_MIN = 2000
 
 
-@dataclass
+@dataclass(slots=True)
 class EvalItem:
     """One entry, read and turned into model inputs (or the reason it could not be)."""
 
@@ -49,6 +51,8 @@ class EvalItem:
     reference: np.ndarray | None = None
     variants: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     error: str = ""
+    #: ``(arrays, j)`` when ``arrays`` are row ``j`` of inputs mapped together (:meth:`Preparer.prepare_many`)
+    stacked: tuple[dict[str, np.ndarray], int] | None = None
 
     def shapes(self) -> tuple:
         return tuple((k, v.shape) for k, v in self.arrays.items())
@@ -70,6 +74,8 @@ class Preparer:
     def __init__(self, info: Any, plan: Plan, ablation: bool, reader: PictureReader | None = None) -> None:
         self.info, self.plan, self.ablation = info, plan, ablation
         self.reader = reader or PictureReader()
+        self._plain_mappings: dict | None = None
+        self._plain_alone: bool | None = None  # whether those feed the model from the picture alone
 
     def __getstate__(self) -> dict:
         return {"info": self.info, "plan": self.plan, "ablation": self.ablation}
@@ -77,37 +83,135 @@ class Preparer:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["info"], state["plan"], state["ablation"])
 
-    def prepare(self, entry: Entry) -> EvalItem:
-        """Read one entry's pictures and build its model inputs; errors are kept in the item."""
-        item = EvalItem(entry)
-        reader, info = self.reader, self.info
-        try:
-            item.image = image = reader.picture(entry.image)
-            shape = (image.height, image.width)
-            if entry.mask is not None:
-                item.mask = reader.mask(entry.mask, shape)
-            if entry.reference is not None:
-                item.reference = reader.reference(entry.reference)
-            item.others = {name: reader.picture(src) for name, src in entry.inputs.items()}
-            item.mappings = image_mappings(info, image, self.plan)
-            masks = {"mask": item.mask} if item.mask is not None else {}
-            item.arrays, _frames = model_arrays(info, image, item.mappings, masks, item.others.get)
-            if self.ablation:
-                if item.mask is None:
-                    raise MaskviewerError("no mask to ablate (the ablation needs a mask per image)")
-                from maskviewer.core.mask_feed import ablation_masks
+    def prepare(self, entry: Entry, image: ImageData | None = None) -> EvalItem:
+        """Read one entry's pictures (``image``: its picture, decoded already) and build its
+        model inputs; errors are kept in the item."""
+        return self.prepare_many([entry], [image])[0]
 
-                for v, m in ablation_masks(item.mask, ABLATION_SEED).items():
-                    item.variants[VARIANT_NAMES[v]] = model_arrays(
-                        info, image, item.mappings, {"mask": m}, item.others.get)[0]
-        except MaskviewerError as exc:
-            item.error = str(exc)
-        except OSError as exc:
-            item.error = f"{exc.strerror or exc}"
-        except MemoryError:
-            item.image, item.arrays, item.variants = None, {}, {}
-            item.error = "not enough memory to prepare this image for the model."
-        return item
+    def prepare_many(self, entries: list[Entry], images: list[ImageData | None] | None = None) -> list[EvalItem]:
+        """:meth:`prepare` for each entry; pictures of one size and type that feed the model by
+        themselves (no mask, no other input's picture) are mapped together, as one array."""
+        items = [EvalItem(e) for e in entries]
+        for it, image in zip(items, images or [None] * len(items), strict=True):
+            _guard(it, self._read, image)
+        groups: dict[tuple, list[EvalItem]] = {}
+        for it in items:
+            if it.error:
+                continue
+            if self._alone(it):
+                assert it.image is not None
+                a = it.image.array
+                groups.setdefault((a.shape, a.dtype.str, it.image.value_max), []).append(it)
+            else:
+                _guard(it, self._arrays)
+        for group in groups.values():
+            try:
+                assert group[0].image is not None
+                stack = np.stack([it.image.array for it in group])  # type: ignore[union-attr]
+                arrays = model_arrays_batch(self.info, stack, group[0].image.value_max, group[0].mappings)
+            except (MaskviewerError, MemoryError):
+                for it in group:  # each picture's own words for what is wrong
+                    _guard(it, self._arrays)
+                continue
+            for j, it in enumerate(group):
+                it.arrays, it.stacked = {k: v[j] for k, v in arrays.items()}, (arrays, j)
+        return items
+
+    def _read(self, item: EvalItem, image: ImageData | None) -> None:
+        """The entry's pictures, mask, reference and input mappings."""
+        reader, entry = self.reader, item.entry
+        item.image = image = image if image is not None else reader.picture(entry.image)
+        shape = (image.height, image.width)
+        if entry.mask is not None:
+            item.mask = reader.mask(entry.mask, shape)
+        if entry.reference is not None:
+            item.reference = reader.reference(entry.reference)
+        item.others = {name: reader.picture(src) for name, src in entry.inputs.items()}
+        if image.raw is None:  # the mappings depend on the picture only through a stored array
+            if self._plain_mappings is None:
+                self._plain_mappings = image_mappings(self.info, None, self.plan)
+            item.mappings = self._plain_mappings
+        else:
+            item.mappings = image_mappings(self.info, image, self.plan)
+
+    def _alone(self, item: EvalItem) -> bool:
+        """Whether the item's inputs come from its picture alone, by per-pixel mapping."""
+        image = item.image
+        if image is None or image.raw is not None or item.others or self.ablation:
+            return False
+        h, w = image.array.shape[:2]
+        if item.mappings is self._plain_mappings and self._plain_alone is not None:
+            return self._plain_alone and h * w <= SPARSE_RESIZE_ABOVE
+        alone = (len(item.mappings) == len(self.info.inputs)
+                 and all(m.source == "image" for m in item.mappings.values()))
+        if item.mappings is self._plain_mappings:
+            self._plain_alone = alone
+        return alone and h * w <= SPARSE_RESIZE_ABOVE
+
+    def _arrays(self, item: EvalItem) -> None:
+        """The item's model inputs (and its mask variants'), one picture at a time."""
+        image, info = item.image, self.info
+        assert image is not None
+        masks = {"mask": item.mask} if item.mask is not None else {}
+        item.arrays, _frames = model_arrays(info, image, item.mappings, masks, item.others.get)
+        if self.ablation:
+            if item.mask is None:
+                raise MaskviewerError("no mask to ablate (the ablation needs a mask per image)")
+            from maskviewer.core.mask_feed import ablation_masks
+
+            for v, m in ablation_masks(item.mask, ABLATION_SEED).items():
+                item.variants[VARIANT_NAMES[v]] = model_arrays(
+                    info, image, item.mappings, {"mask": m}, item.others.get)[0]
+
+
+def _call_now(fn: Callable[[], Any]) -> Future:
+    """A future holding what ``fn()`` gives (or raises), called now."""
+    f: Future = Future()
+    try:
+        f.set_result(fn())
+    except Exception as exc:  # noqa: BLE001 - handed on to the future's reader
+        f.set_exception(exc)
+    return f
+
+
+def _done(value: Any) -> Future:
+    """A future that has ``value`` already."""
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+def _model_batch(group: list[EvalItem]) -> dict[str, np.ndarray]:
+    """The group's model inputs with the batch axis: the arrays they were mapped in when the
+    group is made of them whole and in order (no copy), else stacked."""
+    stacks, j = [], 0
+    while j < len(group):
+        st = group[j].stacked
+        if st is None or st[1] != 0:
+            break
+        n = len(next(iter(st[0].values())))
+        part = group[j : j + n]
+        if len(part) != n or any(it.stacked is None or it.stacked[0] is not st[0] or it.stacked[1] != k
+                                 for k, it in enumerate(part)):
+            break
+        stacks.append(st[0])
+        j += n
+    if j == len(group) and stacks:
+        return stacks[0] if len(stacks) == 1 else {k: np.concatenate([s[k] for s in stacks]) for k in stacks[0]}
+    return {k: np.stack([it.arrays[k] for it in group]) for k in group[0].arrays}
+
+
+def _guard(item: EvalItem, step: Callable[..., None], *args: Any) -> None:
+    """Run one step of preparing ``item``; what goes wrong becomes its error message."""
+    try:
+        step(item, *args)
+    except MaskviewerError as exc:
+        item.error = str(exc)
+    except OSError as exc:
+        item.error = f"{exc.strerror or exc}"
+    except MemoryError:
+        item.image, item.arrays, item.variants = None, {}, {}
+        item.error = "not enough memory to prepare this image for the model."
 
 
 _preparer: Preparer | None = None
@@ -118,10 +222,17 @@ def _set_preparer(preparer: Preparer) -> None:
     _preparer = preparer
 
 
-def _prepare_chunk(entries: list[Entry]) -> list[EvalItem]:
-    """Entries read by the pool's preparer (in a worker process, or a thread of this one)."""
+def _prepare_chunk(entries: list[Entry], images: list[ImageData | None]) -> list[EvalItem]:
+    """Entries read by the pool's preparer (in a worker process)."""
     assert _preparer is not None
-    return [_preparer.prepare(e) for e in entries]
+    return _preparer.prepare_many(entries, images)
+
+
+def _as_image(array: np.ndarray | None, entry: Entry) -> ImageData | None:
+    """A picture the stream decoded, as :func:`~maskviewer.io.images.load_image` gives it."""
+    if array is None:
+        return None
+    return ImageData(array, entry.image.path, 255.0)
 
 
 class Evaluator:
@@ -148,6 +259,8 @@ class Evaluator:
         #: default: a spawned worker imports the program's ``__main__`` again, which only a
         #: command with a main guard (``maskviewer evaluate``) can promise
         self.processes = False
+        #: let the backend's input pipeline decode small PNG files (in C++ threads, ahead of the model)
+        self.stream_pngs = True
 
     def prepare(self, entry: Entry) -> EvalItem:
         """Read one entry's pictures and build its model inputs (see :class:`Preparer`)."""
@@ -158,42 +271,75 @@ class Evaluator:
     def rows(self, entries: list[Entry], progress: Callable[[int, int], None] | None = None) -> Iterator[dict]:
         """A results row per entry, in order, a batch at a time (``progress`` may raise to stop).
 
-        Entries are read in chunks by a pool — worker processes for a data set of at least
-        :data:`PROCESS_MIN` entries on a machine with more than one core (image decoding in
-        Python holds the GIL), else threads — up to :data:`AHEAD` batches ahead of the model,
-        so at most that many batches are in memory.
+        Small PNG files are decoded by the backend's input pipeline in its own threads
+        (:mod:`maskviewer.inference.png_stream`); the rest of each entry is read in chunks by a
+        pool — worker processes for a data set of at least :data:`PROCESS_MIN` entries that the
+        stream does not decode, on a machine with more than one core (image decoding in Python
+        holds the GIL), else threads — up to :data:`AHEAD` batches ahead of the model, so at
+        most that many batches are in memory.
         """
         size = max(1, self.settings.batch_size)
-        batches = [entries[i : i + size] for i in range(0, len(entries), size)]
-        done = 0
-        pool, workers = self._pool(len(entries))
+        starts = list(range(0, len(entries), size))
+        stream = self._png_stream(entries)
+        pool, workers = self._pool(len(entries), stream is None)
         chunk = _prepare_chunk if isinstance(pool, ProcessPoolExecutor) else self._prepare_chunk
         with pool:
-            def submit(batch: list[Entry]) -> list[Future]:
+            def submit(start: int) -> list[Future]:
+                batch = entries[start : start + size]
+                decoded = stream.take(start + len(batch)) if stream is not None else {}
+                images = [_as_image(decoded.get(start + j), e) for j, e in enumerate(batch)]
+                if all(images):  # decoded already: mapped here, in one piece (a thread would
+                    return [_done(self._prepare_chunk(batch, images))]  # only add GIL handovers)
                 step = max(1, -(-len(batch) // workers))
-                return [pool.submit(chunk, batch[i : i + step]) for i in range(0, len(batch), step)]
+                return [pool.submit(chunk, batch[i : i + step], images[i : i + step])
+                        for i in range(0, len(batch), step)]
 
-            queue = deque(submit(b) for b in batches[:AHEAD])
-            for k in range(len(batches)):
-                items = [it for f in queue.popleft() for it in f.result()]
-                for it in items:
-                    self.prepared(it)
-                if k + AHEAD < len(batches):
-                    queue.append(submit(batches[k + AHEAD]))
-                yield from self.run_batch(items)
-                done += len(items)
-                if progress is not None:
-                    progress(done, len(entries))
+            queue = deque(submit(s) for s in starts[:AHEAD])
+            # the model runs a batch on its own thread while this one makes the rows of the
+            # batch before and prepares the next (patches call the model row by row: not then)
+            runner = ThreadPoolExecutor(1, thread_name_prefix="evaluate-model") \
+                if self.plan.patch_spec is None else None
+            ahead: tuple | None = None
+            try:
+                for k in range(len(starts)):
+                    items = [it for f in queue.popleft() for it in f.result()]
+                    for it in items:
+                        self.prepared(it)
+                    started = self._start(items, runner)
+                    if k + AHEAD < len(starts):
+                        queue.append(submit(starts[k + AHEAD]))
+                    if ahead is not None:
+                        yield from self._finish(ahead[0])
+                        if progress is not None:
+                            progress(ahead[1], len(entries))
+                    ahead = (started, starts[k] + len(items))
+                if ahead is not None:
+                    yield from self._finish(ahead[0])
+                    if progress is not None:
+                        progress(ahead[1], len(entries))
+            finally:
+                if runner is not None:
+                    runner.shutdown(wait=True, cancel_futures=True)
 
-    def _prepare_chunk(self, entries: list[Entry]) -> list[EvalItem]:
-        return [self.prepare(e) for e in entries]
+    def _png_stream(self, entries: list[Entry]) -> Any:
+        """The backend's decoding of the entries' PNG files, ahead of use (None: none)."""
+        if not self.stream_pngs:
+            return None
+        from maskviewer.inference.png_stream import png_stream
+
+        picked = [(i, e.image.path) for i, e in enumerate(entries)
+                  if e.image.row is None and e.image.corner is None and e.image.path.lower().endswith(".png")]
+        return png_stream([i for i, _ in picked], [p for _, p in picked], self.settings.batch_size)
+
+    def _prepare_chunk(self, entries: list[Entry], images: list[ImageData | None]) -> list[EvalItem]:
+        return self.preparer.prepare_many(entries, images)
 
     def prepared(self, item: EvalItem) -> None:
         """Called on the running thread for each entry read, before its batch runs."""
 
-    def _pool(self, n: int) -> tuple[Executor, int]:
+    def _pool(self, n: int, may_fork: bool = True) -> tuple[Executor, int]:
         cores = os.cpu_count() or 1
-        if self.processes and n >= PROCESS_MIN and cores > 1:
+        if self.processes and may_fork and n >= PROCESS_MIN and cores > 1:
             import multiprocessing
 
             workers = max(1, min(READERS, cores))
@@ -204,6 +350,11 @@ class Evaluator:
 
     def run_batch(self, items: list[EvalItem]) -> list[dict]:
         """The rows of one prepared batch (entries of one input shape go through the model together)."""
+        return self._finish(self._start(items, None))
+
+    def _start(self, items: list[EvalItem], runner: Executor | None) -> tuple:
+        """Send a prepared batch to the model (on ``runner``'s thread, or now); :meth:`_finish`
+        makes its rows."""
         rows: dict[int, dict] = {}
         groups: dict[tuple, list[int]] = {}
         for i, it in enumerate(items):
@@ -211,25 +362,47 @@ class Evaluator:
                 rows[i] = self._failed(it, it.error)
             else:
                 groups.setdefault(it.shapes(), []).append(i)
+        calls = []
         for idx in groups.values():
             group = [items[i] for i in idx]
+            call = partial(self._predict_group, group)
+            calls.append((idx, group, runner.submit(call) if runner is not None else _call_now(call)))
+        return items, rows, calls
+
+    def _predict_group(self, group: list[EvalItem]) -> tuple[dict, dict]:
+        """The model's outputs for a group of one input shape, and for its mask variants."""
+        outputs = self.host.predict(_model_batch(group))
+        variants = {v: self.host.predict({k: np.stack([it.variants[v][k] for it in group])
+                                          for k in group[0].variants[v]})
+                    for v in (group[0].variants if self.settings.ablation else ())}
+        return outputs, variants
+
+    def _finish(self, started: tuple) -> list[dict]:
+        items, rows, calls = started
+        for idx, group, call in calls:
             try:
-                outputs = self._predict([it.arrays for it in group])
-                variants = {v: self._predict([it.variants[v] for it in group])
-                            for v in (group[0].variants if self.settings.ablation else ())}
+                outputs, variants = call.result()
             except MaskviewerError as exc:
                 rows.update({i: self._failed(items[i], str(exc)) for i in idx})
                 continue
+            answers = self._answers(group, outputs)
+            ablated = {v: self._answers(group, outs) for v, outs in variants.items()}
             for j, i in enumerate(idx):
                 try:
-                    rows[i] = self.row(items[i], {n: v[j] for n, v in outputs.items()},
-                                       {v: {n: o[j] for n, o in outs.items()} for v, outs in variants.items()})
+                    rows[i] = self.row(items[i], {n: v[j] for n, v in outputs.items()}, answers[j],
+                                       {v: a[j] for v, a in ablated.items()})
                 except MaskviewerError as exc:
                     rows[i] = self._failed(items[i], str(exc))
         return [rows[i] for i in range(len(items))]
 
-    def _predict(self, arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        return self.host.predict({k: np.stack([a[k] for a in arrays]) for k in arrays[0]})
+    def _answers(self, group: list[EvalItem], outputs: dict[str, np.ndarray]) -> list[dict]:
+        """What the answered output says of each item of a group, read by its kind."""
+        if self.output is None:
+            return [{} for _ in group]
+        values = outputs[self.output]
+        kind = self.kinds.kind_of(self.output, values[0]).kind
+        labels = [it.entry.label for it in group]
+        return [{"kind": kind, **a} for a in ev.answer_rows(kind, values, labels, self.classes)]
 
     def _failed(self, it: EvalItem, message: str) -> dict:
         return {**self._base(it.entry), "error_message": message}
@@ -237,24 +410,20 @@ class Evaluator:
     def _base(self, entry: Entry) -> dict:
         return {"key": entry.key, "source": entry.image.describe(), "label": entry.label or ""}
 
-    def row(self, it: EvalItem, outputs: dict[str, np.ndarray], variants: dict[str, dict]) -> dict:
-        """One entry's row from its outputs (and its mask variants' outputs)."""
+    def row(self, it: EvalItem, outputs: dict[str, np.ndarray], answer: dict, ablated: dict[str, dict]) -> dict:
+        """One entry's row from its outputs, its answer (:meth:`_answers`) and its mask
+        variants' answers."""
         row = self._base(it.entry)
-        label = it.entry.label
-        if self.output is not None:
-            kind = self.kinds.kind_of(self.output, outputs[self.output]).kind
-            row["kind"] = kind
-            row.update(ev.answer_row(kind, outputs[self.output], label, self.classes))
-            for v, outs in variants.items():
-                answer = ev.answer_row(kind, outs[self.output], label, self.classes)
-                for key in ("pred", "value", "correct", "abs_error", "confidence"):
-                    if key in answer:
-                        row[f"ablation_{v}_{key}"] = answer[key]
+        row.update(answer)
+        for v, a in ablated.items():
+            for key in ("pred", "value", "correct", "abs_error", "confidence"):
+                if key in a:
+                    row[f"ablation_{v}_{key}"] = a[key]
         if self.map_output is not None and it.reference is not None:
             row.update(self._binary(it, outputs[self.map_output]))
         if self.plan.patch_spec is not None and self.output is not None:
             try:
-                row.update(self._patches(it, label))
+                row.update(self._patches(it, it.entry.label))
             except MaskviewerError as exc:  # the image's own answer stands; its patches say why not
                 row["patch_error"] = str(exc)
         return row

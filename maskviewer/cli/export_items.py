@@ -172,6 +172,25 @@ def model_arrays(
     return arrays, frames
 
 
+def model_arrays_batch(
+    info: Any, stack: np.ndarray, value_max: float, mappings: dict[str, InputMapping]
+) -> dict[str, np.ndarray]:
+    """:func:`model_arrays` for ``N`` pictures of one size, shape and scale (``stack``:
+    ``(N, H, W, C)``), every input fed from the picture itself: each input's array with the
+    batch axis, equal to stacking the pictures' own arrays."""
+    from maskviewer.core.mapping import prepare_inputs
+
+    arrays = {}
+    for spec in info.inputs:
+        m = mappings.get(spec.name)
+        if m is None or m.source != "image":
+            raise MaskviewerError(f"the model input {spec.name!r} is not fed from the picture alone.")
+        x, _frame = prepare_inputs(stack, value_max, m, spec.shape)
+        dtype = spec.dtype if spec.dtype in ("float16", "float32", "float64") else "float32"
+        arrays[spec.name] = x.astype(dtype, copy=False)
+    return arrays
+
+
 def _first_frame(item: Prepared) -> Frame:
     """Where the first input's pixels lie on the image (the whole image if no input maps it)."""
     if item.frames:

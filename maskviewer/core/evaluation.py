@@ -30,17 +30,7 @@ Z95 = 1.959963984540054
 
 def class_row(kind: str, value: np.ndarray, label: str | None, classes: list[str] | None) -> dict[str, Any]:
     """A class-score output's answer for one image: class, probability, truth, correct, loss."""
-    p = ok.shown_values(kind, np.asarray(value, dtype=np.float64).reshape(-1))
-    if p.size == 1:  # one sigmoid: the two classes (1 - p, p)
-        p = np.array([1.0 - p[0], p[0]])
-    pred = int(np.argmax(p))
-    row: dict[str, Any] = {"pred": pred, "confidence": float(p[pred])}
-    truth = class_index(label, classes)
-    if truth is not None:
-        row["truth"] = truth
-        row["correct"] = int(pred == truth)
-        row["loss"] = float(-math.log(max(float(p[truth]), 1e-12))) if truth < p.size else float("nan")
-    return row
+    return class_rows(kind, np.asarray(value)[None], [label], classes)[0]
 
 
 def value_row(value: np.ndarray, label: str | None) -> dict[str, Any]:
@@ -74,6 +64,43 @@ def answer_row(kind: str, value: np.ndarray, label: str | None, classes: list[st
     if kind in ok.LABEL_KINDS:
         return labels_row(kind, value, label)
     return value_row(value, label)
+
+
+def answer_rows(
+    kind: str, values: np.ndarray, labels: list[str | None], classes: list[str] | None
+) -> list[dict[str, Any]]:
+    """:func:`answer_row` for a batch (``values``: ``(N, ...)``, one per label), the same numbers.
+
+    Class scores are read for the whole batch at once (a data set's rows are mostly these);
+    the other kinds one at a time.
+    """
+    if kind not in ok.CLASS_KINDS:
+        return [answer_row(kind, v, label, classes) for v, label in zip(values, labels, strict=True)]
+    return class_rows(kind, values, labels, classes)
+
+
+def class_rows(kind: str, values: np.ndarray, labels: list[str | None], classes: list[str] | None) -> list[dict[str, Any]]:
+    """Class-score answers of a batch (``values``: ``(N, ...)``): class, probability, truth,
+    correct, loss for each."""
+    n = len(labels)
+    p = ok.shown_values(kind, np.asarray(values, dtype=np.float64).reshape(n, -1))
+    if p.shape[1] == 1:  # one sigmoid: the two classes (1 - p, p)
+        p = np.concatenate([1.0 - p, p], axis=1)
+    pred = np.argmax(p, axis=1)
+    confidence = p[np.arange(n), pred]
+    truths: dict[str | None, int | None] = {}
+    rows = []
+    for j, label in enumerate(labels):
+        row: dict[str, Any] = {"pred": int(pred[j]), "confidence": float(confidence[j])}
+        if label not in truths:
+            truths[label] = class_index(label, classes)
+        truth = truths[label]
+        if truth is not None:
+            row["truth"] = truth
+            row["correct"] = int(pred[j] == truth)
+            row["loss"] = float(-math.log(max(float(p[j, truth]), 1e-12))) if truth < p.shape[1] else float("nan")
+        rows.append(row)
+    return rows
 
 
 def dice_curve(values: np.ndarray, reference: np.ndarray, invert: bool = False) -> np.ndarray:

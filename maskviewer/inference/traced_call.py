@@ -36,6 +36,12 @@ def call_traced(model: Any, packed: Any) -> Any:
             return model(x, training=False)
 
         fn = tf.function(run, reduce_retracing=True, autograph=False)
+        # traced for any batch size at once: one image, a batch of patches and the last, shorter
+        # batch of a data set then share one trace
+        try:
+            fn.get_concrete_function(tf.nest.map_structure(_any_batch, packed))
+        except Exception:  # noqa: BLE001 - a model that needs its batch size: traced at the call
+            pass
         # set past Keras' attribute tracking: the function is no weight or layer of the model
         object.__setattr__(model, _ATTR, fn)
     return fn(packed)
@@ -61,3 +67,13 @@ def _walk(model: Any):
     for layer in getattr(model, "layers", ()):
         yield layer
         yield from _walk(layer)
+
+
+def _any_batch(x: Any) -> Any:
+    """A spec of ``x`` with the batch axis left open."""
+    import tensorflow as tf
+
+    shape = tuple(x.shape)
+    if not shape:
+        raise ValueError("a scalar input has no batch axis")
+    return tf.TensorSpec((None, *shape[1:]), tf.as_dtype(x.dtype))

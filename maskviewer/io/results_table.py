@@ -31,12 +31,9 @@ def meta_path(table: str | Path) -> Path:
 
 
 def columns_of(rows: list[dict]) -> list[str]:
-    seen = {k for r in rows for k in r}
-    lead = [c for c in LEAD_COLUMNS if c in seen]
-    rest: list[str] = []
-    for r in rows:
-        rest += [k for k in r if k not in seen.intersection(lead) and k not in rest]
-    return lead + rest
+    rest = dict.fromkeys(k for r in rows for k in r)  # in order of first appearance
+    lead = [c for c in LEAD_COLUMNS if c in rest]
+    return lead + [k for k in rest if k not in LEAD_COLUMNS]
 
 
 def write_table(path: str | Path, rows: list[dict], meta: dict[str, Any]) -> None:
@@ -49,10 +46,9 @@ def write_table(path: str | Path, rows: list[dict], meta: dict[str, Any]) -> Non
         data = _parquet_bytes(rows, cols)
     elif p.suffix.lower() == ".csv":
         buf = _io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: _cell(r.get(k)) for k in cols})
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(cols)
+        writer.writerows(zip(*(_column([r.get(k) for r in rows]) for k in cols), strict=True))
         data = buf.getvalue().encode("utf-8")
     else:
         raise DatasetError(f"{p.name}: write results as .csv or .parquet")
@@ -72,6 +68,16 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _column(values: list) -> list:
+    """A column's cells as :func:`_cell` writes them (a column of floats or of ints at once)."""
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        return [repr(v) if v == v else "" for v in values]  # NaN (v != v) is left empty
+    if kinds <= {int, str}:
+        return values
+    return [_cell(v) for v in values]
 
 
 def _cell(value: Any) -> Any:

@@ -1,0 +1,180 @@
+"""The evaluator's fast paths give the numbers of the slow ones: pictures mapped a batch at a
+time, PNG files decoded by the input pipeline, class answers read a batch at a time, model
+inputs handed over without a copy, one trace of the model for every batch size."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from maskviewer.core import evaluation as ev
+from maskviewer.core import output_kinds as ok
+from maskviewer.core.errors import InputMappingError
+from maskviewer.core.image import ImageData
+from maskviewer.core.mapping import InputMapping, prepare_input, prepare_inputs
+from maskviewer.io.images import load_image, save_image
+
+
+def test_a_batch_of_pictures_maps_bit_for_bit_as_each_picture_alone(rng):
+    n, h, w = 4, 17, 33
+    shapes = ((None, h, w, 3), (None, 24, 40, 1), (None, 24, 40), (None, None, None, 3), (None, 24, 40, 4))
+    checked = 0
+    for c, dtype in itertools.product((1, 3, 4), (np.uint8, np.uint16, np.float32)):
+        if dtype == np.float32:
+            stack, vmax = rng.random((n, h, w, c), dtype=np.float32) * 3, 3.0
+        else:
+            vmax = float(np.iinfo(dtype).max)
+            stack = rng.integers(0, int(vmax) + 1, (n, h, w, c)).astype(dtype)
+        for resize, scale, shape in itertools.product(
+            ("none", "stretch", "fit", "crop"), ("0..1", "raw", "0..255", "-1..1", "caffe", "mean/std"), shapes
+        ):
+            m = InputMapping(resize=resize, scale=scale)
+            try:
+                x, frame = prepare_inputs(stack, vmax, m, shape)
+            except InputMappingError as exc:  # refused alike, in the same words
+                with pytest.raises(InputMappingError, match=str(exc)[:40].replace("(", r"\(").replace(")", r"\)")):
+                    prepare_input(ImageData(stack[0], "p", vmax), m, shape)
+                continue
+            for i in range(n):
+                one, one_frame = prepare_input(ImageData(stack[i], "p", vmax), m, shape)
+                assert one.dtype == x.dtype and one.shape == x[i].shape and one_frame == frame
+                assert np.array_equal(one, x[i]), (c, dtype, resize, scale, shape)
+            checked += 1
+    assert checked > 300
+
+
+def _png_files(tmp_path, rng):
+    from PIL import Image
+
+    files = {}
+    for mode, shape in (("L", (9, 7)), ("RGB", (5, 8, 3)), ("RGBA", (6, 4, 4))):
+        files[mode] = tmp_path / f"{mode}.png"
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(files[mode])
+    files["trns"] = tmp_path / "trns.png"  # a transparent grey value: ignored, as Pillow's grey is read
+    Image.fromarray(rng.integers(0, 256, (5, 5), dtype=np.uint8), "L").save(files["trns"], transparency=3)
+    files["deep"] = tmp_path / "deep.png"
+    Image.fromarray(rng.integers(0, 65535, (4, 4), dtype=np.uint16)).save(files["deep"])
+    files["palette"] = tmp_path / "pal.png"
+    Image.fromarray(rng.integers(0, 4, (4, 4), dtype=np.uint8), "P").save(files["palette"])
+    files["grey_alpha"] = tmp_path / "la.png"
+    Image.fromarray(rng.integers(0, 256, (5, 5, 2), dtype=np.uint8), "LA").save(files["grey_alpha"])
+    files["large"] = tmp_path / "large.png"  # more pixels than the stream takes
+    Image.fromarray(rng.integers(0, 256, (30, 30), dtype=np.uint8), "L").save(files["large"])
+    files["broken"] = tmp_path / "broken.png"
+    files["broken"].write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    files["short"] = tmp_path / "short.png"
+    files["short"].write_bytes(b"\x89PNG")
+    return files
+
+
+def test_the_png_stream_decodes_what_pillow_reads_and_leaves_the_rest(tmp_path, rng, monkeypatch):
+    import maskviewer.inference.png_stream as ps
+
+    files = _png_files(tmp_path, rng)
+    names = list(files) + ["missing"]
+    paths = [str(files.get(n, tmp_path / "missing.png")) for n in names]
+    monkeypatch.setattr(ps, "_GUARD_BATCH", 1)  # an unreadable file fails its check batch: one file here
+    stream = ps.PngStream(list(range(len(paths))), paths, batch=3, max_pixels=400)
+    got = stream.take(2)
+    assert set(got) == {0, 1}
+    got.update(stream.take(len(paths)))
+    assert {names[i] for i in got} == {"L", "RGB", "RGBA", "trns"}
+    for i, picture in got.items():
+        np.testing.assert_array_equal(picture, load_image(paths[i]).array)
+        assert picture.dtype == np.uint8
+    assert stream.take(99) == {}
+
+
+def test_an_unreadable_file_leaves_its_check_batch_to_pillow(tmp_path, rng, monkeypatch):
+    import maskviewer.inference.png_stream as ps
+
+    paths = []
+    for i in range(8):
+        p = tmp_path / f"{i}.png"
+        save_image(p, rng.integers(0, 256, (6, 6), dtype=np.uint8))
+        paths.append(str(p))
+    paths[5] = str(tmp_path / "gone.png")
+    monkeypatch.setattr(ps, "_GUARD_BATCH", 4)
+    got = ps.PngStream(list(range(8)), paths, batch=3).take(8)
+    assert sorted(got) == [0, 1, 2, 3]  # 4..7 are read by Pillow (5 reporting its error)
+
+
+def _folder(tmp_path, rng):
+    """A folder data set the stream and Pillow must read alike: two sizes, odd files."""
+    from maskviewer.demo import get_demo
+    from PIL import Image
+
+    x = np.load(get_demo("digits").path("digits_test_x.npy"))[:30]
+    for i, img in enumerate(x):
+        (tmp_path / "data" / str(i % 3)).mkdir(parents=True, exist_ok=True)
+        pic = img if i % 4 else img[4:24, 4:24]  # 28×28 and 20×20 (stretched to the input)
+        save_image(tmp_path / "data" / str(i % 3) / f"d{i:02d}.png", pic)
+    Image.fromarray((x[0].astype(np.uint16) * 257)[..., 0]).save(tmp_path / "data" / "1" / "deep.png")
+    Image.fromarray(x[1][..., 0]).convert("RGB").save(tmp_path / "data" / "2" / "rgb.bmp")
+    (tmp_path / "data" / "0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    return tmp_path / "data"
+
+
+def _rows(folder, stream: bool, batch: int = 8):
+    from maskviewer.cli import evaluate as E
+    from maskviewer.cli.args import load_model
+    from maskviewer.cli.evaluate_run import EvalSettings, Evaluator
+    from maskviewer.cli.export_plan import make_plan
+    from maskviewer.demo import get_demo
+    from maskviewer.io.dataset import open_dataset
+
+    model = str(get_demo("digits").path("digits_cnn.keras"))
+    args = E.build_parser().parse_args([str(folder), "--model", model, "--out", str(folder / "t.csv"),
+                                        "--resize", "stretch"])
+    index = open_dataset(folder)
+    host = load_model(args)
+    evaluator = Evaluator(host, index, make_plan(E._export_like(args, index), host),
+                          EvalSettings(None, None, False, batch))
+    evaluator.stream_pngs = stream
+    return list(evaluator.rows(index.entries))
+
+
+def test_streamed_and_pillow_read_data_sets_give_the_same_rows(tmp_path, rng):
+    folder = _folder(tmp_path, rng)
+    streamed, read = _rows(folder, True), _rows(folder, False)
+    assert streamed == read  # every number equal, not close
+    assert sum(1 for r in read if r.get("error_message")) == 1 and len(read) == 33
+
+
+def test_class_answers_read_a_batch_at_a_time_equal_one_at_a_time(rng):
+    values = rng.normal(size=(12, 5)) * 4
+    labels = [str(i % 6) if i % 5 else None for i in range(12)]  # "5": no such class; None: no truth
+    one = rng.random((12, 1))  # one sigmoid: two classes
+    for kind, v in ((ok.SOFTMAX, np.abs(values) / np.abs(values).sum(1, keepdims=True)), (ok.LOGITS, values),
+                    (ok.SOFTMAX, one), (ok.MULTILABEL, 1 / (1 + np.exp(-values))), (ok.REGRESSION, values[:, :1])):
+        batch = ev.answer_rows(kind, v.astype(np.float32), labels, None)
+        alone = [ev.answer_row(kind, v[i].astype(np.float32), labels[i], None) for i in range(12)]
+        assert json.dumps(batch) == json.dumps(alone)  # NaN (a label naming no class) written alike
+    assert any(np.isnan(r.get("loss", 0)) for r in ev.answer_rows(ok.LOGITS, values, labels, None))
+
+
+def test_model_inputs_mapped_together_are_handed_over_without_a_copy():
+    from maskviewer.cli.evaluate_run import EvalItem, _model_batch
+
+    arrays = {"x": np.arange(24, dtype=np.float32).reshape(4, 6)}
+    items = [EvalItem(None, arrays={"x": arrays["x"][j]}, stacked=(arrays, j)) for j in range(4)]
+    assert _model_batch(items) is arrays
+    for part in (items[1:], items[::-1], items[:2] + items[:2]):  # not whole, or out of order: stacked
+        got = _model_batch(part)["x"]
+        np.testing.assert_array_equal(got, np.stack([it.arrays["x"] for it in part]))
+        assert not np.shares_memory(got, arrays["x"])
+
+
+def test_a_graph_model_is_traced_once_for_every_batch_size(keras_mod, rng):
+    from maskviewer.inference.traced_call import _ATTR, call_traced
+
+    keras = keras_mod
+    inp = keras.Input((6, 6, 2))
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inp))))
+    for n in (1, 7, 32, 5):
+        x = rng.random((n, 6, 6, 2), dtype=np.float32)
+        np.testing.assert_allclose(np.asarray(call_traced(model, x)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    assert model.__dict__[_ATTR].experimental_get_tracing_count() == 1
