@@ -198,10 +198,29 @@ def test_sorting_by_dice_puts_the_worst_first_and_opens_it_with_its_reference(qt
     assert tool.table.view_row(0)["dice"] == max(dice)
     b = tool.table.summary["binary"]
     assert tool.panel.aggregates.best.data["x"][0] == b["best_threshold"]
+    # Dice follows the Binarise threshold: at 0.30 the worst image's Dice is plain Keras's there
+    binarise = window.tools["binarise"].model
+    run_t = tool.table.view_row(0)["threshold"]
+    binarise.set_threshold(0.3, "spin")
+    row = tool.table.row(worst)
+    b3 = p > 0.3
+    assert row["dice_at"] == pytest.approx((2 * np.sum(b3 & ref) + 1e-7) / (b3.sum() + ref.sum() + 1e-7), abs=1e-4)
+    assert row["iou_at"] == pytest.approx(row["dice_at"] / (2 - row["dice_at"]))
+    assert tool.table.title("dice") == "Dice @0.30" and "0.30" in tool.panel.aggregates.text.text()
+    column = [tool.table.view_row(i)["dice_at"] for i in range(len(tool.table.view))]
+    assert column == sorted(column, reverse=True)  # still best first, by the Dice shown
+    assert tool.panel.adapter.data(tool.panel.adapter.index(0, 6)) == f"{column[0]:.3f}"
+    binarise.set_threshold(0.305, "spin")  # between the curve's samples: said so
+    assert tool.table.title("dice") == "Dice @0.30≈" and "nearest" in tool.table.tip("dice")
+    binarise.set_invert(True)  # the other side: the curves do not say, the run's numbers stay
+    assert tool.table.title("dice") == "Dice" and "dice_at" not in tool.table.row(worst)
+    binarise.set_invert(False)
+    binarise.set_threshold(run_t, "spin")
+    assert "dice_at" not in tool.table.row(worst)
 
 
 def test_cancel_stops_the_run_and_keeps_the_rows_done(qtbot, window, tmp_path, monkeypatch):
-    from maskviewer.gui.dataset import jobs
+    from maskviewer.cli import evaluate_run
 
     demo, x, y = _digits(list(range(40)))
     data, _keys = _folder(tmp_path, x, y, broken=False)
@@ -211,15 +230,15 @@ def test_cancel_stops_the_run_and_keeps_the_rows_done(qtbot, window, tmp_path, m
     tool.batch_size = 4
     gate = threading.Event()
     seen = []
-    prepare = jobs._WindowEvaluator.prepare
+    prepare = evaluate_run.Preparer.prepare_many
 
-    def held(self, entry):  # the third batch waits until the test has pressed Cancel
-        seen.append(entry.key)
-        if len(seen) > 8:
+    def held(self, entries, images=None):  # the fourth batch waits until the test has pressed Cancel
+        seen.extend(e.key for e in entries)
+        if len(seen) > 12:
             gate.wait(30)
-        return prepare(self, entry)
+        return prepare(self, entries, images)
 
-    monkeypatch.setattr(jobs._WindowEvaluator, "prepare", held)
+    monkeypatch.setattr(evaluate_run.Preparer, "prepare_many", held)
     with qtbot.waitSignal(tool.jobs.progress, timeout=60_000, check_params_cb=lambda kind, done, total: done >= 4):
         tool.open(data)
     assert tool.panel.cancel.isEnabled()
@@ -232,7 +251,7 @@ def test_cancel_stops_the_run_and_keeps_the_rows_done(qtbot, window, tmp_path, m
     done = len(tool.table.rows)
     assert 4 <= done < 40 and "Cancelled" in tool.panel.message.text()
     assert tool.panel.run.isEnabled() and not tool.panel.cancel.isEnabled()
-    monkeypatch.setattr(jobs._WindowEvaluator, "prepare", prepare)
+    monkeypatch.setattr(evaluate_run.Preparer, "prepare_many", prepare)
     out = _run_done(qtbot, tool)  # Run goes on from the rows done
     assert out.reused + out.scored == 40 and out.reused >= done
 
@@ -294,3 +313,17 @@ def test_results_beside_the_data_set_and_the_window_options_as_command_line(tmp_
     assert args.threshold == "0.35" and args.invert and args.scale is not None
     t = thumbnail(np.linspace(0, 1, 100 * 50 * 1, dtype=np.float32).reshape(100, 50, 1))
     assert t.shape == (36, 18, 3) and t.dtype == np.uint8 and t[0, 0, 0] == 0 and t[-1, -1, 0] > 240
+
+
+def test_another_model_scores_the_open_data_set_with_it(qtbot, window, tmp_path, model_files):
+    demo, x, y = _digits(list(range(12)))
+    data, keys = _folder(tmp_path, x, y, broken=False)
+    _open_demo(qtbot, window, "digits")
+    tool = window.tools["dataset"]
+    tool.app_dir = tmp_path / "app"
+    first = _run_done(qtbot, tool, str(data))
+    assert first.scored == 12 and tool.table.row(keys[0])["pred"] is not None
+    tool.outcome = None
+    window.controller.open_model(str(demo.path(demo.model)))  # the model again, as another file
+    qtbot.waitUntil(lambda: tool.outcome is not None and not tool.jobs.is_running(), timeout=120_000)
+    assert len(tool.table.rows) == 12 and tool.outcome.reused == 12  # its saved rows: nothing changed

@@ -306,13 +306,13 @@ class Evaluator:
                     for it in items:
                         self.prepared(it)
                     started = self._start(items, runner)
-                    if k + AHEAD < len(starts):
-                        queue.append(submit(starts[k + AHEAD]))
                     if ahead is not None:
                         yield from self._finish(ahead[0])
                         if progress is not None:
                             progress(ahead[1], len(entries))
                     ahead = (started, starts[k] + len(items))
+                    if k + AHEAD < len(starts):
+                        queue.append(submit(starts[k + AHEAD]))
                 if ahead is not None:
                     yield from self._finish(ahead[0])
                     if progress is not None:

@@ -27,7 +27,8 @@ TOOL_MODULES: list[tuple[str, str]] = [
 
 
 def install_tools(window) -> dict:
-    tools = {}
+    tools: dict = {}
+    window.tools = tools  # a tool may find those installed before it
     for name, module in TOOL_MODULES:
         tools[name] = importlib.import_module(module).install(window)
     return tools

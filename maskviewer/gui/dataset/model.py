@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from maskviewer.core.evaluation import aggregate
+import numpy as np
+
+from maskviewer.core.evaluation import DICE_GRID, aggregate
 from maskviewer.core.events import Event
 
 #: (key, header); the thumbnail column shows the picture only
@@ -49,6 +51,13 @@ def _num(row: dict, key: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(f) else f
+
+
+def score(row: dict, column: str) -> float | None:
+    """A row's Dice or IoU as shown: at the window's threshold when the table set one
+    (``dice_at`` / ``iou_at``, see :meth:`DatasetTable.set_threshold`), else at the run's."""
+    shown = _num(row, f"{column}_at")
+    return shown if shown is not None or f"{column}_at" in row else _num(row, column)
 
 
 def class_name(index: Any, classes: list[str] | None) -> str:
@@ -131,6 +140,8 @@ def sort_value(row: dict, column: str) -> Any:
         return loss_value(row)
     if column == "ablation":
         return ablation_effect(row)[0]
+    if column in ("dice", "iou"):
+        return score(row, column)
     return _num(row, column)
 
 
@@ -149,7 +160,7 @@ def cell_text(row: dict, column: str, classes: list[str] | None) -> str:
     if column == "loss":
         return loss_text(row)
     if column in ("dice", "iou"):
-        v = _num(row, column)
+        v = score(row, column)
         return "" if v is None else f"{v:.3f}"
     if column == "ablation":
         return ablation_effect(row)[1]
@@ -195,6 +206,9 @@ class DatasetTable:
         self.view: list[int] = []
         self.current: str | None = None
         self.summary: dict[str, Any] = {}
+        #: the threshold Dice and IoU are shown at when it is not the run's (None: the run's)
+        self.threshold: float | None = None
+        self._curves: dict[int, np.ndarray] = {}  # parsed Dice curves, by row
         self.rows_changed = Event()
         self.current_changed = Event()
         self.summary_changed = Event()
@@ -203,6 +217,7 @@ class DatasetTable:
 
     def clear(self) -> None:
         self.rows, self._by_key, self.view, self.summary, self._present = [], {}, [], {}, set()
+        self._curves = {}
         self.set_current(None)
         self.rows_changed.emit()
         self.summary_changed.emit()
@@ -217,16 +232,76 @@ class DatasetTable:
             key = str(r.get("key", ""))
             if key in self._by_key:
                 self.rows[self._by_key[key]] = r
+                self._curves.pop(self._by_key[key], None)
             else:
                 self._by_key[key] = len(self.rows)
                 self.rows.append(r)
+            if self.threshold is not None:
+                self._shown_at(self._by_key[key])
         self._rebuild()
 
+    # -- Dice at another threshold ---------------------------------------------------------------
+
+    def set_threshold(self, threshold: float | None) -> None:
+        """Show Dice and IoU at ``threshold`` (None: at the run's), read from each row's Dice
+        curve (sampled at :data:`~maskviewer.core.evaluation.DICE_GRID`, every 0.01 in 0..1):
+        exact on the grid, the nearest grid threshold's otherwise (:meth:`title` says so).
+        Rows scored at that threshold keep their own numbers; outside 0..1 the run's stay."""
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            threshold = None
+        self.threshold = threshold
+        for i in range(len(self.rows)):
+            self._shown_at(i)
+        if self.rows:
+            self._rebuild()
+
+    def _shown_at(self, i: int) -> None:
+        row, t = self.rows[i], self.threshold
+        run = _num(row, "threshold")
+        if t is None or run is None or "dice_curve" not in row or abs(run - t) < 1e-12:
+            row.pop("dice_at", None)
+            row.pop("iou_at", None)
+            return
+        curve = self._curves.get(i)
+        if curve is None:
+            curve = self._curves[i] = np.array([float(v) for v in str(row["dice_curve"]).split()])
+        k = min(len(curve) - 1, max(0, round(t * (len(DICE_GRID) - 1))))
+        d = float(curve[k])
+        row["dice_at"] = d
+        row["iou_at"] = d / (2.0 - d) if math.isfinite(d) else d  # IoU = D / (2 - D) at one threshold
+
+    def off_grid(self) -> bool:
+        """Whether the shown threshold falls between the Dice curves' samples."""
+        t = self.threshold
+        return t is not None and abs(t * (len(DICE_GRID) - 1) - round(t * (len(DICE_GRID) - 1))) > 1e-6
+
+    def shown_mean_dice(self) -> float | None:
+        """The mean of the Dice column as shown (None when no row has one)."""
+        values = [v for r in self.rows if not r.get("error_message") and (v := score(r, "dice")) is not None]
+        return float(np.mean(values)) if values else None
+
     def title(self, column: str) -> str:
-        """A column's header: the loss column says "Error" when the rows are values."""
+        """A column's header: the loss column says "Error" when the rows are values; Dice and
+        IoU name the threshold they are shown at when it is not the run's (≈: the nearest
+        sampled one)."""
         if column == "loss" and self.rows and not any("loss" in r for r in self.rows[:200]):
             return "Error"
+        if column in ("dice", "iou") and any(f"{column}_at" in r for r in self.rows):
+            return f"{dict(COLUMNS)[column]} @{self.threshold:.2f}" + ("≈" if self.off_grid() else "")
         return dict(COLUMNS)[column]
+
+    def tip(self, column: str) -> str:
+        """What a Dice or IoU header means."""
+        if column not in ("dice", "iou"):
+            return ""
+        if not any(f"{column}_at" in r for r in self.rows):
+            return f"{dict(COLUMNS)[column]} against the reference at the threshold the run used."
+        near = f"{round(self.threshold * 100) / 100:.2f}" if self.threshold is not None else ""
+        text = f"{dict(COLUMNS)[column]} at the Binarise threshold, read from each image's Dice curve"
+        if self.off_grid():
+            text += (f" at {near}, the nearest of its samples (every 0.01) to {self.threshold:.4g}; "
+                     "Run scores it exactly")
+        return text + "."
 
     def row(self, key: str | None) -> dict | None:
         i = self._by_key.get(key) if key is not None else None
@@ -344,8 +419,10 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def summary_lines(summary: dict, classes: list[str] | None = None) -> list[str]:
-    """The aggregates in a few sentences (the plots show the rest)."""
+def summary_lines(summary: dict, classes: list[str] | None = None,
+                  shown: tuple[float, float] | None = None) -> list[str]:
+    """The aggregates in a few sentences (the plots show the rest); ``shown``: the threshold
+    the table shows Dice at, and the mean Dice there, when it is not the run's."""
     if not summary:
         return []
     lines = [f"{summary['images']} images" + (f", {summary['failed']} failed" if summary.get("failed") else "")]
@@ -359,8 +436,10 @@ def summary_lines(summary: dict, classes: list[str] | None = None) -> list[str]:
         lines.append(f"MAE {r['mae']:.4g}, RMSE {r['rmse']:.4g}, mean error {r['mean_error']:+.3g} (n = {r['n']})")
     b = summary.get("binary")
     if b:
-        lines.append(f"Mean Dice {b['mean_dice']:.3f} at the threshold; best threshold "
-                     f"{b['best_threshold']:.2f} (mean Dice {b['best_mean_dice']:.3f}, n = {b['n']})")
+        at = (f"Mean Dice {shown[1]:.3f} at {shown[0]:.2f} ({b['mean_dice']:.3f} at the run's threshold)"
+              if shown is not None else f"Mean Dice {b['mean_dice']:.3f} at the threshold")
+        lines.append(f"{at}; best threshold {b['best_threshold']:.2f} "
+                     f"(mean Dice {b['best_mean_dice']:.3f}, n = {b['n']})")
     if summary.get("patches"):
         lines.append("Patch rules: " + ", ".join(f"{rule} {_pct(r['accuracy'])}" for rule, r in summary["patches"].items()))
     if summary.get("ablation"):

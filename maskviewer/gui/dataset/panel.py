@@ -71,8 +71,9 @@ class TableAdapter(QAbstractTableModel):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return self.table.title(COLUMN_KEYS[section])
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            key = COLUMN_KEYS[section]
             return {"correct": "correct (✓) or not (✗)", "ablation": "how the answer moves with the mask replaced",
-                    "loss": "cross-entropy loss (classes) or signed error (values)"}.get(COLUMN_KEYS[section])
+                    "loss": "cross-entropy loss (classes) or signed error (values)"}.get(key) or self.table.tip(key) or None
         return None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -215,9 +216,13 @@ class DatasetPanel(QWidget):
         t = self.table_model
         self.adapter.reset()
         present = set(t.columns())
+        h = self.view.horizontalHeader()
         for i, key in enumerate(COLUMN_KEYS):
             self.view.setColumnHidden(i, key not in present)
-        h = self.view.horizontalHeader()
+            if key in ("dice", "iou"):  # "Dice @0.37≈" whole, beside the sort mark
+                need = h.fontMetrics().horizontalAdvance(t.title(key)) + 24
+                if self.view.columnWidth(i) < need:
+                    self.view.setColumnWidth(i, need)
         if t.sort_key is not None:
             order = Qt.SortOrder.DescendingOrder if t.descending else Qt.SortOrder.AscendingOrder
             h.setSortIndicator(COLUMN_KEYS.index(t.sort_key), order)

@@ -159,14 +159,15 @@ class AggregatesView(QWidget):
         self.show_summary({}, [], None)
 
     def show_summary(self, summary: dict, rows: list[dict], classes: list[str] | None,
-                     threshold: float | None = None) -> None:
+                     threshold: float | None = None, shown: tuple[float, float] | None = None) -> None:
         """Draw ``summary`` (from :func:`~maskviewer.core.evaluation.aggregate`) and the rows'
-        predicted-against-true points; an empty summary shows the empty state."""
+        predicted-against-true points; an empty summary shows the empty state. ``shown``: the
+        threshold the table shows Dice at and its mean Dice, when not the run's."""
         if not summary or summary.get("images", 0) == summary.get("failed", 0):
             self.empty.set_empty(True, EMPTY_TEXT if not summary else "Every image failed: see the table.")
             return
         self.empty.set_empty(False)
-        self.text.setText("<br>".join(summary_lines(summary, classes)))
+        self.text.setText("<br>".join(summary_lines(summary, classes, shown)))
         shown = {
             "classes": "classes" in summary and bool(summary["classes"].get("confusion")),
             "regression": "regression" in summary,

@@ -55,6 +55,7 @@ class DatasetTool(QObject):
         self._entries: dict[str, Any] = {}
         self._polls = 0
         self._open_key: tuple[str, int] | None = None  # the row whose image is open, and that image
+        self._run_invert: bool | None = None  # the foreground side the rows were scored with
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
@@ -172,6 +173,9 @@ class DatasetTool(QObject):
         req.rerun = rerun
         if self.batch_size:
             req.batch_size = self.batch_size
+        binarise = self._binarise()
+        self._run_invert = bool(binarise.invert) if binarise is not None else None
+        self.table.set_threshold(None)  # the new rows are scored at the threshold now set
         self.sink = RowSink()
         self.sink.thumbs = self.thumbs
         self.outcome = None
@@ -246,18 +250,37 @@ class DatasetTool(QObject):
             self._cancelled(KIND)
 
     def _model_changed(self, info: Any) -> None:
+        """Another model: the open data set is scored with it (its own saved rows are reused
+        when it was scored before), once the window has proposed its input mapping."""
         self.jobs.cancel(KIND)
         if self.opened is not None and info is not None:
-            self._set_message("Another model: press Run to score the data set with it.")
+            self._set_message("Another model: scoring the data set with it…")
+            QTimer.singleShot(0, lambda: self.run() if self.state.model_info is info else None)
+
+    def _binarise(self) -> Any:
+        return getattr(getattr(self.window, "tools", {}).get("binarise"), "model", None)
+
+    def follow_threshold(self) -> None:
+        """Show Dice and IoU at the Binarise threshold (read from each row's Dice curve), when
+        the foreground's side is the run's; else at the run's threshold."""
+        binarise = self._binarise()
+        if binarise is None:
+            return
+        same_side = self._run_invert is None or bool(binarise.invert) == self._run_invert
+        self.table.set_threshold(float(binarise.threshold) if same_side else None)
+        if "binary" in self.table.summary:
+            self._show_summary()
 
     def _refresh_summary(self) -> None:
         self.table.refresh_summary()
         self._show_summary()
 
     def _show_summary(self) -> None:
-        binarise = getattr(getattr(self.window, "tools", {}).get("binarise"), "model", None)
-        threshold = getattr(binarise, "threshold", None) if "binary" in self.table.summary else None
-        self.panel.aggregates.show_summary(self.table.summary, self.table.rows, self.table.classes, threshold)
+        t = self.table
+        threshold = getattr(self._binarise(), "threshold", None) if "binary" in t.summary else None
+        mean = t.shown_mean_dice() if any("dice_at" in r for r in t.rows) else None
+        shown = (t.threshold, mean) if mean is not None and t.threshold is not None else None
+        self.panel.aggregates.show_summary(t.summary, t.rows, t.classes, threshold, shown)
 
     def _set_message(self, text: str) -> None:
         self.panel.message.setText(text)
@@ -314,6 +337,9 @@ class DatasetTool(QObject):
 def install(window: Any) -> DatasetTool:
     """Add the Data set page, File → Open Data Set… and the demo's held-out set."""
     tool = DatasetTool(window)
+    binarise = getattr(getattr(window, "tools", {}).get("binarise"), "model", None)
+    if binarise is not None:  # Dice and IoU follow the Binarise threshold
+        binarise.threshold_changed.connect(lambda _skip: tool.follow_threshold())
     window.help_menu.aboutToShow.connect(lambda: tool.demo_action.setEnabled(tool.demo_name() is not None))
     tool.state.model_changed.connect(lambda _i: tool.panel.demo_button.setEnabled(tool.demo_name() is not None))
     return tool
