@@ -104,8 +104,9 @@ def test_an_unreadable_file_leaves_its_check_batch_to_pillow(tmp_path, rng, monk
 
 def _folder(tmp_path, rng):
     """A folder data set the stream and Pillow must read alike: two sizes, odd files."""
-    from maskviewer.demo import get_demo
     from PIL import Image
+
+    from maskviewer.demo import get_demo
 
     x = np.load(get_demo("digits").path("digits_test_x.npy"))[:30]
     for i, img in enumerate(x):
