@@ -168,9 +168,11 @@ def cell_text(row: dict, column: str, classes: list[str] | None) -> str:
 
 
 def _marks(row: dict) -> set[str]:
-    """What a row has to show: columns (truth, correct, loss, dice, iou, ablation) and the
-    fields filters need (abs_error, error_message)."""
+    """What a row has to show: columns (prediction, truth, correct, loss, dice, iou, ablation)
+    and the fields filters need (abs_error, error_message)."""
     out = {k for k in ("correct", "dice", "iou", "abs_error") if k in row}
+    if any(k in row for k in ("pred", "value", "labels", "error_message")):
+        out.add("prediction")  # a model of maps only has no answer to show here
     if "truth" in row or row.get("label"):
         out.add("truth")
     if "loss" in row or "error" in row:
@@ -312,7 +314,7 @@ class DatasetTable:
 
     def columns(self) -> list[str]:
         """The columns that have something to show for these rows."""
-        return [c for c in COLUMN_KEYS if c in ("thumb", "key", "prediction") or c in self._present]
+        return [c for c in COLUMN_KEYS if c in ("thumb", "key") or c in self._present]
 
     def filters(self) -> list[str]:
         """The filters these rows allow (All first)."""
