@@ -1,10 +1,20 @@
 """Running a model over a data set: entries streamed in batches, one results row per entry.
 
-A helper thread reads and prepares the next batch (pictures, masks, model inputs) while the
-model runs this one, so the model is not kept waiting for files; at most two batches are in
-memory, whatever the size of the data set. Each entry's row is built by
-:mod:`maskviewer.core.evaluation`; an entry that cannot be read or run gets a row with its
-``error_message`` and the others go on.
+Batches flow through three stages at once, so the model is not kept waiting for files and at
+most a few batches are in memory, whatever the size of the data set:
+
+- reading: small 8-bit PNG files are decoded by the backend's input pipeline on threads of
+  its own (:mod:`maskviewer.inference.png_stream`); other files by a pool (worker processes
+  for large data sets, threads otherwise); pictures of one size that feed the model by
+  themselves are mapped to its input together (:func:`~maskviewer.core.mapping.prepare_inputs`,
+  bit for bit as one at a time);
+- the model: one batch at a time on a thread of its own (the calling thread hands it each
+  batch and never calls the model itself meanwhile: one caller at a time, as everywhere);
+- rows: the calling thread reads the batch before's answers (a batch at a time,
+  :func:`~maskviewer.core.evaluation.answer_rows`) and prepares the next.
+
+Each entry's row is built by :mod:`maskviewer.core.evaluation`; an entry that cannot be read
+or run gets a row with its ``error_message`` and the others go on.
 """
 
 from __future__ import annotations
@@ -275,8 +285,9 @@ class Evaluator:
         (:mod:`maskviewer.inference.png_stream`); the rest of each entry is read in chunks by a
         pool — worker processes for a data set of at least :data:`PROCESS_MIN` entries that the
         stream does not decode, on a machine with more than one core (image decoding in Python
-        holds the GIL), else threads — up to :data:`AHEAD` batches ahead of the model, so at
-        most that many batches are in memory.
+        holds the GIL), else threads — up to :data:`AHEAD` batches ahead of the model. The
+        model runs a batch on its own thread while this one writes the rows of the batch
+        before (not with patch rules, which call the model row by row).
         """
         size = max(1, self.settings.batch_size)
         starts = list(range(0, len(entries), size))
