@@ -232,9 +232,12 @@ def test_cancel_stops_the_run_and_keeps_the_rows_done(qtbot, window, tmp_path, m
     seen = []
     prepare = evaluate_run.Preparer.prepare_many
 
-    def held(self, entries, images=None):  # the fourth batch waits until the test has pressed Cancel
+    # the batch read after the first rows are out waits until the test has pressed Cancel
+    hold_after = (evaluate_run.AHEAD + evaluate_run.MODEL_AHEAD) * tool.batch_size
+
+    def held(self, entries, images=None):
         seen.extend(e.key for e in entries)
-        if len(seen) > 12:
+        if len(seen) > hold_after:
             gate.wait(30)
         return prepare(self, entries, images)
 

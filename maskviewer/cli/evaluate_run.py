@@ -44,6 +44,8 @@ ABLATION_SEED = 0
 #: threads reading entries, and how many batches they read ahead of the model
 READERS = 4
 AHEAD = 2
+#: batches handed to the model's thread before the oldest one's rows are written
+MODEL_AHEAD = 2
 #: data sets at least this large are read by worker processes (starting them takes a second)
 PROCESS_MIN = 2000
 
@@ -310,24 +312,25 @@ class Evaluator:
             # batch before and prepares the next (patches call the model row by row: not then)
             runner = ThreadPoolExecutor(1, thread_name_prefix="evaluate-model") \
                 if self.plan.patch_spec is None else None
-            ahead: tuple | None = None
+            sent: deque = deque()  # batches handed to the model, oldest first, with their progress
             try:
                 for k in range(len(starts)):
                     items = [it for f in queue.popleft() for it in f.result()]
                     for it in items:
                         self.prepared(it)
-                    started = self._start(items, runner)
-                    if ahead is not None:
-                        yield from self._finish(ahead[0])
+                    sent.append((self._start(items, runner), starts[k] + len(items)))
+                    while len(sent) > (MODEL_AHEAD if runner is not None else 0):
+                        started, done = sent.popleft()
+                        yield from self._finish(started)
                         if progress is not None:
-                            progress(ahead[1], len(entries))
-                    ahead = (started, starts[k] + len(items))
+                            progress(done, len(entries))
                     if k + AHEAD < len(starts):
                         queue.append(submit(starts[k + AHEAD]))
-                if ahead is not None:
-                    yield from self._finish(ahead[0])
+                while sent:
+                    started, done = sent.popleft()
+                    yield from self._finish(started)
                     if progress is not None:
-                        progress(ahead[1], len(entries))
+                        progress(done, len(entries))
             finally:
                 if runner is not None:
                     runner.shutdown(wait=True, cancel_futures=True)
