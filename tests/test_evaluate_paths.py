@@ -14,11 +14,12 @@ from maskviewer.core import evaluation as ev
 from maskviewer.core import output_kinds as ok
 from maskviewer.core.errors import InputMappingError
 from maskviewer.core.image import ImageData
-from maskviewer.core.mapping import InputMapping, prepare_input, prepare_inputs
+from maskviewer.core.mapping import InputMapping, prepare_input
+from maskviewer.core.patches import prepare_patches
 from maskviewer.io.images import load_image, save_image
 
 
-def test_a_batch_of_pictures_maps_bit_for_bit_as_each_picture_alone(rng):
+def test_pictures_of_one_size_map_together_bit_for_bit_as_each_alone(rng):
     n, h, w = 4, 17, 33
     shapes = ((None, h, w, 3), (None, 24, 40, 1), (None, 24, 40), (None, None, None, 3), (None, 24, 40, 4))
     checked = 0
@@ -33,14 +34,14 @@ def test_a_batch_of_pictures_maps_bit_for_bit_as_each_picture_alone(rng):
         ):
             m = InputMapping(resize=resize, scale=scale)
             try:
-                x, frame = prepare_inputs(stack, vmax, m, shape)
+                x = prepare_patches(stack, vmax, m, shape)
             except InputMappingError as exc:  # refused alike, in the same words
                 with pytest.raises(InputMappingError, match=str(exc)[:40].replace("(", r"\(").replace(")", r"\)")):
                     prepare_input(ImageData(stack[0], "p", vmax), m, shape)
                 continue
             for i in range(n):
-                one, one_frame = prepare_input(ImageData(stack[i], "p", vmax), m, shape)
-                assert one.dtype == x.dtype and one.shape == x[i].shape and one_frame == frame
+                one, _frame = prepare_input(ImageData(stack[i], "p", vmax), m, shape)
+                assert one.dtype == x.dtype and one.shape == x[i].shape
                 assert np.array_equal(one, x[i]), (c, dtype, resize, scale, shape)
             checked += 1
     assert checked > 300

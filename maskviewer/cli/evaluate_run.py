@@ -6,7 +6,7 @@ most a few batches are in memory, whatever the size of the data set:
 - reading: small 8-bit PNG files are decoded by the backend's input pipeline on threads of
   its own (:mod:`maskviewer.inference.png_stream`); other files by a pool (worker processes
   for large data sets, threads otherwise); pictures of one size that feed the model by
-  themselves are mapped to its input together (:func:`~maskviewer.core.mapping.prepare_inputs`,
+  themselves are mapped to its input together (:func:`~maskviewer.core.patches.prepare_patches`,
   bit for bit as one at a time);
 - the model: one batch at a time on a thread of its own (the calling thread hands it each
   batch and never calls the model itself meanwhile: one caller at a time, as everywhere);

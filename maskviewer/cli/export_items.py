@@ -178,14 +178,14 @@ def model_arrays_batch(
     """:func:`model_arrays` for ``N`` pictures of one size, shape and scale (``stack``:
     ``(N, H, W, C)``), every input fed from the picture itself: each input's array with the
     batch axis, equal to stacking the pictures' own arrays."""
-    from maskviewer.core.mapping import prepare_inputs
+    from maskviewer.core.patches import prepare_patches
 
     arrays = {}
     for spec in info.inputs:
         m = mappings.get(spec.name)
         if m is None or m.source != "image":
             raise MaskviewerError(f"the model input {spec.name!r} is not fed from the picture alone.")
-        x, _frame = prepare_inputs(stack, value_max, m, spec.shape)
+        x = prepare_patches(stack, value_max, m, spec.shape)  # pictures of one size, as patches are
         dtype = spec.dtype if spec.dtype in ("float16", "float32", "float64") else "float32"
         arrays[spec.name] = x.astype(dtype, copy=False)
     return arrays

@@ -423,37 +423,6 @@ def prepare_input(
     return np.ascontiguousarray(x), frame
 
 
-def prepare_inputs(
-    stack: np.ndarray, value_max: float, mapping: InputMapping, input_shape: tuple
-) -> tuple[np.ndarray, Frame]:
-    """:func:`prepare_input` for ``N`` pictures of one size at once: ``stack`` is ``(N, H, W, C)``.
-
-    The same arithmetic element by element, so ``x[i]`` equals ``prepare_input`` of picture
-    ``i`` bit for bit: the pictures are stood one above the other for the per-pixel steps
-    (units, channels, scaling) and side by side along the channel axis for the resize. For
-    pictures without a stored array (``ImageData.raw``) of at most :data:`SPARSE_RESIZE_ABOVE`
-    pixels each; the others go one by one.
-    """
-    n, h, w, _c = stack.shape
-    th, tw, tc = spatial_shape(input_shape)
-    no_channel_axis = tc is None
-    tc = 1 if tc is None else tc
-    th = h if th is None else th
-    tw = w if tw is None else tw
-    f, full = float_units(stack.reshape(n * h, w, -1), value_max, mapping.scale)
-    f = convert_channels(f, tc, alpha_value=full)
-    if (h, w) == (th, tw):  # every resize mode leaves a picture of the input's size as it is
-        x, frame = f, Frame(0.0, 0.0, float(w), float(h))
-    else:
-        side = np.ascontiguousarray(f.reshape(n, h, w, tc).transpose(1, 2, 0, 3)).reshape(h, w, n * tc)
-        x, frame = resize_to_input(side, mapping.resize, th, tw, what="image")
-        x = x.reshape(th, tw, n, tc).transpose(2, 0, 1, 3).reshape(n * th, tw, tc)
-    x = _scale(x, mapping).astype(np.float32, copy=False).reshape(n, th, tw, tc)
-    if no_channel_axis:
-        x = x[..., 0]
-    return np.ascontiguousarray(x), frame
-
-
 #: images with more pixels than this are resized without converting all of them to float first
 SPARSE_RESIZE_ABOVE = 1 << 22
 
