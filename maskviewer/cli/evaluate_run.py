@@ -87,7 +87,6 @@ class Preparer:
         self.info, self.plan, self.ablation = info, plan, ablation
         self.reader = reader or PictureReader()
         self._plain_mappings: dict | None = None
-        self._plain_alone: bool | None = None  # whether those feed the model from the picture alone
 
     def __getstate__(self) -> dict:
         return {"info": self.info, "plan": self.plan, "ablation": self.ablation}
@@ -149,16 +148,10 @@ class Preparer:
     def _alone(self, item: EvalItem) -> bool:
         """Whether the item's inputs come from its picture alone, by per-pixel mapping."""
         image = item.image
-        if image is None or image.raw is not None or item.others or self.ablation:
-            return False
-        h, w = image.array.shape[:2]
-        if item.mappings is self._plain_mappings and self._plain_alone is not None:
-            return self._plain_alone and h * w <= SPARSE_RESIZE_ABOVE
-        alone = (len(item.mappings) == len(self.info.inputs)
-                 and all(m.source == "image" for m in item.mappings.values()))
-        if item.mappings is self._plain_mappings:
-            self._plain_alone = alone
-        return alone and h * w <= SPARSE_RESIZE_ABOVE
+        return (image is not None and image.raw is None and not item.others and not self.ablation
+                and image.height * image.width <= SPARSE_RESIZE_ABOVE
+                and len(item.mappings) == len(self.info.inputs)
+                and all(m.source == "image" for m in item.mappings.values()))
 
     def _arrays(self, item: EvalItem) -> None:
         """The item's model inputs (and its mask variants'), one picture at a time."""
