@@ -202,6 +202,7 @@ def test_sorting_by_dice_puts_the_worst_first_and_opens_it_with_its_reference(qt
     binarise = window.tools["binarise"].model
     run_t = tool.table.view_row(0)["threshold"]
     binarise.set_threshold(0.3, "spin")
+    qtbot.waitUntil(lambda: "dice_at" in tool.table.row(worst), timeout=5_000)
     row = tool.table.row(worst)
     b3 = p > 0.3
     assert row["dice_at"] == pytest.approx((2 * np.sum(b3 & ref) + 1e-7) / (b3.sum() + ref.sum() + 1e-7), abs=1e-4)
@@ -211,11 +212,14 @@ def test_sorting_by_dice_puts_the_worst_first_and_opens_it_with_its_reference(qt
     assert column == sorted(column, reverse=True)  # still best first, by the Dice shown
     assert tool.panel.adapter.data(tool.panel.adapter.index(0, 6)) == f"{column[0]:.3f}"
     binarise.set_threshold(0.305, "spin")  # between the curve's samples: said so
-    assert tool.table.title("dice") == "Dice @0.30≈" and "nearest" in tool.table.tip("dice")
+    qtbot.waitUntil(lambda: tool.table.title("dice") == "Dice @0.30≈", timeout=5_000)
+    assert "nearest" in tool.table.tip("dice")
     binarise.set_invert(True)  # the other side: the curves do not say, the run's numbers stay
-    assert tool.table.title("dice") == "Dice" and "dice_at" not in tool.table.row(worst)
+    qtbot.waitUntil(lambda: tool.table.title("dice") == "Dice", timeout=5_000)
+    assert "dice_at" not in tool.table.row(worst)
     binarise.set_invert(False)
     binarise.set_threshold(run_t, "spin")
+    qtbot.waitUntil(lambda: not tool.follow_timer.isActive(), timeout=5_000)
     assert "dice_at" not in tool.table.row(worst)
 
 

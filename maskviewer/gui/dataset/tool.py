@@ -30,6 +30,7 @@ TITLE = "Data set"
 DATASET_FILTER = "Data set lists (*.csv *.json *.npz *.npy);;All files (*)"
 POLL_MS = 80
 SUMMARY_EVERY = 6  # polls between aggregate updates while rows stream in
+FOLLOW_MS = 60
 
 
 class DatasetTool(QObject):
@@ -59,6 +60,10 @@ class DatasetTool(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
+        self.follow_timer = QTimer(self)  # a threshold dragged: the table follows its last value
+        self.follow_timer.setSingleShot(True)
+        self.follow_timer.setInterval(FOLLOW_MS)
+        self.follow_timer.timeout.connect(self.follow_threshold)
         self._connect()
         self._add_actions()
 
@@ -337,9 +342,9 @@ class DatasetTool(QObject):
 def install(window: Any) -> DatasetTool:
     """Add the Data set page, File → Open Data Set… and the demo's held-out set."""
     tool = DatasetTool(window)
-    binarise = getattr(getattr(window, "tools", {}).get("binarise"), "model", None)
-    if binarise is not None:  # Dice and IoU follow the Binarise threshold
-        binarise.threshold_changed.connect(lambda _skip: tool.follow_threshold())
+    binarise = tool._binarise()
+    if binarise is not None:  # Dice and IoU follow the Binarise threshold (a drag's last value)
+        binarise.threshold_changed.connect(lambda _skip: tool.follow_timer.start())
     window.help_menu.aboutToShow.connect(lambda: tool.demo_action.setEnabled(tool.demo_name() is not None))
     tool.state.model_changed.connect(lambda _i: tool.panel.demo_button.setEnabled(tool.demo_name() is not None))
     return tool
