@@ -156,13 +156,15 @@ def _prepare_chunk(
     x, full = float_units(patches, value_max, mapping.scale)
     # channel conversion is per pixel: do it on all patches seen as one tall image
     x = convert_channels(x.reshape(n * kh, kw, c), tc, alpha_value=full).reshape(n, kh, kw, tc)
-    # resize all patches at once: stack them along the channel axis, scale afterwards
-    stacked = np.ascontiguousarray(x.transpose(1, 2, 0, 3)).reshape(kh, kw, n * tc)
-    unscaled = InputMapping(resize=mapping.resize, scale="0..1")
-    y, _frame = prepare_input(
-        ImageData(stacked, value_max=1.0), unscaled, (None, th, tw, n * tc)
-    )
-    y = y.reshape(th, tw, n, tc).transpose(2, 0, 1, 3)
+    if (kh, kw) == (th, tw):  # every resize mode leaves a patch of the input's size as it is
+        y = x
+    else:  # resize all patches at once: stack them along the channel axis, scale afterwards
+        stacked = np.ascontiguousarray(x.transpose(1, 2, 0, 3)).reshape(kh, kw, n * tc)
+        unscaled = InputMapping(resize=mapping.resize, scale="0..1")
+        y, _frame = prepare_input(
+            ImageData(stacked, value_max=1.0), unscaled, (None, th, tw, n * tc)
+        )
+        y = y.reshape(th, tw, n, tc).transpose(2, 0, 1, 3)
     if mapping.scale != "raw":  # raw values go in as stored
         y = _scale(y, mapping).astype(np.float32, copy=False)
     if no_channel_axis:
