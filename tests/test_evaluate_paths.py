@@ -51,21 +51,21 @@ def _png_files(tmp_path, rng):
     from PIL import Image
 
     files = {}
-    for mode, shape in (("L", (9, 7)), ("RGB", (5, 8, 3)), ("RGBA", (6, 4, 4))):
-        files[mode] = tmp_path / f"{mode}.png"
-        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(files[mode])
+    for i in range(5):  # the common kind: 6×7 grey
+        files[f"grey{i}"] = tmp_path / f"grey{i}.png"
+        Image.fromarray(rng.integers(0, 256, (6, 7), dtype=np.uint8), "L").save(files[f"grey{i}"])
     files["trns"] = tmp_path / "trns.png"  # a transparent grey value: ignored, as Pillow's grey is read
-    Image.fromarray(rng.integers(0, 256, (5, 5), dtype=np.uint8), "L").save(files["trns"], transparency=3)
+    Image.fromarray(rng.integers(0, 256, (6, 7), dtype=np.uint8), "L").save(files["trns"], transparency=3)
+    files["rgb"] = tmp_path / "rgb.png"  # another size and kind
+    Image.fromarray(rng.integers(0, 256, (5, 8, 3), dtype=np.uint8), "RGB").save(files["rgb"])
     files["deep"] = tmp_path / "deep.png"
-    Image.fromarray(rng.integers(0, 65535, (4, 4), dtype=np.uint16)).save(files["deep"])
+    Image.fromarray(rng.integers(0, 65535, (6, 7), dtype=np.uint16)).save(files["deep"])
     files["palette"] = tmp_path / "pal.png"
-    Image.fromarray(rng.integers(0, 4, (4, 4), dtype=np.uint8), "P").save(files["palette"])
+    Image.fromarray(rng.integers(0, 4, (6, 7), dtype=np.uint8), "P").save(files["palette"])
     files["grey_alpha"] = tmp_path / "la.png"
-    Image.fromarray(rng.integers(0, 256, (5, 5, 2), dtype=np.uint8), "LA").save(files["grey_alpha"])
-    files["large"] = tmp_path / "large.png"  # more pixels than the stream takes
-    Image.fromarray(rng.integers(0, 256, (30, 30), dtype=np.uint8), "L").save(files["large"])
-    files["broken"] = tmp_path / "broken.png"
-    files["broken"].write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    Image.fromarray(rng.integers(0, 256, (6, 7, 2), dtype=np.uint8), "LA").save(files["grey_alpha"])
+    files["broken"] = tmp_path / "broken.png"  # the common head, then nothing a decoder can read
+    files["broken"].write_bytes(files["grey0"].read_bytes()[:40])
     files["short"] = tmp_path / "short.png"
     files["short"].write_bytes(b"\x89PNG")
     return files
@@ -77,16 +77,34 @@ def test_the_png_stream_decodes_what_pillow_reads_and_leaves_the_rest(tmp_path, 
     files = _png_files(tmp_path, rng)
     names = list(files) + ["missing"]
     paths = [str(files.get(n, tmp_path / "missing.png")) for n in names]
-    monkeypatch.setattr(ps, "_GUARD_BATCH", 1)  # an unreadable file fails its check batch: one file here
-    stream = ps.PngStream(list(range(len(paths))), paths, batch=3, max_pixels=400)
+    head = ps.common_head(paths)
+    assert head == files["grey0"].read_bytes()[: ps.HEAD_BYTES]  # the most common simple kind
+    monkeypatch.setattr(ps, "_GUARD_BATCH", 1)  # an unreadable file fails its batch of heads: one file here
+    stream = ps.PngStream(list(range(len(paths))), paths, batch=3, head=head)
     got = stream.take(2)
     assert set(got) == {0, 1}
     got.update(stream.take(len(paths)))
-    assert {names[i] for i in got} == {"L", "RGB", "RGBA", "trns"}
+    assert {names[i] for i in got} == {"grey0", "grey1", "grey2", "grey3", "grey4", "trns"}
     for i, picture in got.items():
         np.testing.assert_array_equal(picture, load_image(paths[i]).array)
         assert picture.dtype == np.uint8
     assert stream.take(99) == {}
+
+
+def test_the_stream_takes_only_small_simple_pngs(tmp_path, rng):
+    from PIL import Image
+
+    import maskviewer.inference.png_stream as ps
+
+    Image.fromarray(rng.integers(0, 256, (300, 300), dtype=np.uint8), "L").save(tmp_path / "large.png")
+    Image.fromarray(rng.integers(0, 65535, (6, 7), dtype=np.uint16)).save(tmp_path / "deep.png")
+    for name in ("large", "deep"):
+        head = (tmp_path / f"{name}.png").read_bytes()[: ps.HEAD_BYTES]
+        assert not ps.simple_head(head) and ps.png_stream([0], [str(tmp_path / f"{name}.png")], 4) is None
+    lying = bytearray(head)  # a head declaring 40,000² pixels is never decoded
+    lying[16:24] = (40_000).to_bytes(4, "big") * 2
+    lying[24:29] = b"\x08\x00\x00\x00\x00"
+    assert not ps.simple_head(bytes(lying))
 
 
 def test_an_unreadable_file_leaves_its_check_batch_to_pillow(tmp_path, rng, monkeypatch):
@@ -97,9 +115,10 @@ def test_an_unreadable_file_leaves_its_check_batch_to_pillow(tmp_path, rng, monk
         p = tmp_path / f"{i}.png"
         save_image(p, rng.integers(0, 256, (6, 6), dtype=np.uint8))
         paths.append(str(p))
+    head = ps.common_head(paths)
     paths[5] = str(tmp_path / "gone.png")
     monkeypatch.setattr(ps, "_GUARD_BATCH", 4)
-    got = ps.PngStream(list(range(8)), paths, batch=3).take(8)
+    got = ps.PngStream(list(range(8)), paths, batch=3, head=head).take(8)
     assert sorted(got) == [0, 1, 2, 3]  # 4..7 are read by Pillow (5 reporting its error)
 
 

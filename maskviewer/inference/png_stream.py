@@ -3,39 +3,44 @@
 For a data set of small PNG files, Pillow spends most of its time in Python (a sixth of a
 millisecond a 28×28 file, holding the GIL); ``tf.data`` reads and decodes them in C++ threads
 while the model runs, and hands them over a batch at a time (one Python step per batch, not
-per file). Only files every decoder reads alike are kept — 8-bit grey, RGB or RGBA, not
-interlaced (checked from each file's first bytes), at most :data:`STREAM_MAX_PIXELS` pixels
-(checked inside the pipeline, before decoding) — anything else, and any file the decoder
-refuses, is left out of the stream and read by :func:`maskviewer.io.images.load_image`, which
-reports errors in its own words. A transparency chunk is ignored, as Pillow's grey and RGB
-pictures are read.
+per file). The stream takes the files that share one *head* — the first 29 bytes of a PNG
+file: signature, size, bit depth, colour type, interlacing — chosen among a sample of the
+files: 8-bit grey, RGB or RGBA, not interlaced, at most :data:`STREAM_MAX_PIXELS` pixels, which
+every decoder reads alike. Those are decoded to one shape, so batches are plain arrays; each
+file's head is compared before it is decoded (a batch of files at a time), so nothing larger
+is ever decoded. Every other file, and any file the decoder refuses, is left out of the stream
+and read by :func:`maskviewer.io.images.load_image`, which reports errors in its own words. A
+transparency chunk is ignored, as Pillow's grey and RGB pictures are read.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
 #: the PNG signature and the IHDR chunk's length and type (the first 16 bytes of every PNG file)
-_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"
+_SIGNATURE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"
 #: bit depth, colour type (grey, RGB, RGBA), compression, filter, interlace
 _LAYOUTS = (b"\x08\x00\x00\x00\x00", b"\x08\x02\x00\x00\x00", b"\x08\x06\x00\x00\x00")
-#: larger pictures are left to Pillow (its decoding releases the GIL, and a padded batch of
-#: large pictures would hold batch × the largest)
+HEAD_BYTES = 29
+#: larger pictures are left to Pillow (its decoding releases the GIL)
 STREAM_MAX_PIXELS = 1 << 16
 #: decoded batches held ready ahead of the caller
 PREFETCH = 2
-#: files whose first bytes are checked together
+#: files whose heads are compared together
 _GUARD_BATCH = 256
-_CHANNELS = {0: 1, 2: 3, 6: 4}
+#: files whose heads are read to choose the stream's
+SAMPLE = 16
 
 
 class PngStream:
-    """Decoded pictures of ``paths`` by their index in ``indices`` (increasing), pulled in order."""
+    """Decoded pictures of the ``paths`` whose first bytes are ``head``, by their index in
+    ``indices`` (increasing), pulled in order."""
 
-    def __init__(self, indices: list[int], paths: list[str], batch: int, max_pixels: int = STREAM_MAX_PIXELS) -> None:
+    def __init__(self, indices: list[int], paths: list[str], batch: int, head: bytes) -> None:
         import tensorflow as tf
 
         dnc = tf.autograph.experimental.do_not_convert  # plain ops: nothing for AutoGraph to rewrite
@@ -43,28 +48,25 @@ class PngStream:
         def read(i: Any, path: Any) -> tuple[Any, Any]:
             return i, tf.io.read_file(path)
 
-        def guard(i: Any, data: Any) -> tuple[Any, Any, Any]:
-            """A batch of files: their first bytes, and nothing to decode for those declaring
-            more than ``max_pixels`` pixels (checked before any decoding)."""
-            head = tf.strings.substr(tf.strings.join([data, b"\0" * 29]), 0, 29)
-            size = tf.io.decode_raw(tf.strings.substr(head, 16, 8), tf.int32, little_endian=False)
-            small = tf.reduce_prod(tf.cast(size, tf.int64), axis=1) <= max_pixels
-            return i, head, tf.where(small, data, "")  # "" fails to decode: left to Pillow
+        def guard(i: Any, data: Any) -> tuple[Any, Any]:
+            """A batch of files: nothing to decode ("" fails) where the head is another."""
+            same = tf.equal(tf.strings.substr(data, 0, HEAD_BYTES), head)
+            return i, tf.where(same, data, "")
 
-        def decode(i: Any, head: Any, data: Any) -> tuple[Any, Any, Any]:
-            return i, head, tf.io.decode_png(data, channels=0, dtype=tf.uint8)
+        def decode(i: Any, data: Any) -> tuple[Any, Any]:
+            return i, tf.io.decode_png(data, channels=0, dtype=tf.uint8)
 
-        # one op per file where it must be (reading, decoding); the checks a batch at a time;
-        # on threads of its own, half the machine's: the model keeps the other half (sharing
-        # all of them, both wait on each other: measured 10% slower on two cores)
+        # one op per file where it must be (reading, decoding), the heads a batch at a time, on
+        # threads of its own, half the machine's: the model keeps the other half (sharing all
+        # of them, both wait on each other: measured 10% slower on two cores). A file that
+        # cannot be read fails its batch of heads (an error dropped right after reading costs
+        # every file time, and such files are few): those go to Pillow.
         threads = max(1, (os.cpu_count() or 1) // 2)
         ds = tf.data.Dataset.from_tensor_slices((np.asarray(indices, np.int64), np.asarray(paths, dtype=object)))
-        # (a file that cannot be read fails its whole batch of checks: an error dropped here
-        # would slow every file down, and such files are few)
         ds = ds.map(dnc(read), num_parallel_calls=threads, deterministic=True)
         ds = ds.batch(_GUARD_BATCH).map(dnc(guard)).unbatch()
         ds = ds.map(dnc(decode), num_parallel_calls=threads, deterministic=True).ignore_errors(log_warning=False)
-        ds = ds.padded_batch(max(1, batch)).prefetch(PREFETCH)
+        ds = ds.batch(max(1, batch)).prefetch(PREFETCH)
         # no tuning thread: a tuned pipeline's iterator takes up to a second to let go of its
         # threads when dropped
         options = tf.data.Options()
@@ -81,39 +83,46 @@ class PngStream:
         # past the last index: read to the end, so the pipeline's threads finish by themselves
         while not self._done and (self._last < below - 1 or below > self._final):
             try:
-                index, heads, pictures = (t.numpy() for t in next(self._it))
+                index, pictures = (t.numpy() for t in next(self._it))
             except StopIteration:
                 self._done = True
                 break
-            self._hold(index.tolist(), heads.tolist(), pictures)
-            self._last = int(index[-1])
+            index = index.tolist()
+            self._held.update(zip(index, pictures, strict=True))
+            self._last = index[-1]
         return {k: self._held.pop(k) for k in sorted(k for k in self._held if k < below)}
 
-    def _hold(self, index: list[int], heads: list[bytes], pictures: np.ndarray) -> None:
-        """Keep the batch's pictures that every decoder reads alike (from their first bytes),
-        cut to their own size (the batch is padded to its largest)."""
-        shapes = [_shape(h) for h in heads]
-        if all(sh == pictures.shape[1:] for sh in shapes):  # one size: the batch as it is
-            self._held.update(zip(index, pictures, strict=True))
-            return
-        for i, sh, picture in zip(index, shapes, pictures, strict=True):
-            if sh is not None:
-                self._held[i] = picture[: sh[0], : sh[1], : sh[2]]
+
+def simple_head(head: bytes, max_pixels: int = STREAM_MAX_PIXELS) -> bool:
+    """Whether a PNG file with these first bytes is one every decoder reads alike and small
+    enough for the stream."""
+    if len(head) != HEAD_BYTES or head[:16] != _SIGNATURE or head[24:29] not in _LAYOUTS:
+        return False
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return 0 < width * height <= max_pixels
 
 
-def _shape(head: bytes) -> tuple[int, int, int] | None:
-    """``(height, width, channels)`` of a PNG file every decoder reads alike, from its first
-    29 bytes; None for any other file."""
-    if head[:16] != _HEAD or head[24:29] not in _LAYOUTS:
-        return None
-    return (int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"), _CHANNELS[head[25]])
+def common_head(paths: list[str], sample: int = SAMPLE) -> bytes | None:
+    """The most common simple head among up to ``sample`` files spread over ``paths``."""
+    step = max(1, len(paths) // sample)
+    heads: Counter = Counter()
+    for path in paths[::step][:sample]:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(HEAD_BYTES)
+        except OSError:
+            continue
+        if simple_head(head):
+            heads[head] += 1
+    return heads.most_common(1)[0][0] if heads else None
 
 
 def png_stream(indices: list[int], paths: list[str], batch: int) -> PngStream | None:
     """A stream over ``paths`` (``indices``: their places in the caller's list), or None when
-    the backend has no input pipeline (JAX) or there is nothing to stream."""
+    the backend has no input pipeline (JAX) or no sampled file is one the stream takes."""
     from maskviewer.inference.backend import backend_name
 
     if backend_name() != "tensorflow" or not paths:
         return None
-    return PngStream(indices, paths, batch)
+    head = common_head(paths)
+    return PngStream(indices, paths, batch, head) if head is not None else None
