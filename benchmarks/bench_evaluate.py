@@ -18,7 +18,7 @@ its process and reports their median.
 
 Run::
 
-    PYTHONPATH=. python benchmarks/bench_evaluate.py [--images 10000] [--batch 128] [--repeat 3]
+    PYTHONPATH=. python benchmarks/bench_evaluate.py [--images 10000] [--batch 128] [--repeat 5]
 
 The plain pipeline runs at Keras's default batch (32) and at ``--batch``; the ratio is taken
 against the faster of the two.
@@ -112,7 +112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=128, help="evaluate's batch (its default)")
-    ap.add_argument("--repeat", type=int, default=3, help="passes per case; the median is reported")
+    ap.add_argument("--repeat", type=int, default=5, help="passes per case; the median is reported")
     a = ap.parse_args()
     from maskviewer.demo import get_demo
 
