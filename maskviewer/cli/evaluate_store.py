@@ -36,6 +36,8 @@ def _file_stat(path: str) -> str:
 def entry_stat(entry: Entry) -> str:
     """The size and modification time of every file an entry reads (its row is reused while
     they stay the same)."""
+    if entry.mask is None and entry.reference is None and not entry.inputs:
+        return _file_stat(entry.image.path)  # the usual entry: its picture alone
     sources = [entry.image, entry.mask, entry.reference, *entry.inputs.values()]
     return ";".join(_file_stat(s.path) for s in sources if s is not None)
 

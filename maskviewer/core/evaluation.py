@@ -186,8 +186,9 @@ def aggregate(rows: list[dict[str, Any]], n_classes: int | None = None) -> dict[
                          "pooled_dice": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"),
                          "thresholds": DICE_GRID.tolist(), "mean_dice_curve": mean.tolist(),
                          "best_threshold": float(DICE_GRID[best]), "best_mean_dice": float(mean[best])}
-    rules = sorted({k[len("patch_"):-len("_correct")] for r in ok_rows for k in r
-                    if k.startswith("patch_") and k.endswith("_correct")})
+    keys = set().union(*ok_rows)  # every column the rows have
+    rules = sorted(k[len("patch_"):-len("_correct")] for k in keys
+                   if k.startswith("patch_") and k.endswith("_correct"))
     if rules:
         out["patches"] = {rule: _proportion(_column(ok_rows, f"patch_{rule}_correct")) for rule in rules}
     variants = [k[len("ablation_"):-len("_correct")] for k in (ok_rows[0] if ok_rows else {})
