@@ -94,14 +94,10 @@ class Preparer:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["info"], state["plan"], state["ablation"])
 
-    def prepare(self, entry: Entry, image: ImageData | None = None) -> EvalItem:
-        """Read one entry's pictures (``image``: its picture, decoded already) and build its
-        model inputs; errors are kept in the item."""
-        return self.prepare_many([entry], [image])[0]
-
     def prepare_many(self, entries: list[Entry], images: list[ImageData | None] | None = None) -> list[EvalItem]:
-        """:meth:`prepare` for each entry; pictures of one size and type that feed the model by
-        themselves (no mask, no other input's picture) are mapped together, as one array."""
+        """Read each entry's pictures (``images``: those decoded already) and build its model
+        inputs; errors are kept in the items. Pictures of one size and type that feed the model
+        by themselves (no mask, no other input's picture) are mapped together, as one array."""
         items = [EvalItem(e) for e in entries]
         for it, image in zip(items, images or [None] * len(items), strict=True):
             _guard(it, self._read, image)
@@ -176,13 +172,6 @@ def _call_now(fn: Callable[[], Any]) -> Future:
         f.set_result(fn())
     except Exception as exc:  # noqa: BLE001 - handed on to the future's reader
         f.set_exception(exc)
-    return f
-
-
-def _done(value: Any) -> Future:
-    """A future that has ``value`` already."""
-    f: Future = Future()
-    f.set_result(value)
     return f
 
 
@@ -267,10 +256,6 @@ class Evaluator:
         #: let the backend's input pipeline decode small PNG files (in C++ threads, ahead of the model)
         self.stream_pngs = True
 
-    def prepare(self, entry: Entry) -> EvalItem:
-        """Read one entry's pictures and build its model inputs (see :class:`Preparer`)."""
-        return self.preparer.prepare(entry)
-
     # -- running (on the calling thread) ----------------------------------------------------------
 
     def rows(self, entries: list[Entry], progress: Callable[[int, int], None] | None = None) -> Iterator[dict]:
@@ -295,7 +280,7 @@ class Evaluator:
                 decoded = stream.take(start + len(batch)) if stream is not None else {}
                 images = [_as_image(decoded.get(start + j), e) for j, e in enumerate(batch)]
                 if all(images):  # decoded already: mapped here, in one piece (a thread would
-                    return [_done(self._prepare_chunk(batch, images))]  # only add GIL handovers)
+                    return [_call_now(partial(self._prepare_chunk, batch, images))]  # only add GIL handovers)
                 step = max(1, -(-len(batch) // workers))
                 return [pool.submit(chunk, batch[i : i + step], images[i : i + step])
                         for i in range(0, len(batch), step)]
