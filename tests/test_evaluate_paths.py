@@ -79,8 +79,8 @@ def test_the_png_stream_decodes_what_pillow_reads_and_leaves_the_rest(tmp_path, 
     paths = [str(files.get(n, tmp_path / "missing.png")) for n in names]
     head = ps.common_head(paths)
     assert head == files["grey0"].read_bytes()[: ps.HEAD_BYTES]  # the most common simple kind
-    monkeypatch.setattr(ps, "_GUARD_BATCH", 1)  # an unreadable file fails its batch of heads: one file here
-    stream = ps.PngStream(list(range(len(paths))), paths, batch=3, head=head)
+    # a file that cannot be read or decoded drops its group: a file a group here
+    stream = ps.PngStream(list(range(len(paths))), paths, batch=1, head=head)
     got = stream.take(2)
     assert set(got) == {0, 1}
     got.update(stream.take(len(paths)))
@@ -107,7 +107,7 @@ def test_the_stream_takes_only_small_simple_pngs(tmp_path, rng):
     assert not ps.simple_head(bytes(lying))
 
 
-def test_an_unreadable_file_leaves_its_check_batch_to_pillow(tmp_path, rng, monkeypatch):
+def test_an_unreadable_file_leaves_its_group_to_pillow(tmp_path, rng):
     import maskviewer.inference.png_stream as ps
 
     paths = []
@@ -117,9 +117,32 @@ def test_an_unreadable_file_leaves_its_check_batch_to_pillow(tmp_path, rng, monk
         paths.append(str(p))
     head = ps.common_head(paths)
     paths[5] = str(tmp_path / "gone.png")
-    monkeypatch.setattr(ps, "_GUARD_BATCH", 4)
+    paths[7] = str(tmp_path / "5.png")  # the same file twice: both decoded
     got = ps.PngStream(list(range(8)), paths, batch=3, head=head).take(8)
-    assert sorted(got) == [0, 1, 2, 3]  # 4..7 are read by Pillow (5 reporting its error)
+    assert sorted(got) == [0, 1, 2, 6, 7]  # 3..5 are read by Pillow (5 reporting its error)
+    np.testing.assert_array_equal(got[7], load_image(paths[7]).array)
+
+
+def test_a_group_decodes_its_files_of_the_head_and_marks_the_others(tmp_path, rng):
+    """Files of another size or kind inside a group are skipped, not decoded, and the group's
+    other files still stream (RGB and RGBA heads too)."""
+    import maskviewer.inference.png_stream as ps
+    from PIL import Image
+
+    for mode, c in (("RGB", 3), ("RGBA", 4), ("L", 1)):
+        paths = []
+        for i in range(7):
+            p = tmp_path / f"{mode}{i}.png"
+            size = (5, 9) if i in (1, 4) else (6, 4)
+            a = rng.integers(0, 256, (*size, c), dtype=np.uint8)
+            Image.fromarray(a[..., 0] if c == 1 else a, mode).save(p)
+            paths.append(str(p))
+        head = ps.common_head(paths)
+        assert ps.head_shape(head) == (6, 4, c)
+        got = ps.PngStream(list(range(10, 17)), paths, batch=4, head=head).take(17)
+        assert sorted(got) == [10, 12, 13, 15, 16]
+        for i, picture in got.items():
+            np.testing.assert_array_equal(picture, load_image(paths[i - 10]).array)
 
 
 def _folder(tmp_path, rng):
