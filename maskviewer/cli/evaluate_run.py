@@ -65,9 +65,13 @@ class EvalItem:
     error: str = ""
     #: ``(arrays, j)`` when ``arrays`` are row ``j`` of inputs mapped together (:meth:`Preparer.prepare_many`)
     stacked: tuple[dict[str, np.ndarray], int] | None = None
+    #: the inputs' names and shapes (set for the group when mapped together)
+    key: tuple | None = None
 
     def shapes(self) -> tuple:
-        return tuple((k, v.shape) for k, v in self.arrays.items())
+        if self.key is None:
+            self.key = tuple((k, v.shape) for k, v in self.arrays.items())
+        return self.key
 
 
 @dataclass
@@ -87,6 +91,7 @@ class Preparer:
         self.info, self.plan, self.ablation = info, plan, ablation
         self.reader = reader or PictureReader()
         self._plain_mappings: dict | None = None
+        self._plain_alone: bool | None = None
 
     def __getstate__(self) -> dict:
         return {"info": self.info, "plan": self.plan, "ablation": self.ablation}
@@ -99,10 +104,9 @@ class Preparer:
         inputs; errors are kept in the items. Pictures of one size and type that feed the model
         by themselves (no mask, no other input's picture) are mapped together, as one array."""
         items = [EvalItem(e) for e in entries]
+        groups: dict[tuple, list[EvalItem]] = {}
         for it, image in zip(items, images or [None] * len(items), strict=True):
             _guard(it, self._read, image)
-        groups: dict[tuple, list[EvalItem]] = {}
-        for it in items:
             if it.error:
                 continue
             if self._alone(it):
@@ -120,20 +124,21 @@ class Preparer:
                 for it in group:  # each picture's own words for what is wrong
                     _guard(it, self._arrays)
                 continue
+            key = tuple((k, v.shape[1:]) for k, v in arrays.items())
             for j, it in enumerate(group):
-                it.arrays, it.stacked = {k: v[j] for k, v in arrays.items()}, (arrays, j)
+                it.arrays, it.stacked, it.key = {k: v[j] for k, v in arrays.items()}, (arrays, j), key
         return items
 
     def _read(self, item: EvalItem, image: ImageData | None) -> None:
         """The entry's pictures, mask, reference and input mappings."""
         reader, entry = self.reader, item.entry
         item.image = image = image if image is not None else reader.picture(entry.image)
-        shape = (image.height, image.width)
         if entry.mask is not None:
-            item.mask = reader.mask(entry.mask, shape)
+            item.mask = reader.mask(entry.mask, (image.height, image.width))
         if entry.reference is not None:
             item.reference = reader.reference(entry.reference)
-        item.others = {name: reader.picture(src) for name, src in entry.inputs.items()}
+        if entry.inputs:
+            item.others = {name: reader.picture(src) for name, src in entry.inputs.items()}
         if image.raw is None:  # the mappings depend on the picture only through a stored array
             if self._plain_mappings is None:
                 self._plain_mappings = image_mappings(self.info, None, self.plan)
@@ -144,10 +149,19 @@ class Preparer:
     def _alone(self, item: EvalItem) -> bool:
         """Whether the item's inputs come from its picture alone, by per-pixel mapping."""
         image = item.image
-        return (image is not None and image.raw is None and not item.others and not self.ablation
-                and image.height * image.width <= SPARSE_RESIZE_ABOVE
-                and len(item.mappings) == len(self.info.inputs)
-                and all(m.source == "image" for m in item.mappings.values()))
+        if image is None or image.raw is not None or item.others or self.ablation:
+            return False
+        shape = image.array.shape
+        if shape[0] * shape[1] > SPARSE_RESIZE_ABOVE:
+            return False
+        if self._plain_alone is None:  # the plain mappings (every picture without a stored array)
+            self._plain_alone = self._from_image(self._plain_mappings)
+        return self._plain_alone  # image.raw is None: the plain mappings
+
+    def _from_image(self, mappings: dict | None) -> bool:
+        """Whether ``mappings`` feed every model input from the picture."""
+        return (mappings is not None and len(mappings) == len(self.info.inputs)
+                and all(m.source == "image" for m in mappings.values()))
 
     def _arrays(self, item: EvalItem) -> None:
         """The item's model inputs (and its mask variants'), one picture at a time."""
@@ -379,10 +393,12 @@ class Evaluator:
                 continue
             answers = self._answers(group, outputs)
             ablated = {v: self._answers(group, outs) for v, outs in variants.items()}
+            maps = self.map_output is not None
             for j, i in enumerate(idx):
-                try:
-                    rows[i] = self.row(items[i], {n: v[j] for n, v in outputs.items()}, answers[j],
-                                       {v: a[j] for v, a in ablated.items()})
+                it = items[i]
+                try:  # the outputs themselves are read only for a map scored against a reference
+                    rows[i] = self.row(it, {n: v[j] for n, v in outputs.items()} if maps and it.reference is not None
+                                       else {}, answers[j], {v: a[j] for v, a in ablated.items()})
                 except MaskviewerError as exc:
                     rows[i] = self._failed(items[i], str(exc))
         return [rows[i] for i in range(len(items))]
@@ -403,7 +419,8 @@ class Evaluator:
         return {"key": entry.key, "source": entry.image.describe(), "label": entry.label or ""}
 
     def row(self, it: EvalItem, outputs: dict[str, np.ndarray], answer: dict, ablated: dict[str, dict]) -> dict:
-        """One entry's row from its outputs, its answer (:meth:`_answers`) and its mask
+        """One entry's row from its outputs (read for a map scored against the entry's
+        reference; may be empty otherwise), its answer (:meth:`_answers`) and its mask
         variants' answers."""
         row = self._base(it.entry)
         row.update(answer)

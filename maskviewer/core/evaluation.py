@@ -87,18 +87,23 @@ def class_rows(kind: str, values: np.ndarray, labels: list[str | None], classes:
     if p.shape[1] == 1:  # one sigmoid: the two classes (1 - p, p)
         p = np.concatenate([1.0 - p, p], axis=1)
     pred = np.argmax(p, axis=1)
-    confidence = p[np.arange(n), pred]
+    rows_at = np.arange(n)
+    confidence = p[rows_at, pred].tolist()
     truths: dict[str | None, int | None] = {}
-    rows = []
-    for j, label in enumerate(labels):
-        row: dict[str, Any] = {"pred": int(pred[j]), "confidence": float(confidence[j])}
+    for label in labels:
         if label not in truths:
             truths[label] = class_index(label, classes)
-        truth = truths[label]
+    truth_of = [truths[label] for label in labels]
+    # each row's probability of its true class (read as Python floats, as one at a time)
+    at = np.array([t if t is not None and t < p.shape[1] else 0 for t in truth_of], dtype=np.intp)
+    p_true = p[rows_at, at].tolist()
+    rows = []
+    for j, (k, truth) in enumerate(zip(pred.tolist(), truth_of, strict=True)):
+        row: dict[str, Any] = {"pred": k, "confidence": confidence[j]}
         if truth is not None:
             row["truth"] = truth
-            row["correct"] = int(pred[j] == truth)
-            row["loss"] = float(-math.log(max(float(p[j, truth]), 1e-12))) if truth < p.shape[1] else float("nan")
+            row["correct"] = int(k == truth)
+            row["loss"] = -math.log(max(p_true[j], 1e-12)) if truth < p.shape[1] else float("nan")
         rows.append(row)
     return rows
 
@@ -149,7 +154,10 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 def _column(rows: list[dict], name: str) -> np.ndarray:
     vals = [r.get(name) for r in rows]
-    return np.array([np.nan if v is None or v == "" else float(v) for v in vals], dtype=np.float64)
+    try:  # numbers and None (NaN) as they are
+        return np.array(vals, dtype=np.float64)
+    except (TypeError, ValueError):  # empty cells of a table read back, and the like
+        return np.array([np.nan if v is None or v == "" else float(v) for v in vals], dtype=np.float64)
 
 
 def _proportion(hits: np.ndarray) -> dict[str, Any]:

@@ -31,7 +31,12 @@ def meta_path(table: str | Path) -> Path:
 
 
 def columns_of(rows: list[dict]) -> list[str]:
-    rest = dict.fromkeys(k for r in rows for k in r)  # in order of first appearance
+    every = set().union(*rows)
+    rest: dict[str, None] = {}  # in order of first appearance, read until every column is met
+    for r in rows:
+        rest.update(dict.fromkeys(r))
+        if len(rest) == len(every):
+            break
     lead = [c for c in LEAD_COLUMNS if c in rest]
     return lead + [k for k in rest if k not in LEAD_COLUMNS]
 
