@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -147,12 +149,21 @@ def common_head(paths: list[str], sample: int = SAMPLE) -> bytes | None:
     return heads.most_common(1)[0][0] if heads else None
 
 
-def png_stream(indices: list[int], paths: list[str], batch: int) -> PngStream | None:
-    """A stream over ``paths`` (``indices``: their places in the caller's list), or None when
-    the backend has no input pipeline (JAX) or no sampled file is one the stream takes."""
+def stream_starter(indices: list[int], paths: list[str], batch: int) -> Callable[[], PngStream] | None:
+    """What makes a stream over ``paths`` (``indices``: their places in the caller's list) when
+    called — the head is chosen now, the stream built then (about a tenth of a second, which a
+    caller may spend on a thread of its own) — or None when the backend has no input pipeline
+    (JAX) or no sampled file is one the stream takes."""
     from maskviewer.inference.backend import backend_name
 
     if backend_name() != "tensorflow" or not paths:
         return None
     head = common_head(paths)
-    return PngStream(indices, paths, batch, head) if head is not None else None
+    return partial(PngStream, indices, paths, batch, head) if head is not None else None
+
+
+def png_stream(indices: list[int], paths: list[str], batch: int) -> PngStream | None:
+    """A stream over ``paths`` (``indices``: their places in the caller's list), or None (see
+    :func:`stream_starter`)."""
+    start = stream_starter(indices, paths, batch)
+    return start() if start is not None else None
