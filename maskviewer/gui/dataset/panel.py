@@ -194,7 +194,7 @@ class DatasetPanel(QWidget):
         v.verticalHeader().setDefaultSectionSize(THUMB_SIDE + 4)
         v.verticalHeader().hide()
         v.setWordWrap(False)
-        v.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keys differ at their ends (class/name, [row])
+        v.setTextElideMode(Qt.TextElideMode.ElideLeft)  # keys differ at their ends (class/name, [row])
         v.setMinimumHeight(6 * (THUMB_SIDE + 4))
         h = v.horizontalHeader()
         h.setSectionsClickable(True)
