@@ -289,7 +289,7 @@ def test_worker_processes_threads_and_the_png_stream_read_the_same_rows(tmp_path
     for name, minimum in (("stream", 10**9), ("threads", 10**9), ("processes", 1)):
         monkeypatch.setattr(run, "PROCESS_MIN", minimum)
         if name != "stream":  # PNG files read by Pillow, in threads or worker processes
-            monkeypatch.setattr(run.Evaluator, "_png_stream", lambda self, entries, start=0: None)
+            monkeypatch.setattr(run.Evaluator, "_png_stream", lambda self, entries: None)
         table = tmp_path / f"{name}.csv"
         _evaluate([str(data), "--model", model, "--out", str(table), "--batch-size", "16"])
         by[name] = read_table(table)[0]

@@ -71,8 +71,11 @@ def _png_files(tmp_path, rng):
     return files
 
 
-def test_the_png_stream_decodes_what_pillow_reads_and_leaves_the_rest(tmp_path, rng, monkeypatch):
+@pytest.mark.parametrize("direct", [0, 3, 99], ids=["pipeline", "both", "direct calls"])
+def test_the_png_stream_decodes_what_pillow_reads_and_leaves_the_rest(tmp_path, rng, monkeypatch, direct):
     import maskviewer.inference.png_stream as ps
+
+    monkeypatch.setattr(ps, "DIRECT_GROUPS", direct)  # groups decoded before the pipeline runs
 
     files = _png_files(tmp_path, rng)
     names = list(files) + ["missing"]
@@ -107,8 +110,11 @@ def test_the_stream_takes_only_small_simple_pngs(tmp_path, rng):
     assert not ps.simple_head(bytes(lying))
 
 
-def test_an_unreadable_file_leaves_its_group_to_pillow(tmp_path, rng):
+@pytest.mark.parametrize("direct", [0, 1, 99], ids=["pipeline", "both", "direct calls"])
+def test_an_unreadable_file_leaves_its_group_to_pillow(tmp_path, rng, monkeypatch, direct):
     import maskviewer.inference.png_stream as ps
+
+    monkeypatch.setattr(ps, "DIRECT_GROUPS", direct)
 
     paths = []
     for i in range(8):
@@ -123,11 +129,15 @@ def test_an_unreadable_file_leaves_its_group_to_pillow(tmp_path, rng):
     np.testing.assert_array_equal(got[7], load_image(paths[7]).array)
 
 
-def test_a_group_decodes_its_files_of_the_head_and_marks_the_others(tmp_path, rng):
+@pytest.mark.parametrize("direct", [0, 1, 99], ids=["pipeline", "both", "direct calls"])
+def test_a_group_decodes_its_files_of_the_head_and_marks_the_others(tmp_path, rng, monkeypatch, direct):
     """Files of another size or kind inside a group are skipped, not decoded, and the group's
     other files still stream (RGB and RGBA heads too)."""
-    import maskviewer.inference.png_stream as ps
     from PIL import Image
+
+    import maskviewer.inference.png_stream as ps
+
+    monkeypatch.setattr(ps, "DIRECT_GROUPS", direct)
 
     for mode, c in (("RGB", 3), ("RGBA", 4), ("L", 1)):
         paths = []

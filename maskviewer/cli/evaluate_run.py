@@ -275,9 +275,8 @@ class Evaluator:
     def rows(self, entries: list[Entry], progress: Callable[[int, int], None] | None = None) -> Iterator[dict]:
         """A results row per entry, in order, a batch at a time (``progress`` may raise to stop).
 
-        Small PNG files past the first :data:`AHEAD` batches are decoded by the backend's
-        input pipeline in its own threads (:mod:`maskviewer.inference.png_stream`; it is built
-        while the first batches are read); the rest of each entry is read in chunks by a
+        Small PNG files are decoded by the backend's input pipeline in its own threads
+        (:mod:`maskviewer.inference.png_stream`); the rest of each entry is read in chunks by a
         pool — worker processes for a data set of at least :data:`PROCESS_MIN` entries that the
         stream does not decode, on a machine with more than one core (image decoding in Python
         holds the GIL), else threads — up to :data:`AHEAD` batches ahead of the model. The
@@ -286,18 +285,12 @@ class Evaluator:
         """
         size = max(1, self.settings.batch_size)
         starts = list(range(0, len(entries), size))
-        # the first batches are read by the pool while the stream starts on a thread of its
-        # own (building it takes about a tenth of a second: the model starts that much sooner)
-        first = min(len(entries), AHEAD * size)
-        start_stream = self._png_stream(entries, first) if len(entries) > first else None
-        pool, workers = self._pool(len(entries), start_stream is None)
+        stream = self._png_stream(entries)
+        pool, workers = self._pool(len(entries), stream is None)
         chunk = _prepare_chunk if isinstance(pool, ProcessPoolExecutor) else self._prepare_chunk
-        starter = ThreadPoolExecutor(1, thread_name_prefix="evaluate-stream") if start_stream else None
-        stream_f = starter.submit(start_stream) if starter is not None else None
         with pool:
             def submit(start: int) -> list[Future]:
                 batch = entries[start : start + size]
-                stream = stream_f.result() if stream_f is not None and start >= first else None
                 decoded = stream.take(start + len(batch)) if stream is not None else {}
                 images = [_as_image(decoded.get(start + j), e) for j, e in enumerate(batch)]
                 if all(images):  # decoded already: mapped here, in one piece (a thread would
@@ -311,20 +304,28 @@ class Evaluator:
             runner = ThreadPoolExecutor(1, thread_name_prefix="evaluate-model") \
                 if self.plan.patch_spec is None else None
             sent: deque = deque()  # batches handed to the model, oldest first, with their progress
+            queue: deque = deque()  # batches being read, oldest first
+            ahead = iter(starts)
+
+            def top_up(n: int) -> None:
+                for start in ahead:
+                    queue.append(submit(start))
+                    if len(queue) >= n:
+                        break
+
             try:
-                queue = deque(submit(s) for s in starts[:AHEAD])
+                top_up(1)  # the first batch alone: the model starts on it before the next are read
                 for k in range(len(starts)):
                     items = [it for f in queue.popleft() for it in f.result()]
                     for it in items:
                         self.prepared(it)
                     sent.append((self._start(items, runner), starts[k] + len(items)))
+                    top_up(AHEAD)
                     while len(sent) > (MODEL_AHEAD if runner is not None else 0):
                         started, done = sent.popleft()
                         yield from self._finish(started)
                         if progress is not None:
                             progress(done, len(entries))
-                    if k + AHEAD < len(starts):
-                        queue.append(submit(starts[k + AHEAD]))
                 while sent:
                     started, done = sent.popleft()
                     yield from self._finish(started)
@@ -333,19 +334,16 @@ class Evaluator:
             finally:
                 if runner is not None:
                     runner.shutdown(wait=True, cancel_futures=True)
-                if starter is not None:
-                    starter.shutdown(wait=True, cancel_futures=True)
 
-    def _png_stream(self, entries: list[Entry], start: int = 0) -> Callable[[], Any] | None:
-        """What starts the backend's decoding of the PNG files among ``entries[start:]``, ahead
-        of use (None: no stream)."""
+    def _png_stream(self, entries: list[Entry]) -> Any:
+        """The backend's decoding of the entries' PNG files, ahead of use (None: none)."""
         if not self.stream_pngs:
             return None
-        from maskviewer.inference.png_stream import stream_starter
+        from maskviewer.inference.png_stream import png_stream
 
-        picked = [(i, e.image.path) for i, e in enumerate(entries[start:], start)
+        picked = [(i, e.image.path) for i, e in enumerate(entries)
                   if e.image.row is None and e.image.corner is None and e.image.path.lower().endswith(".png")]
-        return stream_starter([i for i, _ in picked], [p for _, p in picked], self.settings.batch_size)
+        return png_stream([i for i, _ in picked], [p for _, p in picked], self.settings.batch_size)
 
     def _prepare_chunk(self, entries: list[Entry], images: list[ImageData | None]) -> list[EvalItem]:
         return self.preparer.prepare_many(entries, images)

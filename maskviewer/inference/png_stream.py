@@ -17,9 +17,8 @@ are read.
 from __future__ import annotations
 
 import os
-from collections import Counter
-from collections.abc import Callable
-from functools import partial
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -35,34 +34,31 @@ STREAM_MAX_PIXELS = 1 << 16
 PREFETCH = 2
 #: files whose heads are read to choose the stream's
 SAMPLE = 16
+#: groups decoded by direct calls while the pipeline for the rest is built (it takes about as
+#: long as the model takes for these)
+DIRECT_GROUPS = 4
 
 
 class PngStream:
     """Decoded pictures of the ``paths`` whose first bytes are ``head``, by their index in
-    ``indices`` (increasing), pulled in order."""
+    ``indices`` (increasing), pulled in order.
+
+    The first :data:`DIRECT_GROUPS` groups are decoded by calling the loader on the caller's
+    thread when asked for, while the input pipeline for the rest is built on a thread of its
+    own (building it takes about a tenth of a second: the first pictures are ready at once).
+    """
 
     def __init__(self, indices: list[int], paths: list[str], batch: int, head: bytes) -> None:
-        import tensorflow as tf
-
-        load = _loader(head)
-        # a group of files per call: a call per file costs tf.data about a tenth of a
-        # millisecond more than reading and decoding a small file (measured: 10,000 files in
-        # 1.5 CPU-s one by one, 0.55 CPU-s in groups of 128). A group with a file that cannot
-        # be read or decoded is dropped whole: its files go to Pillow, each failing in its own
-        # words. Threads of its own, half the machine's: the model keeps the other half
-        # (sharing all of them, both wait on each other: measured 10% slower on two cores);
-        # with one thread, the groups are made in the prefetching thread itself.
-        threads = max(1, (os.cpu_count() or 1) // 2)
-        parallel = {"num_parallel_calls": threads, "deterministic": True} if threads > 1 else {}
-        ds = tf.data.Dataset.from_tensor_slices((np.asarray(indices, np.int64), np.asarray(paths, dtype=object)))
-        ds = ds.batch(max(1, batch)).map(load, **parallel).ignore_errors(log_warning=False)
-        ds = ds.prefetch(PREFETCH)
-        # no tuning thread: a tuned pipeline's iterator takes up to a second to let go of its
-        # threads when dropped
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        options.threading.private_threadpool_size = threads
-        self._it = iter(ds.with_options(options))
+        self._load = _loader(head)
+        batch = max(1, batch)
+        first = min(len(indices), DIRECT_GROUPS * batch)
+        self._direct = deque((indices[s : s + batch], paths[s : s + batch]) for s in range(0, first, batch))
+        self._it: Any = None
+        self._building: Future | None = None
+        if first < len(indices):
+            builder = ThreadPoolExecutor(1, thread_name_prefix="png-stream")
+            self._building = builder.submit(_pipeline, self._load, indices[first:], paths[first:], batch)
+            builder.shutdown(wait=False)  # its thread ends when the pipeline is built
         self._held: dict[int, np.ndarray] = {}
         self._last = -1  # the largest index pulled so far
         self._done = not indices
@@ -72,16 +68,59 @@ class PngStream:
         """Every decoded picture whose index is below ``below`` (those not taken before)."""
         # past the last index: read to the end, so the pipeline's threads finish by themselves
         while not self._done and (self._last < below - 1 or below > self._final):
+            if self._direct:
+                self._keep(*self._call(*self._direct.popleft()))
+                self._done = not self._direct and self._building is None
+                continue
+            if self._it is None:
+                assert self._building is not None
+                self._it = self._building.result()
             try:
-                index, pictures, same = (t.numpy() for t in next(self._it))
+                self._keep(*(t.numpy() for t in next(self._it)))
             except StopIteration:
                 self._done = True
-                break
-            self._last = int(index[-1])
-            if not same.all():
-                index, pictures = index[same], pictures[same]
-            self._held.update(zip(index.tolist(), pictures, strict=True))
         return {k: self._held.pop(k) for k in sorted(k for k in self._held if k < below)}
+
+    def _call(self, indices: list[int], paths: list[str]) -> tuple[np.ndarray, ...]:
+        """A group decoded now (none of it when a file cannot be read or decoded)."""
+        import tensorflow as tf
+
+        index = np.asarray(indices, np.int64)
+        try:
+            return tuple(t.numpy() for t in self._load(index, np.asarray(paths, dtype=object)))
+        except tf.errors.OpError:  # its files go to Pillow, each failing in its own words
+            return index, np.zeros((len(index), 1), np.uint8), np.zeros(len(index), bool)
+
+    def _keep(self, index: np.ndarray, pictures: np.ndarray, same: np.ndarray) -> None:
+        self._last = int(index[-1])
+        if not same.all():
+            index, pictures = index[same], pictures[same]
+        self._held.update(zip(index.tolist(), pictures, strict=True))
+
+
+def _pipeline(load: Any, indices: list[int], paths: list[str], batch: int) -> Any:
+    """An iterator over ``load``'s groups of the files, made by the backend's input pipeline
+    on threads of its own, ahead of use."""
+    import tensorflow as tf
+
+    # a group of files per call: a call per file costs tf.data about a tenth of a
+    # millisecond more than reading and decoding a small file (measured: 10,000 files in
+    # 1.5 CPU-s one by one, 0.55 CPU-s in groups of 128). A group with a file that cannot
+    # be read or decoded is dropped whole: its files go to Pillow, each failing in its own
+    # words. Threads of its own, half the machine's: the model keeps the other half
+    # (sharing all of them, both wait on each other: measured 10% slower on two cores);
+    # with one thread, the groups are made in the prefetching thread itself.
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    parallel = {"num_parallel_calls": threads, "deterministic": True} if threads > 1 else {}
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(indices, np.int64), np.asarray(paths, dtype=object)))
+    ds = ds.batch(batch).map(load, **parallel).ignore_errors(log_warning=False)
+    ds = ds.prefetch(PREFETCH)
+    # no tuning thread: a tuned pipeline's iterator takes up to a second to let go of its
+    # threads when dropped
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = threads
+    return iter(ds.with_options(options))
 
 
 #: the traced group loader of each head met (one per picture size and kind), the newest last
@@ -149,21 +188,12 @@ def common_head(paths: list[str], sample: int = SAMPLE) -> bytes | None:
     return heads.most_common(1)[0][0] if heads else None
 
 
-def stream_starter(indices: list[int], paths: list[str], batch: int) -> Callable[[], PngStream] | None:
-    """What makes a stream over ``paths`` (``indices``: their places in the caller's list) when
-    called — the head is chosen now, the stream built then (about a tenth of a second, which a
-    caller may spend on a thread of its own) — or None when the backend has no input pipeline
-    (JAX) or no sampled file is one the stream takes."""
+def png_stream(indices: list[int], paths: list[str], batch: int) -> PngStream | None:
+    """A stream over ``paths`` (``indices``: their places in the caller's list), or None when
+    the backend has no input pipeline (JAX) or no sampled file is one the stream takes."""
     from maskviewer.inference.backend import backend_name
 
     if backend_name() != "tensorflow" or not paths:
         return None
     head = common_head(paths)
-    return partial(PngStream, indices, paths, batch, head) if head is not None else None
-
-
-def png_stream(indices: list[int], paths: list[str], batch: int) -> PngStream | None:
-    """A stream over ``paths`` (``indices``: their places in the caller's list), or None (see
-    :func:`stream_starter`)."""
-    start = stream_starter(indices, paths, batch)
-    return start() if start is not None else None
+    return PngStream(indices, paths, batch, head) if head is not None else None
