@@ -50,6 +50,9 @@ def test_method_choices_are_the_apis():
     ("layercam", ["--layer", "conv1"], {}),
     ("smoothgrad", ["--smooth-samples", "5", "--smooth-noise", "0.3"], {"smooth_samples": 5, "smooth_noise": 0.3}),
     ("ig", ["--ig-steps", "6", "--ig-baseline", "blurred"], {"ig_steps": 6, "ig_baseline": "blurred"}),
+    ("occlusion", ["--occlusion-window", "12", "--occlusion-stride", "5"], {"occlusion_window": 12, "occlusion_stride": 5}),
+    ("occlusion", [], {}),
+    ("scorecam", ["--layer", "conv2", "--score-channels", "3"], {"score_channels": 3}),
 ])
 def test_export_writes_the_apis_maps(files, tmp_path, capsys, method, extra, opts):
     import keras
@@ -64,15 +67,20 @@ def test_export_writes_the_apis_maps(files, tmp_path, capsys, method, extra, opt
     manifest = read_manifest(out)
     entries = sorted((e for e in manifest["artifacts"] if e["kind"] == "cam"), key=lambda e: e["image"])
     assert len(entries) == 3 and all(e["method"] == method for e in entries)
-    layer = extra[1] if extra[0] == "--layer" else None
+    layer = extra[1] if extra and extra[0] == "--layer" else None
     model = keras.saving.load_model(model_path)
     ref = attribution_function(model, method, layer, options=AttributionOptions(**opts))(_inputs(images))
     for i, entry in enumerate(entries):
         assert entry["layer"] == (layer or "image")
         np.testing.assert_allclose(load_npy(out, entry), ref.item(i).heatmap, rtol=1e-4, atol=1e-5)
     wanted = {"smoothgrad": {"samples": 5, "noise": 0.3, "seed": 0},
-              "ig": {"steps": 6, "baseline": "blurred", "rule": "trapezoid"}}.get(method)
+              "ig": {"steps": 6, "baseline": "blurred", "rule": "trapezoid"},
+              "occlusion": {"window": 12, "stride": 5} if opts else None,
+              "scorecam": {"channels": 3} if opts else None}.get(method)
     assert manifest["settings"]["cam_params"] == wanted
+    if opts:  # the options change the map (else the comparison above proves nothing about them)
+        plain = attribution_function(model, method, layer)(_inputs(images))
+        assert not np.allclose(plain.item(0).heatmap, ref.item(0).heatmap, atol=1e-4)
 
 
 def test_bad_values_are_refused(files, tmp_path, capsys):
@@ -80,6 +88,9 @@ def test_bad_values_are_refused(files, tmp_path, capsys):
     for extra, said in ((["--cam", "ig", "--ig-steps", "1"], "--ig-steps 1"),
                         (["--cam", "smoothgrad", "--smooth-samples", "0"], "--smooth-samples 0"),
                         (["--cam", "ig", "--ig-baseline", "grey"], "--ig-baseline grey"),
+                        (["--cam", "occlusion", "--occlusion-window", "0"], "--occlusion-window 0"),
+                        (["--cam", "occlusion", "--occlusion-stride", "-2"], "--occlusion-stride -2"),
+                        (["--cam", "scorecam", "--score-channels", "0"], "--score-channels 0"),
                         (["--cam", "occlusionish"], "invalid choice")):
         try:
             rc, err = _run([images[0], "--model", model_path, "--out", tmp_path / "o", *extra], capsys)

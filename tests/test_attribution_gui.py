@@ -1,5 +1,5 @@
-"""The Layers tool offers every attribution method: SmoothGrad's and IG's parameters are shown
-for those methods only and reach the maps; input-space maps are drawn at the input's
+"""The Layers tool offers every attribution method: SmoothGrad's, IG's, Occlusion's and
+Score-CAM's parameters are shown for those methods only and reach the maps; input-space maps are drawn at the input's
 resolution over the image; the request is traced once when asked again."""
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ def test_model_params_are_clamped_and_snapshotted():
     m.set_param("ig_steps", 10_000)
     m.set_param("smooth_noise", 0.4)
     assert (m.params.smooth_samples, m.params.ig_steps, m.params.smooth_noise) == (1, 512, 0.4)
+    m.set_param("occlusion_window", -3)  # 0: the method's default
+    m.set_param("score_channels", 5)
+    assert (m.params.occlusion_window, m.params.score_channels) == (0, 5)
     with pytest.raises(ValueError):
         m.set_param("ig_baseline", "grey")
     n = len(seen)
@@ -99,4 +102,29 @@ def test_every_method_in_the_window(qtbot, window, model_files, tmp_path, keras_
         assert o.cam.space == "layer" and o.cam.map.shape == (16, 16)
         ref = attribution_function(model, method, "conv2")(x)
         np.testing.assert_allclose(o.cam.heatmap, ref.item(0).heatmap, rtol=1e-4, atol=1e-5)
-        assert not panel.params.isVisibleTo(panel)
+        assert panel.params.isVisibleTo(panel) == (method == "scorecam")
+
+    # Score-CAM's channel cap and Occlusion's window and stride reach the maps
+    def changed(method, **params):
+        def done():
+            o = tool.outcome
+            return (o is not None and o.request.method == method and o.cam is not None
+                    and all(getattr(o.request.params, k) == v for k, v in params.items()))
+
+        qtbot.waitUntil(done, timeout=60_000)
+        return tool.outcome
+
+    assert panel.params.score_channels.isVisibleTo(panel) and panel.params.score_channels.text() == "all channels"
+    panel.params.score_channels.setValue(3)
+    o = changed("scorecam", score_channels=3)
+    ref = attribution_function(model, "scorecam", "conv2", options=AttributionOptions(score_channels=3))(x)
+    np.testing.assert_allclose(o.cam.heatmap, ref.item(0).heatmap, rtol=1e-4, atol=1e-5)
+    panel.set_method("occlusion")
+    assert panel.params.occlusion_window.isVisibleTo(panel) and not panel.params.score_channels.isVisibleTo(panel)
+    assert panel.params.occlusion_window.text() == "window: auto"
+    panel.params.occlusion_window.setValue(8)
+    panel.params.occlusion_stride.setValue(6)
+    o = changed("occlusion", occlusion_window=8, occlusion_stride=6)
+    ref = attribution_function(model, "occlusion", options=AttributionOptions(occlusion_window=8, occlusion_stride=6))(x)
+    assert o.cam.space == "input"
+    np.testing.assert_allclose(o.cam.heatmap, ref.item(0).heatmap, rtol=1e-4, atol=1e-5)

@@ -24,7 +24,8 @@ INPUT_CHOICES = ("saliency", "smoothgrad", "ig", "occlusion")
 
 
 def add_method_options(g: Any) -> None:
-    """``--smooth-samples``, ``--smooth-noise``, ``--ig-steps``, ``--ig-baseline``."""
+    """``--smooth-samples``, ``--smooth-noise``, ``--ig-steps``, ``--ig-baseline``,
+    ``--occlusion-window``, ``--occlusion-stride``, ``--score-channels``."""
     g.add_argument("--smooth-samples", type=int, default=16, metavar="N",
                    help="--cam smoothgrad: noisy copies averaged (default 16)")
     g.add_argument("--smooth-noise", type=float, default=0.15, metavar="F",
@@ -34,6 +35,14 @@ def add_method_options(g: Any) -> None:
     g.add_argument("--ig-baseline", default="black", metavar="B",
                    help="--cam ig: black (zeros in model units), blurred (Gaussian blur of the input) "
                         "or FILE.npy (an array of the input's shape, in model units) (default black)")
+    g.add_argument("--occlusion-window", type=int, default=None, metavar="PX",
+                   help="--cam occlusion: the square window's side in input pixels (default: an eighth "
+                        "of the input's shorter side)")
+    g.add_argument("--occlusion-stride", type=int, default=None, metavar="PX",
+                   help="--cam occlusion: the window's step in input pixels (default: half the window)")
+    g.add_argument("--score-channels", type=int, default=None, metavar="N",
+                   help="--cam scorecam: only the N channels of largest spatial spread, as tf-keras-vis' "
+                        "max_N (default: every channel; a pass per channel)")
 
 
 def method_params(args: argparse.Namespace) -> dict:
@@ -52,6 +61,16 @@ def method_params(args: argparse.Namespace) -> dict:
         if base not in ("black", "blurred") and not str(base).lower().endswith(".npy"):
             raise UsageError(f"--ig-baseline {base}: use black, blurred or a .npy file of the input's shape.")
         return {"steps": args.ig_steps, "baseline": base, "rule": "trapezoid"}
+    if method == "occlusion":
+        for flag, value in (("--occlusion-window", args.occlusion_window), ("--occlusion-stride", args.occlusion_stride)):
+            if value is not None and value < 1:
+                raise UsageError(f"{flag} {value}: use at least 1 pixel.")
+        given = {"window": args.occlusion_window, "stride": args.occlusion_stride}
+        return {k: v for k, v in given.items() if v is not None}  # the defaults are not named
+    if method == "scorecam":
+        if args.score_channels is not None and args.score_channels < 1:
+            raise UsageError(f"--score-channels {args.score_channels}: use at least 1 channel.")
+        return {"channels": args.score_channels} if args.score_channels is not None else {}
     return {}
 
 
@@ -101,6 +120,10 @@ class MethodFunction:
             base = p["baseline"]
             opts.ig_steps = p["steps"]
             opts.ig_baseline = base if base in ("black", "blurred") else _baseline(base, host.info, layer)
+        if plan.cam == "occlusion":
+            opts.occlusion_window, opts.occlusion_stride = p.get("window"), p.get("stride")
+        if plan.cam == "scorecam":
+            opts.score_channels = p.get("channels")
         input_space = plan.cam in INPUT_CHOICES
         if input_space:
             opts.input = packed_key(host.loaded, layer)

@@ -211,7 +211,7 @@ class LayersModel:
         self._set("rank_in_mask", bool(on), self.request_changed)
 
     def set_param(self, name: str, value: Any) -> None:
-        """Set a SmoothGrad or IG parameter (see :class:`~maskviewer.gui.layers.probe.MethodParams`)."""
+        """Set an attribution method's parameter (see :class:`~maskviewer.gui.layers.probe.MethodParams`)."""
         if self.params.set(name, value):
             self.request_changed.emit()
 

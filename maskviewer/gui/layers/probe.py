@@ -36,17 +36,22 @@ LAYER_CAM_METHODS = LAYER_METHODS
 #: methods whose channels can be ranked inside the painted mask
 RANKED_METHODS = ("topk", "grid", "mean", "max", "channel")
 #: the parameters' limits (the widgets' ranges)
-PARAM_LIMITS = {"smooth_samples": (1, 256), "smooth_noise": (0.0, 1.0), "ig_steps": (2, 512)}
+PARAM_LIMITS = {"smooth_samples": (1, 256), "smooth_noise": (0.0, 1.0), "ig_steps": (2, 512),
+                "occlusion_window": (0, 4096), "occlusion_stride": (0, 4096), "score_channels": (0, 8192)}
 
 
 @dataclass
 class MethodParams:
-    """SmoothGrad's and Integrated Gradients' parameters, as the panel sets them."""
+    """The parameters of SmoothGrad, Integrated Gradients, Occlusion and Score-CAM, as the
+    panel sets them (0: the method's default)."""
 
     smooth_samples: int = 16
     smooth_noise: float = 0.15
     ig_steps: int = 32
     ig_baseline: str = "black"  # or "blurred"
+    occlusion_window: int = 0  # 0: an eighth of the input's shorter side
+    occlusion_stride: int = 0  # 0: half the window
+    score_channels: int = 0  # 0: every channel
 
     def set(self, name: str, value: Any) -> bool:
         """Set one parameter (clamped to its limits); True when it changed."""
@@ -150,7 +155,9 @@ def run_attribution(probe: Any, loaded: Any, packed: Any, req: ProbeRequest, che
     p = req.params
     names = [t.name for t in loaded.info.inputs]
     opts = AttributionOptions(smooth_samples=p.smooth_samples, smooth_noise=p.smooth_noise, ig_steps=p.ig_steps,
-                              ig_baseline=p.ig_baseline, input=packed_key(loaded, req.mask_input))
+                              ig_baseline=p.ig_baseline, input=packed_key(loaded, req.mask_input),
+                              occlusion_window=p.occlusion_window or None, occlusion_stride=p.occlusion_stride or None,
+                              score_channels=p.score_channels or None)
     layer = req.path if req.method in LAYER_CAM_METHODS else None
     fn = attribution_function(probe, req.method, layer, req.output, opts,
                               output_keys=list(loaded.output_keys), compiled="repeat")
