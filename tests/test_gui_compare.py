@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 
-def test_compare_runs_two_methods_sorts_and_shows_one_large(qtbot, window):
+def test_compare_runs_two_methods_sorts_and_shows_one_large(qtbot, window, tmp_path):
     from maskviewer.core.heatmap import normalize, to_indices, upsample_to_frame
     from maskviewer.gui.demo_gallery import open_demo
 
@@ -62,6 +62,22 @@ def test_compare_runs_two_methods_sorts_and_shows_one_large(qtbot, window):
     assert (rect.x(), rect.y(), rect.width(), rect.height()) == pytest.approx(
         (frame.x, frame.y, frame.width, frame.height))
     assert t.selectedItems() and t.selectedItems()[0].row() == target
+
+    # File → Export writes the table: each map with its AUCs, curves and sanity check, in order
+    from maskviewer.io.export import load_npy, read_manifest
+
+    assert window.tools["export"].export_to(tmp_path / "out") is not None
+    manifest = read_manifest(tmp_path / "out")
+    compared = sorted((e for e in manifest["artifacts"] if "compare_rank" in e), key=lambda e: e["compare_rank"])
+    assert [e["method"] for e in compared] == [r.method for r in dels[::-1]]  # the order shown
+    for e in compared:
+        r = by[e["method"]]
+        np.testing.assert_array_equal(load_npy(tmp_path / "out", e), r.map.astype(np.float32))
+        f = e["faithfulness"]
+        assert f["deletion_auc"] == pytest.approx(r.deletion.auc) and f["insertion_auc"] == pytest.approx(r.insertion.auc)
+        assert f["deletion"]["scores"] == pytest.approx(list(r.deletion.scores))
+        assert e["sanity"]["passed"] == r.sanity.passed and e["compare_order"] == "deletion descending"
+        assert (tmp_path / "out" / e["files"]["plot"]["path"]).exists()
 
     # a long run reports progress and stops on Cancel; the rows shown stay those of the last run
     m.set_steps(256)

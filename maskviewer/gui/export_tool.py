@@ -92,6 +92,43 @@ def layers_items(tool: Any) -> list[ExportItem]:
                        caption=f"{lm.path} · {method}")]
 
 
+def compare_items(tool: Any) -> list[ExportItem]:
+    """The Compare page's table: each method's map (on the layer's grid or the input's pixels),
+    its deletion and insertion curves with their AUCs and its sanity check in the manifest, the
+    curves as a plot, in the table's order."""
+    from maskviewer.io.export.plots import curves_plot
+
+    m = tool.model
+    o = m.outcome
+    if o is None or o.frame is None or tool.state.image is None:
+        return []
+    req, image = o.request, tool.state.image.path
+    items = []
+    for rank, view in enumerate(m.rows(), 1):
+        r = m.result(view.method)
+        if r is None or r.error or r.map is None:
+            continue
+        values = np.asarray(r.map, np.float32)
+        finite = values[np.isfinite(values)]
+        low = min(0.0, float(finite.min())) if finite.size else 0.0
+        high = max(1.0, float(finite.max())) if finite.size else 1.0
+        name = req.layer if r.space == "layer" and req.layer else (req.input_name or "image")
+        info: dict[str, Any] = {"output": req.output, "space": r.space, "compare_rank": rank,
+                                "compare_order": f"{m.sort_key} {'descending' if m.descending else 'ascending'}"}
+        curves = {k: c for k, c in (("deletion", r.deletion), ("insertion", r.insertion)) if c is not None}
+        if curves:
+            info["faithfulness"] = {"steps": req.steps, **{f"{k}_auc": float(c.auc) for k, c in curves.items()},
+                                    **{k: c.to_dict() for k, c in curves.items()}}
+        if r.sanity is not None:
+            info["sanity"] = r.sanity.to_dict()
+        plot = curves_plot({k: (c.fractions, c.scores, c.auc) for k, c in curves.items()},
+                           f"{r.label} · {name} · class {r.class_index}") if curves else None
+        caption = f"{r.label} · " + " · ".join(f"{k} AUC {float(c.auc):.3f}" for k, c in curves.items())
+        items.append(ExportItem("cam", name, values, o.frame, r.method, r.class_index, image, vrange=(low, high),
+                                info=info, caption=caption, plot=plot))
+    return items
+
+
 def mask_items(tool: Any) -> list[ExportItem]:
     """Every mask of the current image, at image resolution."""
     from maskviewer.core.mask_feed import current_feed

@@ -140,6 +140,13 @@ class CompareTool(QObject):
         heat = self.model.large()
         self.overlay.draw(heat, self.model.colormap, self.model.opacity / 100.0)
 
+    def export_items(self) -> list:
+        """The compared maps with their table's numbers, for File → Export (see
+        maskviewer.gui.export_tool)."""
+        from maskviewer.gui.export_tool import compare_items
+
+        return compare_items(self)
+
     def _finished(self, _kind: str, outcome: CompareOutcome) -> None:
         self.model.set_outcome(outcome)
 
