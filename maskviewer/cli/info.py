@@ -34,12 +34,12 @@ def info_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from maskviewer.core.errors import MaskviewerError, UnsafeModelError
 
-    signatures = None
+    signatures = host = None
     try:
         check_paths(args, "model", "custom_objects")  # before the backend: a missing file fails at once
         check_trust(args)
         quiet_backend(args)
-        info, signatures = _describe(args)
+        info, signatures, host = _describe(args)
     except UsageError as exc:
         say(f"maskviewer: {exc}")
         return 2
@@ -60,25 +60,90 @@ def info_main(argv: list[str]) -> int:
             data["signatures"] = signatures
         data["proposed_mappings"] = proposed_mappings(info)
         data["output_kinds"] = output_kinds(info)
+        data["transformer"] = transformer_layers(host)
         print(json.dumps(data, indent=2, default=str))
     else:
         print_info(info)
+        print_transformer(transformer_layers(host))
         for name, sig in (signatures or {}).items():
             print(f"signature {name!r}: inputs " + ", ".join(_tensor(t) for t in sig["inputs"])
                   + "; outputs " + ", ".join(_tensor(t) for t in sig["outputs"]))
     return 0
 
 
-def _describe(args: argparse.Namespace) -> tuple[Any, dict | None]:
-    """The model's description; a SavedModel without ``--trust`` is read, never loaded or run
-    (its graph can hold any TensorFlow op), and its signatures come along."""
+def _describe(args: argparse.Namespace) -> tuple[Any, dict | None, Any]:
+    """The model's description, its signatures and the loaded model's host; a SavedModel
+    without ``--trust`` is read, never loaded or run (its graph can hold any TensorFlow op):
+    its signatures come along, and there is no host."""
     from maskviewer.inference.model_files import is_savedmodel_dir
 
     if not args.trust and is_savedmodel_dir(args.model):
         from maskviewer.inference.loading import savedmodel_info
 
-        return savedmodel_info(args.model)
-    return load_model(args).info, None
+        return (*savedmodel_info(args.model), None)
+    host = load_model(args)
+    return host.info, None, host
+
+
+#: how a token grid was found, in words
+GRID_SOURCES = {"model": "the input size ÷ the model's patch size", "tokens": "the token count",
+                "user": "given"}
+
+
+def transformer_layers(host: Any) -> dict:
+    """Per token layer, its patch grid and extra tokens; per MultiHeadAttention layer, its
+    heads — as the Layers and Attention pages read them ({} for other models, or unloaded)."""
+    from maskviewer.core.errors import MaskviewerError
+
+    if host is None:
+        return {}
+    from maskviewer.inference.probe import describe_layers
+
+    try:
+        entries = describe_layers(host)
+    except MaskviewerError:  # a model whose layers cannot be probed has no pages to read them
+        return {}
+    out: dict[str, dict] = {}
+    for e in entries:
+        found: dict[str, Any] = {}
+        if e.tokens is not None:
+            found["tokens"] = e.tokens.manifest()
+        if e.heads:
+            found["heads"] = e.heads
+        if found:
+            out[e.path] = found
+    return out
+
+
+def print_transformer(layers: dict) -> None:
+    """The token layers by grid and the attention layers by heads, as text (nothing when none)."""
+    if not layers:
+        return
+    print("token layers and attention (as the Layers and Attention pages read them; "
+          "change with --grid/--extra-tokens):")
+    grids: dict[str, list[str]] = {}
+    heads: dict[int, list[str]] = {}
+    for path, found in layers.items():
+        if "tokens" in found:
+            t = found["tokens"]
+            extra = t["tokens_dropped"]
+            text = (f"{t['grid'][0]}×{t['grid'][1]} token grid"
+                    + (f" + {extra} extra token{'s' if extra != 1 else ''}" if extra else "")
+                    + f" (from {GRID_SOURCES.get(t['grid_source'], t['grid_source'])})")
+            grids.setdefault(text, []).append(path)
+        if "heads" in found:
+            heads.setdefault(found["heads"], []).append(path)
+    for text, paths in grids.items():
+        print(f"  {text}: {_names(paths)}")
+    for n, paths in heads.items():
+        print(f"  {n} attention heads: {_names(paths)}")
+
+
+def _names(paths: list[str]) -> str:
+    """Layer names, the first and last of a long run."""
+    if len(paths) <= 4:
+        return ", ".join(paths)
+    return f"{len(paths)} layers, {paths[0]} … {paths[-1]}"
 
 
 def _tensor(t: dict) -> str:
