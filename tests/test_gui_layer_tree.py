@@ -328,3 +328,25 @@ def test_ablation_table_puts_the_largest_effect_first_and_sorts_by_a_clicked_col
     assert [t.item(r, 1).text() for r in range(t.rowCount())] == [str(i) for i in np.argsort(deltas, kind="stable")]
     t.sortByColumn(2, Qt.SortOrder.DescendingOrder)  # "Painted": by value
     assert [t.item(r, 1).text() for r in range(t.rowCount())] == [str(i) for i in np.argsort(-values[:, 0], kind="stable")]
+
+
+def test_the_optional_columns_are_remembered(qtbot, settings):
+    from maskviewer.gui.app import create_window
+    from maskviewer.gui.layers.tree import COLUMNS
+
+    win = create_window(settings, start_backend=False)
+    qtbot.addWidget(win)
+    lt = win.tools["layers"].panel.layer_tree
+    assert lt.tree.isColumnHidden(COLUMNS.index("Params"))
+    lt.set_column_shown("Params", True)
+    win.close()
+    again = create_window(settings, start_backend=False)  # the next start: as it was left
+    qtbot.addWidget(again)
+    lt = again.tools["layers"].panel.layer_tree
+    assert not lt.tree.isColumnHidden(COLUMNS.index("Params")) and lt.tree.isColumnHidden(COLUMNS.index("Type"))
+    lt.set_column_shown("Params", False)
+    again.close()
+    third = create_window(settings, start_backend=False)
+    qtbot.addWidget(third)
+    assert third.tools["layers"].panel.layer_tree.tree.isColumnHidden(COLUMNS.index("Params"))
+    third.close()

@@ -22,9 +22,12 @@ from maskviewer.gui.layers.model import LayersModel
 from maskviewer.gui.layers.overlay import HeatmapOverlay
 from maskviewer.gui.layers.panel import LayersPanel
 from maskviewer.gui.layers.probe import ProbeOutcome, ProbeRequest, describe_layers_job, run_probe
+from maskviewer.gui.layers.tree import OPTIONAL_COLUMNS
 
 INFO_KIND = "layers_info"
 PROBE_KIND = "probe"
+#: where the layer list's optional columns are remembered
+SETTINGS_COLUMNS = "layers/columns"
 
 
 class LayersTool(QObject):
@@ -40,6 +43,7 @@ class LayersTool(QObject):
         self.dock = window.add_panel("Layers", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.overlay = HeatmapOverlay()
         window.add_panel_overlay("Layers", self.overlay, 20)
+        self._remember_columns()
         #: returns the painted mask (image pixels, (H, W)) or None; set by the mask tool
         self.mask_provider: Callable[[], np.ndarray | None] = self._mask_from_tool
         self.jobs = JobClient(self.controller, (INFO_KIND, PROBE_KIND))
@@ -61,6 +65,17 @@ class LayersTool(QObject):
         s.prediction_changed.connect(self._prediction_changed)
         s.labels_changed.connect(lambda _labels: self._update_info())
         self._model_changed(self.state.model_info)
+
+    def _remember_columns(self) -> None:
+        """The layer list's optional columns (type, parameters) as the user left them."""
+        settings = self.controller.settings
+        if settings is None:
+            return
+        tree = self.panel.layer_tree
+        for name in OPTIONAL_COLUMNS:
+            if settings.value(f"{SETTINGS_COLUMNS}/{name}", "false") in (True, "true"):
+                tree.set_column_shown(name, True)
+        tree.column_shown.connect(lambda name, on: settings.setValue(f"{SETTINGS_COLUMNS}/{name}", on))
 
     # -- the model's state, as other tools read it --------------------------------------------------
 

@@ -68,6 +68,7 @@ class LayerTree(QWidget):
     """
 
     picked = Signal(object)  # a layer path, or None when the selection was cleared
+    column_shown = Signal(str, bool)  # an optional column shown or hidden (the tool remembers it)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -229,7 +230,9 @@ class LayerTree(QWidget):
         """Show or hide an optional column (``"Type"``, ``"Params"``)."""
         if name not in OPTIONAL_COLUMNS:
             raise ValueError(f"{name!r} is not an optional column; one of {list(OPTIONAL_COLUMNS)}")
-        self.tree.setColumnHidden(COLUMNS.index(name), not shown)
+        if self.tree.isColumnHidden(COLUMNS.index(name)) == bool(shown):
+            self.tree.setColumnHidden(COLUMNS.index(name), not shown)
+            self.column_shown.emit(name, bool(shown))
 
     def column_menu(self) -> QMenu:
         """The header's context menu: one check per optional column."""
