@@ -305,3 +305,40 @@ def test_the_bar_at_1024_by_700(qtbot, window, image_path):
     qtbot.waitUntil(lambda: _shown_modes(bar) == [m.name for m in MODES], timeout=3000)
     chip = bar._extra[0]
     assert chip.isVisible() and chip.mapTo(bar, chip.rect().topRight()).x() <= bar.width()
+
+
+def test_space_pans_while_the_pointer_is_over_the_image_whatever_has_the_keys(qtbot, window, image_path):
+    from PySide6.QtCore import QEvent
+
+    tool = open_image(qtbot, window, image_path)
+    canvas = window.canvas
+    tool.mode_bar.actions["brush"].trigger()
+    ds = window.tools["dataset"].panel
+    window.show_panel("Data set")
+    box, line = ds.ablation, window.tools["layers"].panel.layer_tree.filter
+    window.activateWindow()
+    box.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is box)
+    QApplication.sendEvent(canvas, QEvent(QEvent.Type.Enter))  # the pointer over the image
+    ticked = box.isChecked()
+    qtbot.keyPress(box, Qt.Key.Key_Space)
+    assert canvas.modes.panning and box.isChecked() == ticked  # the image pans; the box is left alone
+    x0 = canvas.view.viewRange()[0][0]
+    drag(qtbot, window, (20.0, 20.0), (5.0, 12.0))
+    assert canvas.view.viewRange()[0][0] == pytest.approx(x0 + 15.0, abs=0.5)
+    qtbot.keyRelease(canvas, Qt.Key.Key_Space)  # the canvas holds the keys until the release
+    assert not canvas.modes.panning and tool.tool == "brush"
+    # a text field keeps its spaces, pointer over the image or not
+    window.show_panel("Layers")
+    line.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is line)
+    qtbot.keyClick(line, Qt.Key.Key_Space)
+    assert line.text() == " " and not canvas.modes.panning
+    line.clear()
+    # the pointer elsewhere: Space is the focused widget's again
+    QApplication.sendEvent(canvas, QEvent(QEvent.Type.Leave))
+    window.show_panel("Data set")
+    box.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is box)
+    qtbot.keyClick(box, Qt.Key.Key_Space)
+    assert box.isChecked() != ticked and not canvas.modes.panning

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, Qt, Signal
-from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QGraphicsItem, QLabel
 
 from maskviewer.core.image import ImageData, display_range, display_uint8
@@ -123,6 +123,15 @@ class ImageCanvas(pg.GraphicsLayoutWidget):
         self.empty_hint.setWordWrap(True)
         self.empty_hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
         self.empty_hint.setStyleSheet("background: transparent;")
+        # Space held pans while the pointer is over the image whichever widget has the keys (a
+        # panel's button, the layer list): a window shortcut, on while the pointer is here; a
+        # text field keeps its spaces (it claims the key first); the release comes here
+        self._space = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
+        self._space.setContext(Qt.ShortcutContext.WindowShortcut)
+        self._space.setAutoRepeat(False)
+        self._space.setEnabled(False)
+        self._space.activated.connect(self._space_from_elsewhere)
+        self._grabbed = False
         self.show_mode()
 
     def set_image(self, image: ImageData | None) -> None:
@@ -170,12 +179,30 @@ class ImageCanvas(pg.GraphicsLayoutWidget):
                     if et == QEvent.Type.KeyPress:
                         self.modes.hold(True)
                     elif et == QEvent.Type.KeyRelease:
-                        self.modes.hold(False)
+                        self._let_go()
                 ev.accept()
                 return True
-        elif et == QEvent.Type.FocusOut:
-            self.modes.hold(False)  # a release the canvas will not hear
+        elif et == QEvent.Type.FocusOut and not self._grabbed or et == QEvent.Type.WindowDeactivate:
+            self._let_go()  # a release the canvas will not hear
+        elif et == QEvent.Type.Enter:
+            self._space.setEnabled(True)
+        elif et == QEvent.Type.Leave:
+            self._space.setEnabled(False)
         return super().event(ev)
+
+    def _space_from_elsewhere(self) -> None:
+        """Space pressed while another widget has the keys and the pointer is here: hold, and
+        take the keys until it is released."""
+        if not self.modes.held:
+            self.modes.hold(True)
+            self.grabKeyboard()
+            self._grabbed = True
+
+    def _let_go(self) -> None:
+        self.modes.hold(False)
+        if self._grabbed:
+            self._grabbed = False
+            self.releaseKeyboard()
 
     def mousePressEvent(self, ev) -> None:  # noqa: N802
         # reached only by presses the editing tools left to the view: a pan grabs the image
