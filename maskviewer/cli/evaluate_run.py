@@ -308,10 +308,8 @@ class Evaluator:
             ahead = iter(starts)
 
             def top_up(n: int) -> None:
-                for start in ahead:
+                while len(queue) < n and (start := next(ahead, None)) is not None:
                     queue.append(submit(start))
-                    if len(queue) >= n:
-                        break
 
             try:
                 top_up(1)  # the first batch alone: the model starts on it before the next are read
