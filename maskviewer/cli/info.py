@@ -120,7 +120,7 @@ def print_transformer(layers: dict) -> None:
     if not layers:
         return
     print("token layers and attention (as the Layers and Attention pages read them; "
-          "change with --grid/--extra-tokens):")
+          "export's --grid and --extra-tokens override the grid):")
     grids: dict[str, list[str]] = {}
     heads: dict[int, list[str]] = {}
     for path, found in layers.items():

@@ -182,7 +182,7 @@ class ImageCanvas(pg.GraphicsLayoutWidget):
                         self._let_go()
                 ev.accept()
                 return True
-        elif et == QEvent.Type.FocusOut and not self._grabbed or et == QEvent.Type.WindowDeactivate:
+        elif (et == QEvent.Type.FocusOut and not self._grabbed) or et == QEvent.Type.WindowDeactivate:
             self._let_go()  # a release the canvas will not hear
         elif et == QEvent.Type.Enter:
             self._space.setEnabled(True)
