@@ -119,6 +119,7 @@ def test_every_method_in_the_window(qtbot, window, model_files, tmp_path, keras_
     o = changed("scorecam", score_channels=3)
     ref = attribution_function(model, "scorecam", "conv2", options=AttributionOptions(score_channels=3))(x)
     np.testing.assert_allclose(o.cam.heatmap, ref.item(0).heatmap, rtol=1e-4, atol=1e-5)
+    assert "the 3 channels of largest spread" in panel.info.text()
     panel.set_method("occlusion")
     assert panel.params.occlusion_window.isVisibleTo(panel) and not panel.params.score_channels.isVisibleTo(panel)
     assert panel.params.occlusion_window.text() == "window: auto"
@@ -128,3 +129,4 @@ def test_every_method_in_the_window(qtbot, window, model_files, tmp_path, keras_
     ref = attribution_function(model, "occlusion", options=AttributionOptions(occlusion_window=8, occlusion_stride=6))(x)
     assert o.cam.space == "input"
     np.testing.assert_allclose(o.cam.heatmap, ref.item(0).heatmap, rtol=1e-4, atol=1e-5)
+    assert "window 8 px, stride 6 px: 25 windows" in panel.info.text()  # starts 0, 6, 12, 18, 24 on 32 px

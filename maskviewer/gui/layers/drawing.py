@@ -152,6 +152,16 @@ def describe(o: ProbeOutcome | None, labels: list[str] | None = None, kinds: Any
         parts.append(
             f"{METHOD_LABELS.get(o.cam.method, o.cam.method)} of {of} (score {o.cam.score:.4g}) on {where}"
         )
+        params = getattr(o.request, "params", None)
+        if o.cam.method == "occlusion" and params is not None:  # the window "auto" chose
+            from maskviewer.inference.attribution_occlusion import occlusion_geometry
+
+            h, w = np.shape(o.cam.map)[:2]
+            win, step, corners = occlusion_geometry(h, w, params.occlusion_window or None,
+                                                    params.occlusion_stride or None)
+            parts.append(f"window {win} px, stride {step} px: {len(corners)} windows")
+        elif o.cam.method == "scorecam" and params is not None and params.score_channels:
+            parts.append(f"the {params.score_channels} channels of largest spread")
     elif o.maps is not None:
         shape = "×".join(str(d) for d in o.maps.shape)
         if o.maps.spatial:
