@@ -91,7 +91,7 @@ class Preparer:
         self.info, self.plan, self.ablation = info, plan, ablation
         self.reader = reader or PictureReader()
         self._plain_mappings: dict | None = None
-        self._plain_alone: bool | None = None
+        self._plain_alone = False  # the plain mappings feed every input from the picture
 
     def __getstate__(self) -> dict:
         return {"info": self.info, "plan": self.plan, "ablation": self.ablation}
@@ -141,7 +141,8 @@ class Preparer:
             item.others = {name: reader.picture(src) for name, src in entry.inputs.items()}
         if image.raw is None:  # the mappings depend on the picture only through a stored array
             if self._plain_mappings is None:
-                self._plain_mappings = image_mappings(self.info, None, self.plan)
+                m = self._plain_mappings = image_mappings(self.info, None, self.plan)
+                self._plain_alone = len(m) == len(self.info.inputs) and all(v.source == "image" for v in m.values())
             item.mappings = self._plain_mappings
         else:
             item.mappings = image_mappings(self.info, image, self.plan)
@@ -152,16 +153,7 @@ class Preparer:
         if image is None or image.raw is not None or item.others or self.ablation:
             return False
         shape = image.array.shape
-        if shape[0] * shape[1] > SPARSE_RESIZE_ABOVE:
-            return False
-        if self._plain_alone is None:  # the plain mappings (every picture without a stored array)
-            self._plain_alone = self._from_image(self._plain_mappings)
-        return self._plain_alone  # image.raw is None: the plain mappings
-
-    def _from_image(self, mappings: dict | None) -> bool:
-        """Whether ``mappings`` feed every model input from the picture."""
-        return (mappings is not None and len(mappings) == len(self.info.inputs)
-                and all(m.source == "image" for m in mappings.values()))
+        return shape[0] * shape[1] <= SPARSE_RESIZE_ABOVE and self._plain_alone  # image.raw None: plain mappings
 
     def _arrays(self, item: EvalItem) -> None:
         """The item's model inputs (and its mask variants'), one picture at a time."""

@@ -169,7 +169,7 @@ def simple_head(head: bytes, max_pixels: int = STREAM_MAX_PIXELS) -> bool:
     enough for the stream."""
     if len(head) != HEAD_BYTES or head[:16] != _SIGNATURE or head[24:29] not in _LAYOUTS:
         return False
-    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    height, width, _channels = head_shape(head)
     return 0 < width * height <= max_pixels
 
 

@@ -288,15 +288,20 @@ class DatasetTable:
         sampled one)."""
         if column == "loss" and self.rows and not any("loss" in r for r in self.rows[:200]):
             return "Error"
-        if column in ("dice", "iou") and any(f"{column}_at" in r for r in self.rows):
+        if column in ("dice", "iou") and self._shown_at_other(column):
             return f"{dict(COLUMNS)[column]} @{self.threshold:.2f}" + ("≈" if self.off_grid() else "")
         return dict(COLUMNS)[column]
+
+    def _shown_at_other(self, column: str) -> bool:
+        """Whether some row shows ``column`` at the window's threshold (never without one:
+        the header asks at every paint)."""
+        return self.threshold is not None and any(f"{column}_at" in r for r in self.rows)
 
     def tip(self, column: str) -> str:
         """What a Dice or IoU header means."""
         if column not in ("dice", "iou"):
             return ""
-        if not any(f"{column}_at" in r for r in self.rows):
+        if not self._shown_at_other(column):
             return f"{dict(COLUMNS)[column]} against the reference at the threshold the run used."
         near = f"{round(self.threshold * 100) / 100:.2f}" if self.threshold is not None else ""
         text = f"{dict(COLUMNS)[column]} at the Binarise threshold, read from each image's Dice curve"
